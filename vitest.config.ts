@@ -1,0 +1,26 @@
+// vitest.config.ts: test projects. `unit` is pure TypeScript and runs anywhere;
+// `datapath` loads real BPF programs into the running kernel and needs root.
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          testTimeout: 120_000,
+        },
+      },
+      {
+        test: {
+          name: 'datapath',
+          include: ['test/datapath/**/*.test.ts'],
+          testTimeout: 300_000,
+          // BPF programs, pins and namespaces are machine-global: one file at a time.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
