@@ -60,13 +60,16 @@ function checkSize(size: number): TableSize {
 }
 
 /** Each backend's place in Maglev's permutation: where its list starts and its stride. */
-export function permutationParameters(size: number, backends: readonly BackendWeight[]): { offset: Uint32Array; skip: Uint32Array } {
-  const offset = new Uint32Array(backends.length);
-  const skip = new Uint32Array(backends.length);
+export function permutationParameters(size: number, backends: readonly BackendWeight[]): { offset: Int32Array; skip: Int32Array } {
+  const offset = new Int32Array(backends.length);
+  const skip = new Int32Array(backends.length);
+  let scratch = new Uint8Array(256);
   for (let i = 0; i < backends.length; i++) {
-    const key = encoder.encode(backends[i]!.key);
-    offset[i] = murmur3(key, OFFSET_SEED) % size;
-    skip[i] = (murmur3(key, SKIP_SEED) % (size - 1)) + 1;
+    const key = backends[i]!.key;
+    if (key.length * 3 > scratch.length) scratch = new Uint8Array(key.length * 3);
+    const len = encoder.encodeInto(key, scratch).written;
+    offset[i] = murmur3(scratch, OFFSET_SEED, len) % size;
+    skip[i] = (murmur3(scratch, SKIP_SEED, len) % (size - 1)) + 1;
   }
   return { offset, skip };
 }
@@ -83,18 +86,29 @@ export function quotas(size: number, backends: readonly BackendWeight[], held?: 
   const q = new Int32Array(n);
   const rem = new Float64Array(n);
   let left = size;
-  const candidates: number[] = [];
   for (let i = 0; i < n; i++) {
     const scaled = size * backends[i]!.weight; // < 2^41: exact in a double
     const f = Math.floor(scaled / total);
     q[i] = f;
     rem[i] = scaled - f * total;
     left -= f;
-    if (rem[i]! > 0) candidates.push(i);
   }
-  const keeps = (i: number): number => (held !== undefined && held[i]! > q[i]! ? 1 : 0);
-  candidates.sort((a, b) => keeps(b) - keeps(a) || rem[b]! - rem[a]! || a - b);
-  for (let k = 0; k < left; k++) q[candidates[k]!]!++;
+  if (left === 0) return q;
+  // Rank candidates by one sortable number: (prefer, remainder, -index). With
+  // remainder < total <= MAX_BACKENDS * MAX_WEIGHT the key stays below
+  // 2 * total * n < 2^53, so it is exact and a plain numeric sort suffices.
+  const order = new Float64Array(n);
+  let candidates = 0;
+  for (let i = 0; i < n; i++) {
+    if (rem[i]! === 0) continue;
+    const prefer = held !== undefined && held[i]! > q[i]! ? total : 0;
+    order[candidates++] = (prefer + rem[i]!) * n + (n - 1 - i);
+  }
+  const ranked = order.subarray(0, candidates).sort();
+  for (let k = 0; k < left; k++) {
+    const key = ranked[candidates - 1 - k]!;
+    q[n - 1 - (key % n)]!++;
+  }
   return q;
 }
 
@@ -129,14 +143,14 @@ export function minimumMoves(size: number, backends: readonly BackendWeight[], h
 function fillInTurns(
   size: number,
   owner: Int32Array,
-  offset: Uint32Array,
-  skip: Uint32Array,
+  offset: Int32Array,
+  skip: Int32Array,
   need: Int32Array,
 ): void {
   const active = new Int32Array(need.length);
   let nActive = 0;
   for (let i = 0; i < need.length; i++) if (need[i]! > 0) active[nActive++] = i;
-  const pos = Uint32Array.from(offset);
+  const pos = Int32Array.from(offset);
   while (nActive > 0) {
     let kept = 0;
     for (let a = 0; a < nActive; a++) {
@@ -192,6 +206,46 @@ function indexMap(previous: readonly BackendWeight[], next: readonly BackendWeig
 }
 
 /**
+ * Frees, for every backend i with surplus[i] > 0, its surplus[i] least-preferred
+ * slots (highest rank j in its list offset + j * skip). One pass over the table
+ * buckets each such backend's slots by backend, as ranks; each bucket is then
+ * sorted (native typed-array sort) and its top ranks released. O(M) overall.
+ */
+function releaseLeastPreferred(
+  size: number,
+  owner: Int32Array,
+  held: Int32Array,
+  surplus: Int32Array,
+  offset: Int32Array,
+  skip: Int32Array,
+): void {
+  const n = surplus.length;
+  const start = new Int32Array(n + 1);
+  const inv = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const bucket = surplus[i]! > 0 ? held[i]! : 0;
+    start[i + 1] = start[i]! + bucket;
+    if (bucket > 0) inv[i] = inverseMod(skip[i]!, size);
+  }
+  const ranks = new Int32Array(start[n]!);
+  const next = start.slice(0, n);
+  for (let s = 0; s < size; s++) {
+    const i = owner[s]!;
+    if (i >= 0 && surplus[i]! > 0) {
+      // Rank j of slot s: s = offset + j * skip (mod M), so j = (s - offset) * skip^-1 (mod M); < 2^40, exact.
+      ranks[next[i]!++] = (((s - offset[i]! + size) % size) * inv[i]!) % size;
+    }
+  }
+  for (let i = 0; i < n; i++) {
+    if (surplus[i]! === 0) continue;
+    const bucket = ranks.subarray(start[i]!, start[i + 1]!).sort();
+    for (let k = bucket.length - surplus[i]!; k < bucket.length; k++) {
+      owner[(offset[i]! + ((bucket[k]! * skip[i]!) % size)) % size] = -1;
+    }
+  }
+}
+
+/**
  * The minimal-disruption successor of `previous` for a new backend set (see the
  * file comment). A different size cannot keep any slot: that is a fresh table.
  */
@@ -218,25 +272,7 @@ export function successorTable(previous: Table, request: TableRequest): Table {
     surplus[i] = Math.max(0, held[i]! - quota[i]!);
     if (surplus[i]! > 0) anySurplus = true;
   }
-  if (anySurplus) {
-    const owned = new Map<number, number[]>();
-    for (let s = 0; s < size; s++) {
-      const i = owner[s]!;
-      if (i >= 0 && surplus[i]! > 0) {
-        let list = owned.get(i);
-        if (list === undefined) owned.set(i, (list = []));
-        list.push(s);
-      }
-    }
-    for (const [i, list] of owned) {
-      const inv = inverseMod(skip[i]!, size);
-      const off = offset[i]!;
-      // Preference rank j of slot s: s = off + j * skip (mod M).
-      const rank = (s: number): number => (((s - off + size) % size) * inv) % size;
-      const ranked = list.map((s) => [rank(s), s] as const).sort((a, b) => b[0] - a[0]);
-      for (let k = 0; k < surplus[i]!; k++) owner[ranked[k]![1]] = -1;
-    }
-  }
+  if (anySurplus) releaseLeastPreferred(size, owner, held, surplus, offset, skip);
 
   const need = new Int32Array(backends.length);
   for (let i = 0; i < backends.length; i++) need[i] = quota[i]! - Math.min(held[i]!, quota[i]!);

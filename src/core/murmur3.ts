@@ -5,9 +5,9 @@
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
 
-export function murmur3(bytes: Uint8Array, seed: number): number {
+/** Hash of bytes[0, len) (len defaults to the whole array). */
+export function murmur3(bytes: Uint8Array, seed: number, len: number = bytes.length): number {
   let h = seed | 0;
-  const len = bytes.length;
   const blocks = len & ~3;
   for (let i = 0; i < blocks; i += 4) {
     let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);

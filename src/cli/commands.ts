@@ -1,0 +1,33 @@
+// commands.ts: the `xdplb` command table. Dispatches to one subcommand; each
+// subcommand parses its own flags and returns an exit status.
+import { EXIT_USAGE, type CliIo } from './io.js';
+import { runRing } from './ring.js';
+
+type Subcommand = (argv: readonly string[], io: CliIo) => number | Promise<number>;
+
+const subcommands: Record<string, { run: Subcommand; summary: string }> = {
+  ring: { run: runRing, summary: 'compute a Maglev lookup table or its minimal-disruption successor' },
+};
+
+const USAGE = `usage: xdplb <command> [flags]
+
+commands:
+${Object.entries(subcommands)
+  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .join('\n')}
+
+Run "xdplb <command> --help" for a command's flags.`;
+
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(USAGE);
+    return name === undefined ? EXIT_USAGE : 0;
+  }
+  const sub = subcommands[name];
+  if (sub === undefined) {
+    io.err(`xdplb: unknown command "${name}"; commands: ${Object.keys(subcommands).join(', ')}`);
+    return EXIT_USAGE;
+  }
+  return sub.run(rest, io);
+}
