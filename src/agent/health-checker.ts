@@ -1,0 +1,101 @@
+// health-checker.ts: runs the probes of every (VIP, backend) pair the agent is
+// told about and reports transitions. Level-triggered: `setTargets` is given
+// the whole wanted set each time; loops start for new pairs, stop for gone
+// ones, and restart when a pair's probe settings change. Results go through
+// the pure state machine in core/health.ts, so a backend flips only after its
+// threshold of consecutive probes.
+import { INITIAL_HEALTH, observeProbe, type HealthState, type Thresholds } from '../core/health.js';
+import { probe as realProbe, type ProbeResult, type ProbeTarget } from './probe.js';
+
+export interface HealthTarget extends ProbeTarget, Thresholds {
+  /** Identity of the pair, e.g. "vip-name/10.0.0.1". */
+  readonly key: string;
+  readonly intervalMs: number;
+}
+
+export interface HealthCheckerDeps {
+  readonly probe?: (t: ProbeTarget) => Promise<ProbeResult>;
+  /** Called when a pair's health flips (after its threshold). */
+  readonly onChange: (key: string, healthy: boolean, last: ProbeResult) => void;
+  /** Called after every probe (metrics). */
+  readonly onProbe?: (key: string, result: ProbeResult) => void;
+}
+
+interface Loop {
+  target: HealthTarget;
+  state: HealthState;
+  timer: NodeJS.Timeout | null;
+  stopped: boolean;
+}
+
+const settings = (t: HealthTarget): string =>
+  JSON.stringify([t.type, t.address, t.port, t.path, t.timeoutMs, t.intervalMs, t.healthyThreshold, t.unhealthyThreshold]);
+
+export class HealthChecker {
+  readonly #loops = new Map<string, Loop>();
+  // States of loops stopped for a settings change, carried into their restart.
+  readonly #previous = new Map<string, HealthState>();
+  readonly #probe: (t: ProbeTarget) => Promise<ProbeResult>;
+  readonly #deps: HealthCheckerDeps;
+
+  constructor(deps: HealthCheckerDeps) {
+    this.#deps = deps;
+    this.#probe = deps.probe ?? realProbe;
+  }
+
+  /** Makes the running probes exactly `targets`. Health state survives a settings change. */
+  setTargets(targets: readonly HealthTarget[]): void {
+    const wanted = new Map(targets.map((t) => [t.key, t]));
+    for (const [key, loop] of this.#loops) {
+      const t = wanted.get(key);
+      if (t === undefined || settings(t) !== settings(loop.target)) this.#stop(key);
+    }
+    for (const [key, t] of wanted) {
+      if (!this.#loops.has(key)) this.#start(t, this.#previous.get(key) ?? INITIAL_HEALTH);
+    }
+    this.#previous.clear();
+  }
+
+  /** Current health of a pair; pairs not probed are healthy. */
+  healthy(key: string): boolean {
+    return this.#loops.get(key)?.state.healthy ?? true;
+  }
+
+  snapshot(): Map<string, HealthState> {
+    return new Map([...this.#loops].map(([k, l]) => [k, l.state]));
+  }
+
+  stop(): void {
+    for (const key of [...this.#loops.keys()]) this.#stop(key);
+    this.#previous.clear();
+  }
+
+  #start(target: HealthTarget, state: HealthState): void {
+    const loop: Loop = { target, state, timer: null, stopped: false };
+    this.#loops.set(target.key, loop);
+    // Spread first probes over one interval so many backends do not probe in lockstep.
+    const jitter = Math.floor(Math.random() * Math.min(target.intervalMs, 50));
+    loop.timer = setTimeout(() => void this.#tick(loop), jitter);
+  }
+
+  #stop(key: string): void {
+    const loop = this.#loops.get(key);
+    if (loop === undefined) return;
+    loop.stopped = true;
+    if (loop.timer !== null) clearTimeout(loop.timer);
+    this.#previous.set(key, loop.state);
+    this.#loops.delete(key);
+  }
+
+  async #tick(loop: Loop): Promise<void> {
+    const started = performance.now();
+    const result = await this.#probe(loop.target);
+    if (loop.stopped) return;
+    const { state, changed } = observeProbe(loop.state, result.ok, loop.target);
+    loop.state = state;
+    this.#deps.onProbe?.(loop.target.key, result);
+    if (changed) this.#deps.onChange(loop.target.key, state.healthy, result);
+    const wait = Math.max(0, loop.target.intervalMs - (performance.now() - started));
+    loop.timer = setTimeout(() => void this.#tick(loop), wait);
+  }
+}
