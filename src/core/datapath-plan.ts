@@ -1,0 +1,227 @@
+// datapath-plan.ts: what to write into the datapath's maps to go from what they
+// hold (an image read back from the maps) to what is wanted, in an order that
+// never lets a packet see a half-made state:
+//
+//   1. backend entries (new or changed) - before any table refers to them
+//   2. tables: each changed table is written whole into a new inner map, which
+//      then replaces the VIP's inner map in one update (same size), or goes
+//      into a fresh outer slot (new VIP, or size change)
+//   3. VIP entries (new, or meta changed: flags, table slot, size) - one hash
+//      update carries table slot and size together
+//   4. removals: VIP keys no longer wanted, outer slots no longer referenced,
+//      backend entries no longer referenced by any remaining table
+//
+// Identities are stable: a backend keeps its index while its address is
+// wanted, a VIP keeps its id and table slot; freed numbers are not reused in
+// the pass that frees them, so no not-yet-replaced table can point at a
+// reused backend index. The maps are the agent's only state: a restarted
+// agent reads the image and plans against it. Pure: no I/O.
+
+export type Family = 4 | 6;
+export type Protocol = 'TCP' | 'UDP';
+
+export interface VipKeyImage {
+  readonly address: string;
+  /** 0 = every port of the protocol. */
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+export interface VipMetaImage {
+  readonly vipId: number;
+  readonly flags: number;
+  readonly tableSlot: number;
+  readonly tableSize: number;
+}
+
+export interface BackendImage {
+  readonly address: string;
+  readonly family: Family;
+  /** Destination MAC (next hop for ipip, the backend for l2dsr), or null: unresolved. */
+  readonly mac: string | null;
+}
+
+/** The datapath's maps, decoded. */
+export interface DatapathImage {
+  readonly backends: ReadonlyMap<number, BackendImage>;
+  readonly vips: readonly { readonly key: VipKeyImage; readonly meta: VipMetaImage }[];
+  /** Outer table slot -> inner table contents (backend indices). */
+  readonly tables: ReadonlyMap<number, Uint32Array>;
+}
+
+export const EMPTY_IMAGE: DatapathImage = { backends: new Map(), vips: [], tables: new Map() };
+
+export interface DesiredVip {
+  /** Stable name (namespace/name in Kubernetes, the config name standalone). */
+  readonly name: string;
+  readonly keys: readonly VipKeyImage[];
+  readonly flags: number;
+  /** The table: size and, per slot, the address of its backend. */
+  readonly table: { readonly size: number; readonly owners: readonly string[]; readonly slots: Uint32Array };
+}
+
+export interface DesiredDatapath {
+  readonly vips: readonly DesiredVip[];
+  /** Every backend a table refers to, by address. */
+  readonly backends: ReadonlyMap<string, BackendImage>;
+}
+
+export type PlanOp =
+  | { readonly op: 'putBackend'; readonly index: number; readonly backend: BackendImage }
+  | { readonly op: 'putTable'; readonly slot: number; readonly size: number; readonly slots: Uint32Array; readonly vip: string }
+  | { readonly op: 'resetVipStats'; readonly vipId: number }
+  | { readonly op: 'putVip'; readonly key: VipKeyImage; readonly meta: VipMetaImage; readonly vip: string }
+  | { readonly op: 'deleteVip'; readonly key: VipKeyImage }
+  | { readonly op: 'deleteTable'; readonly slot: number }
+  | { readonly op: 'clearBackend'; readonly index: number };
+
+export interface Capacities {
+  readonly maxBackends: number;
+  readonly maxVips: number;
+  readonly maxTables: number;
+}
+
+export interface Plan {
+  readonly ops: readonly PlanOp[];
+  /** Per desired VIP name: its id and table slot after the plan. */
+  readonly vipIds: ReadonlyMap<string, { readonly vipId: number; readonly tableSlot: number }>;
+  /** Backend address -> index after the plan. */
+  readonly backendIndex: ReadonlyMap<string, number>;
+}
+
+export class CapacityError extends Error {
+  constructor(what: string, max: number) {
+    super(`the datapath holds at most ${max} ${what}`);
+    this.name = 'CapacityError';
+  }
+}
+
+const vipKeyId = (k: VipKeyImage): string => `${k.address}|${k.port}|${k.protocol}`;
+
+function sameBackend(a: BackendImage | undefined, b: BackendImage): boolean {
+  return a !== undefined && a.address === b.address && a.family === b.family && a.mac === b.mac;
+}
+
+function sameSlots(a: Uint32Array | undefined, b: Uint32Array): boolean {
+  if (a === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Lowest numbers not in `used`, in order, below `max`. */
+function* freeNumbers(used: ReadonlySet<number>, max: number, what: string): Generator<number, never> {
+  for (let n = 0; n < max; n++) if (!used.has(n)) yield n;
+  throw new CapacityError(what, max);
+}
+
+export function planDatapath(current: DatapathImage, desired: DesiredDatapath, caps: Capacities): Plan {
+  const ops: PlanOp[] = [];
+
+  // --- 1. backends: keep indices of wanted addresses, allocate new ones ---
+  const indexByAddress = new Map<string, number>();
+  for (const [index, be] of current.backends) {
+    if (desired.backends.has(be.address) && !indexByAddress.has(be.address)) indexByAddress.set(be.address, index);
+  }
+  const newBackendIndex = freeNumbers(new Set(current.backends.keys()), caps.maxBackends, 'backends');
+  for (const [address, be] of desired.backends) {
+    let index = indexByAddress.get(address);
+    if (index === undefined) {
+      index = newBackendIndex.next().value;
+      indexByAddress.set(address, index);
+    }
+    if (!sameBackend(current.backends.get(index), be)) ops.push({ op: 'putBackend', index, backend: be });
+  }
+
+  // --- current VIPs by key, and by id ---
+  const currentByKey = new Map(current.vips.map((v) => [vipKeyId(v.key), v]));
+  const usedIds = new Set(current.vips.map((v) => v.meta.vipId));
+  const usedSlots = new Set<number>([...current.tables.keys(), ...current.vips.map((v) => v.meta.tableSlot)]);
+  const newVipId = freeNumbers(usedIds, caps.maxVips, 'VIPs');
+  const newTableSlot = freeNumbers(usedSlots, caps.maxTables, 'tables');
+
+  // --- 2. tables, and 3. VIP entries ---
+  const vipIds = new Map<string, { vipId: number; tableSlot: number }>();
+  const keptSlots = new Set<number>();
+  const keptIds = new Set<number>();
+  const wantedKeys = new Set<string>();
+  const vipOps: PlanOp[] = [];
+  for (const vip of desired.vips) {
+    // A VIP is the same VIP if one of its keys already maps to an id no other desired VIP took.
+    const existing = vip.keys.map((k) => currentByKey.get(vipKeyId(k))).find((v) => v !== undefined && !keptIds.has(v.meta.vipId));
+    const translated = new Uint32Array(vip.table.size);
+    for (let s = 0; s < vip.table.size; s++) {
+      const owner = vip.table.owners[vip.table.slots[s]!];
+      const index = owner === undefined ? undefined : indexByAddress.get(owner);
+      if (index === undefined) throw new Error(`table of ${vip.name} refers to backend ${String(owner)} that is not in the desired backends`);
+      translated[s] = index;
+    }
+    let vipId: number;
+    let tableSlot: number;
+    if (existing !== undefined) {
+      vipId = existing.meta.vipId;
+      const sameSize = existing.meta.tableSize === vip.table.size && current.tables.has(existing.meta.tableSlot);
+      tableSlot = sameSize ? existing.meta.tableSlot : newTableSlot.next().value;
+    } else {
+      vipId = newVipId.next().value;
+      tableSlot = newTableSlot.next().value;
+      ops.push({ op: 'resetVipStats', vipId });
+    }
+    keptIds.add(vipId);
+    keptSlots.add(tableSlot);
+    vipIds.set(vip.name, { vipId, tableSlot });
+    if (!sameSlots(current.tables.get(tableSlot), translated)) {
+      ops.push({ op: 'putTable', slot: tableSlot, size: vip.table.size, slots: translated, vip: vip.name });
+    }
+    const meta: VipMetaImage = { vipId, flags: vip.flags, tableSlot, tableSize: vip.table.size };
+    for (const key of vip.keys) {
+      wantedKeys.add(vipKeyId(key));
+      const cur = currentByKey.get(vipKeyId(key))?.meta;
+      if (cur === undefined || cur.vipId !== meta.vipId || cur.flags !== meta.flags || cur.tableSlot !== meta.tableSlot || cur.tableSize !== meta.tableSize) {
+        vipOps.push({ op: 'putVip', key, meta, vip: vip.name });
+      }
+    }
+  }
+  ops.push(...vipOps);
+
+  // --- 4. removals ---
+  for (const v of current.vips) if (!wantedKeys.has(vipKeyId(v.key))) ops.push({ op: 'deleteVip', key: v.key });
+  for (const slot of [...current.tables.keys()].sort((a, b) => a - b)) if (!keptSlots.has(slot)) ops.push({ op: 'deleteTable', slot });
+  const wantedIndices = new Set(indexByAddress.values());
+  for (const index of [...current.backends.keys()].sort((a, b) => a - b)) {
+    if (!wantedIndices.has(index)) ops.push({ op: 'clearBackend', index });
+  }
+
+  return { ops, vipIds, backendIndex: indexByAddress };
+}
+
+/** Applies a plan to an image: what the maps hold once every op succeeded. */
+export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): DatapathImage {
+  const backends = new Map(image.backends);
+  const tables = new Map(image.tables);
+  const vips = new Map(image.vips.map((v) => [vipKeyId(v.key), v]));
+  for (const op of ops) {
+    switch (op.op) {
+      case 'putBackend':
+        backends.set(op.index, op.backend);
+        break;
+      case 'clearBackend':
+        backends.delete(op.index);
+        break;
+      case 'putTable':
+        tables.set(op.slot, op.slots);
+        break;
+      case 'deleteTable':
+        tables.delete(op.slot);
+        break;
+      case 'putVip':
+        vips.set(vipKeyId(op.key), { key: op.key, meta: op.meta });
+        break;
+      case 'deleteVip':
+        vips.delete(vipKeyId(op.key));
+        break;
+      case 'resetVipStats':
+        break;
+    }
+  }
+  return { backends, tables, vips: [...vips.values()] };
+}

@@ -1,0 +1,141 @@
+// datapath-plan.test.ts: the planner's ops, replayed one at a time, never let a
+// packet see a VIP without its table or a table slot without its backend; the
+// result equals the desired state; planning again is a no-op; identities stay.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { buildTable } from '../../src/core/maglev.js';
+import {
+  applyPlan,
+  CapacityError,
+  EMPTY_IMAGE,
+  planDatapath,
+  type BackendImage,
+  type DatapathImage,
+  type DesiredDatapath,
+  type DesiredVip,
+} from '../../src/core/datapath-plan.js';
+
+const caps = { maxBackends: 64, maxVips: 16, maxTables: 32 };
+
+interface VipSpec {
+  name: string;
+  address: string;
+  ports: number[];
+  size: 251 | 509;
+  flags: number;
+  backends: string[];
+}
+
+function desiredOf(specs: VipSpec[], macs: Record<string, string | null>): DesiredDatapath {
+  const backends = new Map<string, BackendImage>();
+  const vips: DesiredVip[] = specs.map((s) => {
+    for (const b of s.backends) backends.set(b, { address: b, family: 4, mac: macs[b] ?? '02:00:00:00:00:01' });
+    const t = buildTable({ size: s.size, backends: s.backends.map((key) => ({ key, weight: 1 })) });
+    return {
+      name: s.name,
+      keys: s.ports.map((port) => ({ address: s.address, port, protocol: 'TCP' as const })),
+      flags: s.flags,
+      table: { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots },
+    };
+  });
+  return { vips, backends };
+}
+
+/** Every VIP points at an existing table of its size whose indices all exist. */
+function expectConsistent(image: DatapathImage): void {
+  for (const v of image.vips) {
+    const table = image.tables.get(v.meta.tableSlot);
+    expect(table, `VIP ${v.key.address}:${v.key.port} table slot ${v.meta.tableSlot}`).toBeDefined();
+    expect(table!.length).toBe(v.meta.tableSize);
+    for (const i of new Set(table)) expect(image.backends.has(i), `backend index ${i}`).toBe(true);
+  }
+}
+
+function expectMatches(image: DatapathImage, desired: DesiredDatapath): void {
+  const wantedKeys = desired.vips.flatMap((v) => v.keys.map((k) => `${k.address}|${k.port}`)).sort();
+  expect(image.vips.map((v) => `${v.key.address}|${v.key.port}`).sort()).toEqual(wantedKeys);
+  for (const vip of desired.vips) {
+    for (const key of vip.keys) {
+      const entry = image.vips.find((v) => v.key.address === key.address && v.key.port === key.port)!;
+      expect(entry.meta.flags).toBe(vip.flags);
+      const table = image.tables.get(entry.meta.tableSlot)!;
+      for (let s = 0; s < vip.table.size; s++) {
+        expect(image.backends.get(table[s]!)!.address).toBe(vip.table.owners[vip.table.slots[s]!]);
+      }
+    }
+  }
+  expect(image.backends.size).toBe(desired.backends.size);
+  expect(image.tables.size).toBe(new Set(desired.vips.map((v) => v)).size);
+}
+
+const addressArb = fc.constantFrom('192.0.2.1', '192.0.2.2', '192.0.2.3', '198.51.100.7');
+const backendArb = fc.constantFrom(...Array.from({ length: 12 }, (_, i) => `10.0.0.${i + 1}`));
+const specsArb = fc
+  .uniqueArray(
+    fc.record({
+      name: fc.constantFrom('a', 'b', 'c', 'd'),
+      address: addressArb,
+      ports: fc.uniqueArray(fc.constantFrom(0, 80, 443), { minLength: 1, maxLength: 2 }),
+      size: fc.constantFrom(251 as const, 509 as const),
+      flags: fc.constantFrom(0, 1, 2),
+      backends: fc.uniqueArray(backendArb, { minLength: 1, maxLength: 5 }),
+    }),
+    { maxLength: 3, selector: (s) => s.name },
+  )
+  // Keys are unique across VIPs, as the config and the operator guarantee.
+  .filter((specs) => new Set(specs.flatMap((s) => s.ports.map((p) => `${s.address}|${p}`))).size === specs.flatMap((s) => s.ports).length);
+const macsArb = fc.dictionary(backendArb, fc.constantFrom('02:00:00:00:00:01', '02:00:00:00:00:02', null));
+
+describe('datapath plan', () => {
+  it('is safe at every step, reaches the desired state, and is idempotent', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(specsArb, macsArb), { minLength: 1, maxLength: 5 }), (history) => {
+        let image: DatapathImage = EMPTY_IMAGE;
+        for (const [specs, macs] of history) {
+          const desired = desiredOf(specs, macs);
+          const plan = planDatapath(image, desired, caps);
+          for (const op of plan.ops) {
+            image = applyPlan(image, [op]);
+            expectConsistent(image);
+          }
+          expectMatches(image, desired);
+          expect(planDatapath(image, desired, caps).ops).toEqual([]);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('keeps backend indices, VIP ids and table slots across changes', () => {
+    const first = desiredOf([{ name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends: ['10.0.0.1', '10.0.0.2', '10.0.0.3'] }], {});
+    const p1 = planDatapath(EMPTY_IMAGE, first, caps);
+    const image = applyPlan(EMPTY_IMAGE, p1.ops);
+    const second = desiredOf([{ name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends: ['10.0.0.1', '10.0.0.3', '10.0.0.4'] }], {});
+    const p2 = planDatapath(image, second, caps);
+    expect(p2.backendIndex.get('10.0.0.1')).toBe(p1.backendIndex.get('10.0.0.1'));
+    expect(p2.backendIndex.get('10.0.0.3')).toBe(p1.backendIndex.get('10.0.0.3'));
+    // The freed index of 10.0.0.2 is not reused in the pass that frees it.
+    expect(p2.backendIndex.get('10.0.0.4')).not.toBe(p1.backendIndex.get('10.0.0.2'));
+    expect(p2.vipIds.get('a')).toEqual(p1.vipIds.get('a'));
+    expect(p2.ops.map((o) => o.op)).toEqual(['putBackend', 'putTable', 'clearBackend']);
+  });
+
+  it('a size change goes through a fresh table slot, then the VIP, then frees the old slot', () => {
+    const small = desiredOf([{ name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends: ['10.0.0.1'] }], {});
+    const image = applyPlan(EMPTY_IMAGE, planDatapath(EMPTY_IMAGE, small, caps).ops);
+    const big = desiredOf([{ name: 'a', address: '192.0.2.1', ports: [80], size: 509, flags: 0, backends: ['10.0.0.1'] }], {});
+    const plan = planDatapath(image, big, caps);
+    expect(plan.ops.map((o) => o.op)).toEqual(['putTable', 'putVip', 'deleteTable']);
+    const put = plan.ops[0] as { slot: number };
+    const del = plan.ops[2] as { slot: number };
+    expect(put.slot).not.toBe(del.slot);
+  });
+
+  it('refuses to exceed capacities', () => {
+    const many = desiredOf(
+      [{ name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends: Array.from({ length: 5 }, (_, i) => `10.0.1.${i}`) }],
+      {},
+    );
+    expect(() => planDatapath(EMPTY_IMAGE, many, { ...caps, maxBackends: 4 })).toThrow(CapacityError);
+  });
+});
