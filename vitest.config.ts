@@ -21,6 +21,16 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          name: 'agent',
+          include: ['test/agent/**/*.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+          // Namespaces, pins and attached programs are machine-global: one file at a time.
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

@@ -25,6 +25,8 @@ export interface NeighborResolverOptions {
   /** The interface the XDP program transmits on: routes must leave through it. */
   readonly interfaceName: string;
   readonly ip?: IpRunner;
+  /** Makes the kernel resolve `address` (default: one UDP datagram to it). */
+  readonly trigger?: (address: string) => Promise<void>;
   /** How long to wait for a triggered resolution. */
   readonly resolveTimeoutMs?: number;
 }
@@ -38,11 +40,13 @@ export class NeighborResolver {
   readonly #ifname: string;
   readonly #ip: IpRunner;
   readonly #timeoutMs: number;
+  readonly #trigger: (address: string) => Promise<void>;
 
   constructor(o: NeighborResolverOptions) {
     this.#ifname = o.interfaceName;
     this.#ip = o.ip ?? runIp;
     this.#timeoutMs = o.resolveTimeoutMs ?? 1000;
+    this.#trigger = o.trigger ?? poke;
   }
 
   /** The MAC to send `address`'s frames to. `onLink` demands no gateway (l2dsr). */
@@ -70,7 +74,7 @@ export class NeighborResolver {
       if (performance.now() >= deadline) return { ok: false, reason: `no neighbour entry for ${nextHop} on ${this.#ifname} (ARP/ND unanswered)` };
       if (!triggered) {
         triggered = true;
-        await poke(address);
+        await this.#trigger(address);
       }
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -91,7 +95,7 @@ export class NeighborResolver {
 }
 
 /** One UDP datagram to the discard port: makes the kernel resolve the next hop. */
-async function poke(address: string): Promise<void> {
+export async function poke(address: string): Promise<void> {
   const socket = createSocket(isIPv6(address) ? 'udp6' : 'udp4');
   await new Promise<void>((resolve) => {
     socket.once('error', () => resolve());
