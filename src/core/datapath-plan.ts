@@ -7,9 +7,14 @@
 //      then replaces the VIP's inner map in one update (same size), or goes
 //      into a fresh outer slot (new VIP, or size change)
 //   3. VIP entries (new, or meta changed: flags, table slot, size) - one hash
-//      update carries table slot and size together
-//   4. removals: VIP keys no longer wanted, outer slots no longer referenced,
-//      backend entries no longer referenced by any remaining table
+//      update carries table slot and size together - then fragment owners:
+//      per (address, protocol), the VIP entry with the lowest port, whose
+//      table non-first fragments (which carry no ports) use
+//   4. removals: VIP keys and fragment owners no longer wanted, outer slots
+//      no longer referenced, backend entries no longer referenced
+//
+// A VIP without any usable backend is still programmed, with table size 0:
+// the datapath then drops its packets and counts them as no-backend.
 //
 // Identities are stable: a backend keeps its index while its address is
 // wanted, a VIP keeps its id and table slot; freed numbers are not reused in
@@ -41,23 +46,30 @@ export interface BackendImage {
   readonly mac: string | null;
 }
 
+export interface VipEntryImage {
+  readonly key: VipKeyImage;
+  readonly meta: VipMetaImage;
+}
+
 /** The datapath's maps, decoded. */
 export interface DatapathImage {
   readonly backends: ReadonlyMap<number, BackendImage>;
-  readonly vips: readonly { readonly key: VipKeyImage; readonly meta: VipMetaImage }[];
+  readonly vips: readonly VipEntryImage[];
+  /** Fragment owners: key port is always 0; meta is the owning VIP entry's. */
+  readonly fragVips: readonly VipEntryImage[];
   /** Outer table slot -> inner table contents (backend indices). */
   readonly tables: ReadonlyMap<number, Uint32Array>;
 }
 
-export const EMPTY_IMAGE: DatapathImage = { backends: new Map(), vips: [], tables: new Map() };
+export const EMPTY_IMAGE: DatapathImage = { backends: new Map(), vips: [], fragVips: [], tables: new Map() };
 
 export interface DesiredVip {
   /** Stable name (namespace/name in Kubernetes, the config name standalone). */
   readonly name: string;
   readonly keys: readonly VipKeyImage[];
   readonly flags: number;
-  /** The table: size and, per slot, the address of its backend. */
-  readonly table: { readonly size: number; readonly owners: readonly string[]; readonly slots: Uint32Array };
+  /** The table: size and, per slot, the address of its backend; null: no backend, drop. */
+  readonly table: { readonly size: number; readonly owners: readonly string[]; readonly slots: Uint32Array } | null;
 }
 
 export interface DesiredDatapath {
@@ -72,6 +84,8 @@ export type PlanOp =
   | { readonly op: 'resetVipStats'; readonly vipId: number }
   | { readonly op: 'putVip'; readonly key: VipKeyImage; readonly meta: VipMetaImage; readonly vip: string }
   | { readonly op: 'deleteVip'; readonly key: VipKeyImage }
+  | { readonly op: 'putFragVip'; readonly key: VipKeyImage; readonly meta: VipMetaImage }
+  | { readonly op: 'deleteFragVip'; readonly key: VipKeyImage }
   | { readonly op: 'deleteTable'; readonly slot: number }
   | { readonly op: 'clearBackend'; readonly index: number };
 
@@ -97,6 +111,13 @@ export class CapacityError extends Error {
 }
 
 const vipKeyId = (k: VipKeyImage): string => `${k.address}|${k.port}|${k.protocol}`;
+
+/** tableSlot of a VIP without a table (tableSize 0); never an allocated slot. */
+export const NO_TABLE_SLOT = 0;
+
+function sameMeta(a: VipMetaImage, b: VipMetaImage): boolean {
+  return a.vipId === b.vipId && a.flags === b.flags && a.tableSlot === b.tableSlot && a.tableSize === b.tableSize;
+}
 
 function sameBackend(a: BackendImage | undefined, b: BackendImage): boolean {
   return a !== undefined && a.address === b.address && a.family === b.family && a.mac === b.mac;
@@ -135,7 +156,7 @@ export function planDatapath(current: DatapathImage, desired: DesiredDatapath, c
   // --- current VIPs by key, and by id ---
   const currentByKey = new Map(current.vips.map((v) => [vipKeyId(v.key), v]));
   const usedIds = new Set(current.vips.map((v) => v.meta.vipId));
-  const usedSlots = new Set<number>([...current.tables.keys(), ...current.vips.map((v) => v.meta.tableSlot)]);
+  const usedSlots = new Set<number>([...current.tables.keys(), ...current.vips.filter((v) => v.meta.tableSize > 0).map((v) => v.meta.tableSlot)]);
   const newVipId = freeNumbers(usedIds, caps.maxVips, 'VIPs');
   const newTableSlot = freeNumbers(usedSlots, caps.maxTables, 'tables');
 
@@ -145,45 +166,54 @@ export function planDatapath(current: DatapathImage, desired: DesiredDatapath, c
   const keptIds = new Set<number>();
   const wantedKeys = new Set<string>();
   const vipOps: PlanOp[] = [];
+  const fragOwners = new Map<string, { key: VipKeyImage; port: number; meta: VipMetaImage }>();
   for (const vip of desired.vips) {
     // A VIP is the same VIP if one of its keys already maps to an id no other desired VIP took.
     const existing = vip.keys.map((k) => currentByKey.get(vipKeyId(k))).find((v) => v !== undefined && !keptIds.has(v.meta.vipId));
-    const translated = new Uint32Array(vip.table.size);
-    for (let s = 0; s < vip.table.size; s++) {
-      const owner = vip.table.owners[vip.table.slots[s]!];
-      const index = owner === undefined ? undefined : indexByAddress.get(owner);
-      if (index === undefined) throw new Error(`table of ${vip.name} refers to backend ${String(owner)} that is not in the desired backends`);
-      translated[s] = index;
-    }
     let vipId: number;
-    let tableSlot: number;
     if (existing !== undefined) {
       vipId = existing.meta.vipId;
-      const sameSize = existing.meta.tableSize === vip.table.size && current.tables.has(existing.meta.tableSlot);
-      tableSlot = sameSize ? existing.meta.tableSlot : newTableSlot.next().value;
     } else {
       vipId = newVipId.next().value;
-      tableSlot = newTableSlot.next().value;
       ops.push({ op: 'resetVipStats', vipId });
     }
     keptIds.add(vipId);
-    keptSlots.add(tableSlot);
-    vipIds.set(vip.name, { vipId, tableSlot });
-    if (!sameSlots(current.tables.get(tableSlot), translated)) {
-      ops.push({ op: 'putTable', slot: tableSlot, size: vip.table.size, slots: translated, vip: vip.name });
+    let tableSlot = NO_TABLE_SLOT;
+    if (vip.table !== null) {
+      const translated = new Uint32Array(vip.table.size);
+      for (let s = 0; s < vip.table.size; s++) {
+        const owner = vip.table.owners[vip.table.slots[s]!];
+        const index = owner === undefined ? undefined : indexByAddress.get(owner);
+        if (index === undefined) throw new Error(`table of ${vip.name} refers to backend ${String(owner)} that is not in the desired backends`);
+        translated[s] = index;
+      }
+      const reuse = existing !== undefined && existing.meta.tableSize === vip.table.size && current.tables.has(existing.meta.tableSlot);
+      tableSlot = reuse ? existing.meta.tableSlot : newTableSlot.next().value;
+      keptSlots.add(tableSlot);
+      if (!sameSlots(current.tables.get(tableSlot), translated)) {
+        ops.push({ op: 'putTable', slot: tableSlot, size: vip.table.size, slots: translated, vip: vip.name });
+      }
     }
-    const meta: VipMetaImage = { vipId, flags: vip.flags, tableSlot, tableSize: vip.table.size };
+    vipIds.set(vip.name, { vipId, tableSlot });
+    const meta: VipMetaImage = { vipId, flags: vip.flags, tableSlot, tableSize: vip.table?.size ?? 0 };
     for (const key of vip.keys) {
       wantedKeys.add(vipKeyId(key));
       const cur = currentByKey.get(vipKeyId(key))?.meta;
-      if (cur === undefined || cur.vipId !== meta.vipId || cur.flags !== meta.flags || cur.tableSlot !== meta.tableSlot || cur.tableSize !== meta.tableSize) {
-        vipOps.push({ op: 'putVip', key, meta, vip: vip.name });
-      }
+      if (cur === undefined || !sameMeta(cur, meta)) vipOps.push({ op: 'putVip', key, meta, vip: vip.name });
+      const fragKey: VipKeyImage = { address: key.address, port: 0, protocol: key.protocol };
+      const owner = fragOwners.get(vipKeyId(fragKey));
+      if (owner === undefined || key.port < owner.port) fragOwners.set(vipKeyId(fragKey), { key: fragKey, port: key.port, meta });
     }
   }
   ops.push(...vipOps);
+  const currentFrag = new Map(current.fragVips.map((v) => [vipKeyId(v.key), v.meta]));
+  for (const [id, owner] of fragOwners) {
+    const cur = currentFrag.get(id);
+    if (cur === undefined || !sameMeta(cur, owner.meta)) ops.push({ op: 'putFragVip', key: owner.key, meta: owner.meta });
+  }
 
   // --- 4. removals ---
+  for (const v of current.fragVips) if (!fragOwners.has(vipKeyId(v.key))) ops.push({ op: 'deleteFragVip', key: v.key });
   for (const v of current.vips) if (!wantedKeys.has(vipKeyId(v.key))) ops.push({ op: 'deleteVip', key: v.key });
   for (const slot of [...current.tables.keys()].sort((a, b) => a - b)) if (!keptSlots.has(slot)) ops.push({ op: 'deleteTable', slot });
   const wantedIndices = new Set(indexByAddress.values());
@@ -199,6 +229,7 @@ export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): Datapat
   const backends = new Map(image.backends);
   const tables = new Map(image.tables);
   const vips = new Map(image.vips.map((v) => [vipKeyId(v.key), v]));
+  const fragVips = new Map(image.fragVips.map((v) => [vipKeyId(v.key), v]));
   for (const op of ops) {
     switch (op.op) {
       case 'putBackend':
@@ -219,9 +250,15 @@ export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): Datapat
       case 'deleteVip':
         vips.delete(vipKeyId(op.key));
         break;
+      case 'putFragVip':
+        fragVips.set(vipKeyId(op.key), { key: op.key, meta: op.meta });
+        break;
+      case 'deleteFragVip':
+        fragVips.delete(vipKeyId(op.key));
+        break;
       case 'resetVipStats':
         break;
     }
   }
-  return { backends, tables, vips: [...vips.values()] };
+  return { backends, tables, vips: [...vips.values()], fragVips: [...fragVips.values()] };
 }

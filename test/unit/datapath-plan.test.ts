@@ -30,20 +30,21 @@ function desiredOf(specs: VipSpec[], macs: Record<string, string | null>): Desir
   const backends = new Map<string, BackendImage>();
   const vips: DesiredVip[] = specs.map((s) => {
     for (const b of s.backends) backends.set(b, { address: b, family: 4, mac: macs[b] ?? '02:00:00:00:00:01' });
-    const t = buildTable({ size: s.size, backends: s.backends.map((key) => ({ key, weight: 1 })) });
+    const t = s.backends.length === 0 ? null : buildTable({ size: s.size, backends: s.backends.map((key) => ({ key, weight: 1 })) });
     return {
       name: s.name,
       keys: s.ports.map((port) => ({ address: s.address, port, protocol: 'TCP' as const })),
       flags: s.flags,
-      table: { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots },
+      table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots },
     };
   });
   return { vips, backends };
 }
 
-/** Every VIP points at an existing table of its size whose indices all exist. */
+/** Every VIP and fragment owner points at an existing table of its size whose indices all exist. */
 function expectConsistent(image: DatapathImage): void {
-  for (const v of image.vips) {
+  for (const v of [...image.vips, ...image.fragVips]) {
+    if (v.meta.tableSize === 0) continue;
     const table = image.tables.get(v.meta.tableSlot);
     expect(table, `VIP ${v.key.address}:${v.key.port} table slot ${v.meta.tableSlot}`).toBeDefined();
     expect(table!.length).toBe(v.meta.tableSize);
@@ -58,6 +59,13 @@ function expectMatches(image: DatapathImage, desired: DesiredDatapath): void {
     for (const key of vip.keys) {
       const entry = image.vips.find((v) => v.key.address === key.address && v.key.port === key.port)!;
       expect(entry.meta.flags).toBe(vip.flags);
+      // The fragment owner of this address is its VIP entry with the lowest port.
+      const lowest = image.vips.filter((v) => v.key.address === key.address).sort((a, b) => a.key.port - b.key.port)[0]!;
+      expect(image.fragVips.find((f) => f.key.address === key.address)?.meta).toEqual(lowest.meta);
+      if (vip.table === null) {
+        expect(entry.meta.tableSize).toBe(0);
+        continue;
+      }
       const table = image.tables.get(entry.meta.tableSlot)!;
       for (let s = 0; s < vip.table.size; s++) {
         expect(image.backends.get(table[s]!)!.address).toBe(vip.table.owners[vip.table.slots[s]!]);
@@ -65,7 +73,8 @@ function expectMatches(image: DatapathImage, desired: DesiredDatapath): void {
     }
   }
   expect(image.backends.size).toBe(desired.backends.size);
-  expect(image.tables.size).toBe(new Set(desired.vips.map((v) => v)).size);
+  expect(image.tables.size).toBe(desired.vips.filter((v) => v.table !== null).length);
+  expect(image.fragVips.length).toBe(new Set(desired.vips.flatMap((v) => v.keys.map((k) => k.address))).size);
 }
 
 const addressArb = fc.constantFrom('192.0.2.1', '192.0.2.2', '192.0.2.3', '198.51.100.7');
@@ -78,7 +87,7 @@ const specsArb = fc
       ports: fc.uniqueArray(fc.constantFrom(0, 80, 443), { minLength: 1, maxLength: 2 }),
       size: fc.constantFrom(251 as const, 509 as const),
       flags: fc.constantFrom(0, 1, 2),
-      backends: fc.uniqueArray(backendArb, { minLength: 1, maxLength: 5 }),
+      backends: fc.uniqueArray(backendArb, { minLength: 0, maxLength: 5 }),
     }),
     { maxLength: 3, selector: (s) => s.name },
   )
@@ -118,6 +127,7 @@ describe('datapath plan', () => {
     expect(p2.backendIndex.get('10.0.0.4')).not.toBe(p1.backendIndex.get('10.0.0.2'));
     expect(p2.vipIds.get('a')).toEqual(p1.vipIds.get('a'));
     expect(p2.ops.map((o) => o.op)).toEqual(['putBackend', 'putTable', 'clearBackend']);
+    expect(p1.ops.map((o) => o.op)).toEqual(['putBackend', 'putBackend', 'putBackend', 'resetVipStats', 'putTable', 'putVip', 'putFragVip']);
   });
 
   it('a size change goes through a fresh table slot, then the VIP, then frees the old slot', () => {
@@ -125,9 +135,9 @@ describe('datapath plan', () => {
     const image = applyPlan(EMPTY_IMAGE, planDatapath(EMPTY_IMAGE, small, caps).ops);
     const big = desiredOf([{ name: 'a', address: '192.0.2.1', ports: [80], size: 509, flags: 0, backends: ['10.0.0.1'] }], {});
     const plan = planDatapath(image, big, caps);
-    expect(plan.ops.map((o) => o.op)).toEqual(['putTable', 'putVip', 'deleteTable']);
+    expect(plan.ops.map((o) => o.op)).toEqual(['putTable', 'putVip', 'putFragVip', 'deleteTable']);
     const put = plan.ops[0] as { slot: number };
-    const del = plan.ops[2] as { slot: number };
+    const del = plan.ops[3] as { slot: number };
     expect(put.slot).not.toBe(del.slot);
   });
 
