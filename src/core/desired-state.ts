@@ -1,0 +1,152 @@
+// desired-state.ts: what the datapath should hold, computed from the VIPs and
+// backends wanted (standalone config), what the node's probes and neighbour
+// tables say, and the tables programmed now. Each VIP's table is the
+// minimal-disruption successor of its current one, over the backends that are
+// serving: weight > 0, MAC resolved, and healthy. If probes fail for every
+// resolved backend the VIP fails open (all resolved backends keep serving,
+// reported as panic): a health check that is wrong everywhere must not take a
+// service down. A VIP with no resolved backend is programmed without a table
+// (its packets are dropped and counted). Pure: no I/O.
+import type { BackendWeight } from './backends.js';
+import { tableDigest } from './digest.js';
+import type { BackendImage, DesiredDatapath, DesiredVip, Protocol } from './datapath-plan.js';
+import { buildTable, successorTable, type Table } from './maglev.js';
+import { isTableSize, type TableSize } from './table-sizes.js';
+
+export const VIP_FLAG_SOURCE_IP_AFFINITY = 1 << 0;
+export const VIP_FLAG_L2DSR = 1 << 1;
+export const VIP_FLAG_FLOW_TABLE = 1 << 2;
+
+export interface VipSpec {
+  readonly name: string;
+  readonly address: string;
+  readonly ports: readonly { readonly port: number; readonly protocol: Protocol }[];
+  readonly mode: 'ipip' | 'l2dsr';
+  readonly affinity: 'fiveTuple' | 'sourceIp';
+  readonly flowTable: boolean;
+  readonly tableSize: number;
+  readonly backends: readonly { readonly address: string; readonly weight: number }[];
+}
+
+export type MacResolution = { readonly ok: true; readonly mac: string } | { readonly ok: false; readonly reason: string };
+
+export interface Observations {
+  /** Health of a VIP's backend; absent = not probed = healthy. */
+  readonly healthy: (vip: string, address: string) => boolean;
+  /** MAC to use for a backend address; absent = not resolved yet. */
+  readonly mac: (address: string) => MacResolution | undefined;
+  /** The table programmed now for a VIP (owners by address), if any. */
+  readonly currentTable: (vip: string) => Table | undefined;
+}
+
+export interface BackendStatus {
+  readonly address: string;
+  readonly weight: number;
+  readonly healthy: boolean;
+  readonly resolved: boolean;
+  /** Why it is not serving, or null. */
+  readonly reason: string | null;
+  readonly slots: number;
+}
+
+export interface VipStatus {
+  readonly name: string;
+  readonly digest: string | null;
+  readonly tableSize: number;
+  /** Every resolved backend failed its probes: serving all of them anyway. */
+  readonly panic: boolean;
+  readonly backends: readonly BackendStatus[];
+  /** Slots moved from the previous table (null for a new or size-changed table). */
+  readonly moved: number | null;
+}
+
+export function flagsOf(spec: Pick<VipSpec, 'mode' | 'affinity' | 'flowTable'>): number {
+  return (
+    (spec.affinity === 'sourceIp' ? VIP_FLAG_SOURCE_IP_AFFINITY : 0) |
+    (spec.mode === 'l2dsr' ? VIP_FLAG_L2DSR : 0) |
+    (spec.flowTable ? VIP_FLAG_FLOW_TABLE : 0)
+  );
+}
+
+function familyOf(address: string): 4 | 6 {
+  return address.includes(':') ? 6 : 4;
+}
+
+export function desiredState(vips: readonly VipSpec[], obs: Observations): { desired: DesiredDatapath; status: VipStatus[] } {
+  const backends = new Map<string, BackendImage>();
+  const desiredVips: DesiredVip[] = [];
+  const status: VipStatus[] = [];
+
+  for (const vip of vips) {
+    if (!isTableSize(vip.tableSize)) throw new RangeError(`VIP ${vip.name}: table size ${vip.tableSize} is not allowed`);
+    const size: TableSize = vip.tableSize;
+    const resolved = vip.backends.filter((b) => b.weight > 0 && obs.mac(b.address)?.ok === true);
+    const healthy = resolved.filter((b) => obs.healthy(vip.name, b.address));
+    const panic = resolved.length > 0 && healthy.length === 0;
+    const serving: BackendWeight[] = (panic ? resolved : healthy).map((b) => ({ key: b.address, weight: b.weight }));
+
+    let table: Table | null = null;
+    let moved: number | null = null;
+    if (serving.length > 0) {
+      const current = obs.currentTable(vip.name);
+      if (current !== undefined && current.size === size) {
+        table = successorTable(current, { size, backends: serving });
+        const map = new Map(table.backends.map((b, i) => [b.key, i]));
+        let m = 0;
+        for (let s = 0; s < size; s++) if (map.get(current.backends[current.slots[s]!]!.key) !== table.slots[s]) m++;
+        moved = m;
+      } else {
+        table = buildTable({ size, backends: serving });
+      }
+      for (const b of table.backends) {
+        const r = obs.mac(b.key);
+        backends.set(b.key, { address: b.key, family: familyOf(b.key), mac: r?.ok === true ? r.mac : null });
+      }
+    }
+
+    const counts = new Map<string, number>();
+    if (table !== null) for (let s = 0; s < table.size; s++) {
+      const key = table.backends[table.slots[s]!]!.key;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    status.push({
+      name: vip.name,
+      digest: table === null ? null : tableDigest(table),
+      tableSize: size,
+      panic,
+      moved,
+      backends: vip.backends.map((b) => {
+        const r = obs.mac(b.address);
+        const isHealthy = obs.healthy(vip.name, b.address);
+        const reason =
+          b.weight === 0 ? 'drained (weight 0)' : r === undefined ? 'MAC not resolved yet' : !r.ok ? r.reason : !isHealthy && !panic ? 'failed health checks' : null;
+        return { address: b.address, weight: b.weight, healthy: isHealthy, resolved: r?.ok === true, reason, slots: counts.get(b.address) ?? 0 };
+      }),
+    });
+    desiredVips.push({
+      name: vip.name,
+      keys: vip.ports.map((p) => ({ address: vip.address, port: p.port, protocol: p.protocol })),
+      flags: flagsOf(vip),
+      table: table === null ? null : { size: table.size, owners: table.backends.map((b) => b.key), slots: table.slots },
+    });
+  }
+  return { desired: { vips: desiredVips, backends }, status };
+}
+
+/** The table a VIP has now, rebuilt from the image's slots (owners by address, weights unknown = 1). */
+export function tableFromImage(size: number, slots: Uint32Array, addressOf: (index: number) => string | undefined): Table | undefined {
+  if (!isTableSize(size) || slots.length !== size) return undefined;
+  const keys = new Set<string>();
+  for (const i of new Set(slots)) {
+    const a = addressOf(i);
+    if (a === undefined) return undefined;
+    keys.add(a);
+  }
+  const sorted = [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const position = new Map(sorted.map((k, i) => [k, i]));
+  const byIndex = new Map<number, number>();
+  for (const i of new Set(slots)) byIndex.set(i, position.get(addressOf(i)!)!);
+  const out = new Uint32Array(size);
+  for (let s = 0; s < size; s++) out[s] = byIndex.get(slots[s]!)!;
+  return { size, backends: sorted.map((key) => ({ key, weight: 1 })), slots: out };
+}
