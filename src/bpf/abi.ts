@@ -1,0 +1,367 @@
+// abi.ts: the TypeScript side of bpf/include/abi.h and reasons.h. One codec
+// per shared struct (encode to / decode from the exact bytes the datapath
+// reads), its layout (size and field offsets, checked against the object's
+// BTF by test/datapath/abi.test.ts), the flag and constant values, and the
+// reason codes with the C enum's names and numbers.
+
+export const FAMILY_V4 = 2;
+export const FAMILY_V6 = 10;
+
+/** vip_meta.flags */
+export const VIP_F_SOURCE_IP_AFFINITY = 1 << 0;
+export const VIP_F_MODE_L2DSR = 1 << 1;
+export const VIP_F_FLOW_TABLE = 1 << 2;
+/** backend.flags */
+export const BACKEND_F_VALID = 1 << 0;
+/** lb_ctl.flags */
+export const CTL_F_WILDCARD_VIPS = 1 << 0;
+/** A table slot with no backend. */
+export const BACKEND_NONE = 0xffffffff;
+/** lb_ctl.mtu: 0 (no check) or at least this. */
+export const MIN_MTU = 1280;
+export const BENCH_MAX_COPY = 256;
+
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+
+/** Stable reason codes (enum xdplb_reason); the C name is XDPLB_<name>. */
+export const Reason = {
+  PASS_NOT_IP: 0,
+  PASS_NOT_VIP: 1,
+  PASS_MALFORMED: 2,
+  FWD_IPIP: 3,
+  FWD_L2DSR: 4,
+  FWD_ICMP_ERROR: 5,
+  ICMP_TOO_BIG_SENT: 6,
+  DROP_MALFORMED: 7,
+  DROP_NO_BACKEND: 8,
+  DROP_BACKEND_UNRESOLVED: 9,
+  DROP_TOO_BIG: 10,
+  DROP_ENCAP_FAILED: 11,
+  DECAP_OK: 12,
+  DECAP_PASS_NOT_TUNNEL: 13,
+  DECAP_PASS_NOT_LOCAL: 14,
+  DECAP_PASS_FRAGMENT: 15,
+  DROP_DECAP_FAILED: 16,
+  EV_FRAGMENT: 17,
+  EV_FLOW_TABLE_HIT: 18,
+  EV_FLOW_TABLE_MISS: 19,
+  EV_FLOW_TABLE_STALE: 20,
+} as const;
+export type ReasonName = keyof typeof Reason;
+export const REASON_MAX = 21;
+
+/** Events are counted in addition to a packet's one disposition; they do not sum. */
+export function isEvent(name: ReasonName): boolean {
+  return name.startsWith('EV_');
+}
+
+export const reasonName: readonly ReasonName[] = (() => {
+  const names: ReasonName[] = [];
+  for (const [name, code] of Object.entries(Reason)) names[code] = name as ReasonName;
+  return names;
+})();
+
+/** Size and field offsets of a C struct, as BTF describes it. */
+export interface StructLayout {
+  readonly name: string;
+  readonly size: number;
+  readonly fields: Readonly<Record<string, { readonly offset: number; readonly size: number }>>;
+}
+
+function layout(name: string, size: number, fields: Record<string, [number, number]>): StructLayout {
+  return { name, size, fields: Object.fromEntries(Object.entries(fields).map(([f, [offset, sz]]) => [f, { offset, size: sz }])) };
+}
+
+function familyOf(address: Uint8Array): number {
+  if (address.length === 4) return FAMILY_V4;
+  if (address.length === 16) return FAMILY_V6;
+  throw new RangeError(`an address has 4 or 16 bytes, got ${String(address.length)}`);
+}
+
+function putAddress(b: Buffer, at: number, address: Uint8Array): void {
+  b.fill(0, at, at + 16);
+  b.set(address, at);
+}
+
+function getAddress(b: Buffer, at: number, family: number): Uint8Array {
+  return Uint8Array.from(b.subarray(at, at + (family === FAMILY_V4 ? 4 : 16)));
+}
+
+// ---- struct vip_key ------------------------------------------------------
+
+export interface VipKey {
+  /** 4 or 16 bytes; the family follows. */
+  address: Uint8Array;
+  /** 0 = every port of proto. */
+  port: number;
+  proto: number;
+}
+
+export const vipKeyLayout = layout('vip_key', 20, { addr: [0, 16], port: [16, 2], proto: [18, 1], family: [19, 1] });
+
+export function encodeVipKey(k: VipKey): Buffer {
+  const b = Buffer.alloc(vipKeyLayout.size);
+  putAddress(b, 0, k.address);
+  b.writeUInt16BE(k.port, 16);
+  b.writeUInt8(k.proto, 18);
+  b.writeUInt8(familyOf(k.address), 19);
+  return b;
+}
+
+export function decodeVipKey(b: Buffer): VipKey {
+  return { address: getAddress(b, 0, b.readUInt8(19)), port: b.readUInt16BE(16), proto: b.readUInt8(18) };
+}
+
+// ---- struct vip_meta -----------------------------------------------------
+
+export interface VipMeta {
+  vipId: number;
+  flags: number;
+  tableSlot: number;
+  tableSize: number;
+}
+
+export const vipMetaLayout = layout('vip_meta', 16, { vip_id: [0, 4], flags: [4, 4], table_slot: [8, 4], table_size: [12, 4] });
+
+export function encodeVipMeta(m: VipMeta): Buffer {
+  const b = Buffer.alloc(vipMetaLayout.size);
+  b.writeUInt32LE(m.vipId, 0);
+  b.writeUInt32LE(m.flags, 4);
+  b.writeUInt32LE(m.tableSlot, 8);
+  b.writeUInt32LE(m.tableSize, 12);
+  return b;
+}
+
+export function decodeVipMeta(b: Buffer): VipMeta {
+  return { vipId: b.readUInt32LE(0), flags: b.readUInt32LE(4), tableSlot: b.readUInt32LE(8), tableSize: b.readUInt32LE(12) };
+}
+
+// ---- struct backend ------------------------------------------------------
+
+export interface Backend {
+  address: Uint8Array;
+  flags: number;
+  mac: Uint8Array;
+}
+
+export const backendLayout = layout('backend', 24, { addr: [0, 16], family: [16, 1], flags: [17, 1], mac: [18, 6] });
+
+export function encodeBackend(be: Backend): Buffer {
+  const b = Buffer.alloc(backendLayout.size);
+  putAddress(b, 0, be.address);
+  b.writeUInt8(familyOf(be.address), 16);
+  b.writeUInt8(be.flags, 17);
+  b.set(be.mac.subarray(0, 6), 18);
+  return b;
+}
+
+export function decodeBackend(b: Buffer): Backend {
+  const family = b.readUInt8(16);
+  return { address: getAddress(b, 0, family === 0 ? FAMILY_V4 : family), flags: b.readUInt8(17), mac: Uint8Array.from(b.subarray(18, 24)) };
+}
+
+// ---- struct lb_ctl -------------------------------------------------------
+
+export interface LbCtl {
+  srcMac: Uint8Array;
+  /** L3 MTU toward backends; 0 = no check, else >= MIN_MTU. */
+  mtu: number;
+  /** Outer IPv4 source prefix and netmask (4 bytes each). */
+  v4SrcPrefix: Uint8Array;
+  v4SrcMask: Uint8Array;
+  /** Outer IPv6 source: the first 12 bytes are used. */
+  v6SrcPrefix: Uint8Array;
+  flags: number;
+}
+
+export const lbCtlLayout = layout('lb_ctl', 40, {
+  src_mac: [0, 6],
+  mtu: [6, 2],
+  v4_src_prefix: [8, 4],
+  v4_src_mask: [12, 4],
+  v6_src_prefix: [16, 16],
+  flags: [32, 4],
+  pad: [36, 4],
+});
+
+export function encodeLbCtl(c: LbCtl): Buffer {
+  const b = Buffer.alloc(lbCtlLayout.size);
+  b.set(c.srcMac.subarray(0, 6), 0);
+  b.writeUInt16LE(c.mtu, 6);
+  b.set(c.v4SrcPrefix.subarray(0, 4), 8);
+  b.set(c.v4SrcMask.subarray(0, 4), 12);
+  b.set(c.v6SrcPrefix.subarray(0, 16), 16);
+  b.writeUInt32LE(c.flags, 32);
+  return b;
+}
+
+export function decodeLbCtl(b: Buffer): LbCtl {
+  return {
+    srcMac: Uint8Array.from(b.subarray(0, 6)),
+    mtu: b.readUInt16LE(6),
+    v4SrcPrefix: Uint8Array.from(b.subarray(8, 12)),
+    v4SrcMask: Uint8Array.from(b.subarray(12, 16)),
+    v6SrcPrefix: Uint8Array.from(b.subarray(16, 32)),
+    flags: b.readUInt32LE(32),
+  };
+}
+
+// ---- struct vip_filter --------------------------------------------------
+
+export const VIP_FILTER_BITS = 16;
+export const VIP_FILTER_WORDS = (1 << VIP_FILTER_BITS) / 64;
+
+export const vipFilterLayout = layout('vip_filter', VIP_FILTER_WORDS * 8, { words: [0, VIP_FILTER_WORDS * 8] });
+
+/** The filter bucket of an address, as lb_maybe_vip computes it. */
+export function vipFilterBucket(address: Uint8Array): number {
+  const dv = new DataView(address.buffer, address.byteOffset, address.length);
+  let w = dv.getUint32(0, true);
+  if (address.length === 16) w = (w ^ dv.getUint32(4, true) ^ dv.getUint32(8, true) ^ dv.getUint32(12, true)) >>> 0;
+  return Math.imul(w, 0x9e3779b1) >>> (32 - VIP_FILTER_BITS);
+}
+
+/** The filter with the bucket of every given address set. */
+export function encodeVipFilter(addresses: Iterable<Uint8Array>): Buffer {
+  const b = Buffer.alloc(vipFilterLayout.size);
+  for (const a of addresses) {
+    const bucket = vipFilterBucket(a);
+    b[bucket >> 3] = b[bucket >> 3]! | (1 << (bucket & 7));
+  }
+  return b;
+}
+
+// ---- struct flow_key -----------------------------------------------------
+
+export interface FlowKey {
+  src: Uint8Array;
+  dst: Uint8Array;
+  sport: number;
+  dport: number;
+  vipId: number;
+  proto: number;
+}
+
+export const flowKeyLayout = layout('flow_key', 44, {
+  src: [0, 16],
+  dst: [16, 16],
+  sport: [32, 2],
+  dport: [34, 2],
+  vip_id: [36, 4],
+  proto: [40, 1],
+  family: [41, 1],
+  pad: [42, 2],
+});
+
+export function encodeFlowKey(k: FlowKey): Buffer {
+  const b = Buffer.alloc(flowKeyLayout.size);
+  putAddress(b, 0, k.src);
+  putAddress(b, 16, k.dst);
+  b.writeUInt16BE(k.sport, 32);
+  b.writeUInt16BE(k.dport, 34);
+  b.writeUInt32LE(k.vipId, 36);
+  b.writeUInt8(k.proto, 40);
+  b.writeUInt8(familyOf(k.src), 41);
+  return b;
+}
+
+export function decodeFlowKey(b: Buffer): FlowKey {
+  const family = b.readUInt8(41);
+  return {
+    src: getAddress(b, 0, family),
+    dst: getAddress(b, 16, family),
+    sport: b.readUInt16BE(32),
+    dport: b.readUInt16BE(34),
+    vipId: b.readUInt32LE(36),
+    proto: b.readUInt8(40),
+  };
+}
+
+// ---- struct lb_counter ---------------------------------------------------
+
+export interface Counter {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export const lbCounterLayout = layout('lb_counter', 16, { packets: [0, 8], bytes: [8, 8] });
+
+export function decodeCounter(b: Buffer): Counter {
+  return { packets: b.readBigUInt64LE(0), bytes: b.readBigUInt64LE(8) };
+}
+
+/** Sum of per-CPU counter values. */
+export function sumCounters(perCpu: readonly Buffer[]): Counter {
+  let packets = 0n;
+  let bytes = 0n;
+  for (const v of perCpu) {
+    const c = decodeCounter(v);
+    packets += c.packets;
+    bytes += c.bytes;
+  }
+  return { packets, bytes };
+}
+
+// ---- struct decap_key ----------------------------------------------------
+
+export const decapKeyLayout = layout('decap_key', 20, { addr: [0, 16], family: [16, 1], pad: [17, 3] });
+
+export function encodeDecapKey(address: Uint8Array): Buffer {
+  const b = Buffer.alloc(decapKeyLayout.size);
+  putAddress(b, 0, address);
+  b.writeUInt8(familyOf(address), 16);
+  return b;
+}
+
+export function decodeDecapKey(b: Buffer): Uint8Array {
+  return getAddress(b, 0, b.readUInt8(16));
+}
+
+// ---- struct bench_tmpl (benchmark only) ----------------------------------
+
+export interface BenchTemplate {
+  frame: Uint8Array;
+  /** Bytes written back each repetition (the headers); <= BENCH_MAX_COPY. */
+  copyLen: number;
+  /** Offset of a 32-bit field rewritten with a counter each repetition; 0 = none. */
+  varyOffset: number;
+}
+
+export const benchTmplLayout = layout('bench_tmpl', 16 + BENCH_MAX_COPY, {
+  len: [0, 4],
+  copy_len: [4, 4],
+  vary_off: [8, 4],
+  counter: [12, 4],
+  bytes: [16, BENCH_MAX_COPY],
+});
+
+export function encodeBenchTemplate(t: BenchTemplate): Buffer {
+  const b = Buffer.alloc(benchTmplLayout.size);
+  const copyLen = Math.min(t.copyLen, BENCH_MAX_COPY, t.frame.length);
+  b.writeUInt32LE(t.frame.length, 0);
+  b.writeUInt32LE(copyLen, 4);
+  b.writeUInt32LE(t.varyOffset, 8);
+  b.set(t.frame.subarray(0, copyLen), 16);
+  return b;
+}
+
+/** Every layout, for the ABI test. */
+export const layouts: readonly StructLayout[] = [
+  vipKeyLayout,
+  vipMetaLayout,
+  backendLayout,
+  lbCtlLayout,
+  vipFilterLayout,
+  flowKeyLayout,
+  lbCounterLayout,
+  decapKeyLayout,
+  benchTmplLayout,
+];
+
+/** u32 key of an array map. */
+export function u32Key(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0, 0);
+  return b;
+}

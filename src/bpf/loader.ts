@@ -1,0 +1,400 @@
+// loader.ts: typed access to BPF objects, programs, maps and links over the
+// libbpf binding: open/load an object file, find programs and maps by name,
+// create (inner) maps, read and write elements (per-CPU values summed by the
+// caller), pin, attach XDP, and run a program with BPF_PROG_TEST_RUN. Every
+// failure is an XdplbError with code BPF, or NO_PRIVILEGE for EPERM.
+
+import { constants as osConstants } from 'node:os';
+import { unlinkSync } from 'node:fs';
+import { ErrorCodes, XdplbError } from '../core/errors.js';
+import { lastErrno, libbpf, type Handle } from './libbpf.js';
+
+/** enum bpf_map_type values used by xdplb. */
+export const MapType = {
+  HASH: 1,
+  ARRAY: 2,
+  PERCPU_HASH: 5,
+  PERCPU_ARRAY: 6,
+  LRU_HASH: 9,
+  ARRAY_OF_MAPS: 12,
+} as const;
+
+/** BPF map flags (uapi linux/bpf.h). */
+export const MapFlags = {
+  NO_PREALLOC: 1 << 0,
+  NO_COMMON_LRU: 1 << 1,
+  INNER_MAP: 1 << 12,
+} as const;
+
+/** bpf_map_update_elem flags. */
+export const UpdateFlags = { ANY: 0n, NOEXIST: 1n, EXIST: 2n } as const;
+
+/** XDP attach flags (uapi linux/if_link.h). */
+export const XdpFlags = {
+  UPDATE_IF_NOEXIST: 1 << 0,
+  SKB_MODE: 1 << 1,
+  DRV_MODE: 1 << 2,
+  HW_MODE: 1 << 3,
+  REPLACE: 1 << 4,
+} as const;
+
+/** BPF_PROG_TEST_RUN flags. */
+export const TestRunFlags = { RUN_ON_CPU: 1 << 0, XDP_LIVE_FRAMES: 1 << 1 } as const;
+
+/** XDP actions. */
+export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+
+/** Throw the XdplbError for a failed libbpf call (err = -errno or errno). */
+export function bpfError(what: string, err: number, withLog = false): XdplbError {
+  const errno = Math.abs(err);
+  const name = errnoNames.get(errno) ?? `errno ${String(errno)}`;
+  let message = `${what} failed: ${name}`;
+  if (withLog) {
+    const log = libbpf().recentLog();
+    if (log.length > 0) message += `\n${log.slice(-60).join('\n')}`;
+  }
+  // EACCES is what the verifier returns for a rejected program: not a privilege matter.
+  const code = errno === osConstants.errno.EPERM ? ErrorCodes.NO_PRIVILEGE : ErrorCodes.BPF;
+  return new XdplbError(code, message, { cause: { errno, name } });
+}
+
+function check(what: string, ret: number, withLog = false): number {
+  if (ret < 0) throw bpfError(what, ret, withLog);
+  return ret;
+}
+
+function isNull(h: Handle): boolean {
+  return h === null || h === 0n;
+}
+
+/** A map: an fd plus its shape. Maps found in an object belong to it; maps from createMap/openPinned own their fd. */
+export class BpfMap {
+  constructor(
+    readonly name: string,
+    readonly fd: number,
+    readonly type: number,
+    readonly keySize: number,
+    readonly valueSize: number,
+    readonly maxEntries: number,
+    private readonly ownsFd: boolean,
+  ) {}
+
+  private checkKey(key: Uint8Array): void {
+    if (key.length !== this.keySize) {
+      throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: key of ${String(key.length)} bytes, expected ${String(this.keySize)}`);
+    }
+  }
+
+  /** Value bytes for this map's lookups: value_size, times the CPUs for per-CPU maps (8-byte aligned each). */
+  private lookupSize(): number {
+    if (this.type === MapType.PERCPU_ARRAY || this.type === MapType.PERCPU_HASH) {
+      return roundUp8(this.valueSize) * numPossibleCpus();
+    }
+    return this.valueSize;
+  }
+
+  update(key: Uint8Array, value: Uint8Array, flags: bigint = UpdateFlags.ANY): void {
+    this.checkKey(key);
+    check(`update of map ${this.name}`, libbpf().mapUpdateElem(this.fd, Buffer.from(key.buffer, key.byteOffset, key.length), Buffer.from(value.buffer, value.byteOffset, value.length), flags));
+  }
+
+  /** The value, or undefined when the key is absent (ENOENT). */
+  lookup(key: Uint8Array): Buffer | undefined {
+    this.checkKey(key);
+    const out = Buffer.alloc(this.lookupSize());
+    const ret = libbpf().mapLookupElem(this.fd, Buffer.from(key.buffer, key.byteOffset, key.length), out);
+    if (ret === -osConstants.errno.ENOENT) return undefined;
+    check(`lookup in map ${this.name}`, ret);
+    return out;
+  }
+
+  /** Per-CPU map: one value per possible CPU. */
+  lookupPerCpu(key: Uint8Array): Buffer[] | undefined {
+    const all = this.lookup(key);
+    if (all === undefined) return undefined;
+    const stride = roundUp8(this.valueSize);
+    const values: Buffer[] = [];
+    for (let at = 0; at < all.length; at += stride) values.push(all.subarray(at, at + this.valueSize));
+    return values;
+  }
+
+  /** Delete a key; returns false when it was absent. */
+  delete(key: Uint8Array): boolean {
+    this.checkKey(key);
+    const ret = libbpf().mapDeleteElem(this.fd, Buffer.from(key.buffer, key.byteOffset, key.length));
+    if (ret === -osConstants.errno.ENOENT) return false;
+    check(`delete from map ${this.name}`, ret);
+    return true;
+  }
+
+  /** All keys (hash maps); a snapshot, entries may change meanwhile. */
+  keys(): Buffer[] {
+    const keys: Buffer[] = [];
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.keySize);
+      const ret = libbpf().mapGetNextKey(this.fd, prev, next);
+      if (ret === -osConstants.errno.ENOENT) return keys;
+      check(`key walk of map ${this.name}`, ret);
+      keys.push(next);
+      prev = next;
+    }
+  }
+
+  /** Write `count` consecutive keys/values (packed arrays) in one syscall. */
+  updateBatch(keys: Uint8Array, values: Uint8Array, count: number, flags: bigint = UpdateFlags.ANY): void {
+    if (keys.length < count * this.keySize || values.length < count * this.valueSize) {
+      throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: batch buffers shorter than ${String(count)} entries`);
+    }
+    const n = new Uint32Array([count]);
+    const opts = Buffer.alloc(libbpf().batchOptsSize);
+    opts.writeBigUInt64LE(BigInt(opts.length), 0);
+    opts.writeBigUInt64LE(flags, 8);
+    check(
+      `batch update of map ${this.name}`,
+      libbpf().mapUpdateBatch(this.fd, Buffer.from(keys.buffer, keys.byteOffset, keys.length), Buffer.from(values.buffer, values.byteOffset, values.length), Buffer.from(n.buffer), opts),
+    );
+    if (n[0] !== count) throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: batch wrote ${String(n[0])} of ${String(count)} entries`);
+  }
+
+  pin(path: string): void {
+    check(`pin of map ${this.name} at ${path}`, libbpf().objPin(this.fd, path));
+  }
+
+  /** Close the fd if this object owns it (created or opened maps). */
+  close(): void {
+    if (this.ownsFd) libbpf().close(this.fd);
+  }
+}
+
+function roundUp8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+let possibleCpus: number | undefined;
+
+/** Possible CPUs (libbpf_num_possible_cpus): the per-CPU value count. */
+export function numPossibleCpus(): number {
+  possibleCpus ??= check('libbpf_num_possible_cpus', libbpf().numPossibleCpus());
+  return possibleCpus;
+}
+
+export interface CreateMapOptions {
+  type: number;
+  name: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags?: number;
+  innerMapFd?: number;
+}
+
+/** bpf_map_create: e.g. a table inner map (ARRAY, BPF_F_INNER_MAP). The caller closes it. */
+export function createMap(o: CreateMapOptions): BpfMap {
+  const lib = libbpf();
+  const opts = {
+    sz: lib.mapCreateOptsSize,
+    btf_fd: 0,
+    btf_key_type_id: 0,
+    btf_value_type_id: 0,
+    btf_vmlinux_value_type_id: 0,
+    inner_map_fd: o.innerMapFd ?? 0,
+    map_flags: o.flags ?? 0,
+    map_extra: 0n,
+    numa_node: 0,
+    map_ifindex: 0,
+  };
+  const fd = check(`creation of map ${o.name}`, lib.mapCreate(o.type, o.name.slice(0, 15), o.keySize, o.valueSize, o.maxEntries, opts));
+  return new BpfMap(o.name, fd, o.type, o.keySize, o.valueSize, o.maxEntries, true);
+}
+
+/** Pin any BPF fd (map, program, link) at a bpffs path. */
+export function pinFd(fd: number, path: string): void {
+  check(`pin at ${path}`, libbpf().objPin(fd, path));
+}
+
+/** A new fd for a pinned object; the caller closes it with closeFd. */
+export function openPinned(path: string): number {
+  return check(`open of pinned ${path}`, libbpf().objGet(path));
+}
+
+/** Remove a pin (the object lives on while referenced). Missing pins are fine. */
+export function unpin(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new XdplbError(ErrorCodes.BPF, `unpin of ${path} failed`, { cause: e });
+    }
+  }
+}
+
+export function closeFd(fd: number): void {
+  libbpf().close(fd);
+}
+
+export interface TestRunInput {
+  /** The frame given to the program. */
+  data: Uint8Array;
+  repeat?: number;
+  flags?: number;
+  /** struct xdp_md for the run (e.g. ingress_ifindex for live frames). */
+  ctx?: Uint8Array;
+  batchSize?: number;
+  /** Room for the output frame; default data + 512 bytes. */
+  dataOutSize?: number;
+}
+
+export interface TestRunResult {
+  retval: number;
+  /** Average ns per repetition as the kernel measured it. */
+  duration: number;
+  /** The frame as the program left it (empty for live frames). */
+  data: Buffer;
+}
+
+/** BPF_PROG_TEST_RUN through bpf_prog_test_run_opts. */
+export function testRun(progFd: number, input: TestRunInput): TestRunResult {
+  const lib = libbpf();
+  const dataIn = Buffer.from(input.data.buffer, input.data.byteOffset, input.data.length);
+  const live = ((input.flags ?? 0) & TestRunFlags.XDP_LIVE_FRAMES) !== 0;
+  const out = live ? null : Buffer.alloc(input.dataOutSize ?? input.data.length + 512);
+  const ctx = input.ctx === undefined ? null : Buffer.from(input.ctx.buffer, input.ctx.byteOffset, input.ctx.length);
+  const opts = {
+    sz: lib.testRunOptsSize,
+    data_in: dataIn,
+    data_out: out,
+    data_size_in: dataIn.length,
+    data_size_out: out?.length ?? 0,
+    ctx_in: ctx,
+    ctx_out: null,
+    ctx_size_in: ctx?.length ?? 0,
+    ctx_size_out: 0,
+    retval: 0,
+    repeat: input.repeat ?? 1,
+    duration: 0,
+    flags: input.flags ?? 0,
+    cpu: 0,
+    batch_size: input.batchSize ?? 0,
+  };
+  check('BPF_PROG_TEST_RUN', lib.progTestRun(progFd, opts));
+  return { retval: opts.retval, duration: opts.duration, data: out === null ? Buffer.alloc(0) : out.subarray(0, opts.data_size_out) };
+}
+
+/** An attached program held by a bpf_link: detached on destroy unless pinned. */
+export class BpfLink {
+  constructor(private handle: Handle) {}
+
+  get fd(): number {
+    return libbpf().linkFd(this.handle);
+  }
+
+  pin(path: string): void {
+    check(`pin of link at ${path}`, libbpf().linkPin(this.handle, path));
+  }
+
+  destroy(): void {
+    if (isNull(this.handle)) return;
+    libbpf().linkDestroy(this.handle);
+    this.handle = null;
+  }
+}
+
+export class BpfProgram {
+  constructor(
+    readonly name: string,
+    private readonly handle: Handle,
+  ) {}
+
+  get fd(): number {
+    return check(`fd of program ${this.name}`, libbpf().programFd(this.handle));
+  }
+
+  /** Attach to an interface through a bpf_link (native mode if the driver has it). */
+  attachXdp(ifindex: number): BpfLink {
+    const link = libbpf().programAttachXdp(this.handle, ifindex);
+    if (isNull(link)) throw bpfError(`XDP attach of ${this.name} to ifindex ${String(ifindex)}`, lastErrno(), true);
+    return new BpfLink(link);
+  }
+
+  testRun(input: TestRunInput): TestRunResult {
+    return testRun(this.fd, input);
+  }
+}
+
+/** Attach without a link (netlink, bpf_xdp_attach); XdpFlags pick the mode. */
+export function xdpAttach(ifindex: number, progFd: number, flags = 0): void {
+  check(`XDP attach to ifindex ${String(ifindex)}`, libbpf().xdpAttach(ifindex, progFd, flags, null), true);
+}
+
+export function xdpDetach(ifindex: number, flags = 0): void {
+  check(`XDP detach from ifindex ${String(ifindex)}`, libbpf().xdpDetach(ifindex, flags, null));
+}
+
+export interface OpenOptions {
+  /** Override max_entries of named maps before load. */
+  maxEntries?: Record<string, number>;
+}
+
+/** A BPF object file, opened and loaded into the kernel. */
+export class BpfObject {
+  private handle: Handle;
+  private readonly maps = new Map<string, BpfMap>();
+
+  private constructor(
+    readonly path: string,
+    handle: Handle,
+  ) {
+    this.handle = handle;
+  }
+
+  /** Open and load (verify) an object; close() releases everything not pinned or attached. */
+  static load(path: string, options: OpenOptions = {}): BpfObject {
+    const lib = libbpf();
+    const handle = lib.objectOpenFile(path, null);
+    if (isNull(handle)) throw bpfError(`open of BPF object ${path}`, lastErrno(), true);
+    const obj = new BpfObject(path, handle);
+    try {
+      for (const [name, n] of Object.entries(options.maxEntries ?? {})) {
+        check(`max_entries of map ${name}`, lib.mapSetMaxEntries(obj.mapHandle(name), n));
+      }
+      check(`load of BPF object ${path}`, lib.objectLoad(handle), true);
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+    return obj;
+  }
+
+  private mapHandle(name: string): Handle {
+    const h = libbpf().objectFindMap(this.handle, name);
+    if (isNull(h)) throw new XdplbError(ErrorCodes.BPF, `map ${name} not found in ${this.path}`);
+    return h;
+  }
+
+  program(name: string): BpfProgram {
+    const h = libbpf().objectFindProgram(this.handle, name);
+    if (isNull(h)) throw new XdplbError(ErrorCodes.BPF, `program ${name} not found in ${this.path}`);
+    return new BpfProgram(name, h);
+  }
+
+  map(name: string): BpfMap {
+    let m = this.maps.get(name);
+    if (m === undefined) {
+      const lib = libbpf();
+      const h = this.mapHandle(name);
+      m = new BpfMap(name, check(`fd of map ${name}`, lib.mapFd(h)), lib.mapType(h), lib.mapKeySize(h), lib.mapValueSize(h), lib.mapMaxEntries(h), false);
+      this.maps.set(name, m);
+    }
+    return m;
+  }
+
+  close(): void {
+    if (isNull(this.handle)) return;
+    libbpf().objectClose(this.handle);
+    this.handle = null;
+    this.maps.clear();
+  }
+}

@@ -1,0 +1,61 @@
+// net.ts: IP and MAC address text <-> bytes, as the BPF maps store them
+// (network order; IPv4 as 4 bytes, IPv6 as 16). Pure functions.
+
+import { isIPv4, isIPv6 } from 'node:net';
+import { ErrorCodes, XdplbError } from '../core/errors.js';
+
+/** An address as bytes: 4 for IPv4, 16 for IPv6. Accepts text or bytes. */
+export function ipBytes(address: string | Uint8Array): Uint8Array {
+  if (typeof address !== 'string') {
+    if (address.length !== 4 && address.length !== 16) {
+      throw new XdplbError(ErrorCodes.BAD_CONFIG, `an IP address has 4 or 16 bytes, got ${String(address.length)}`);
+    }
+    return address;
+  }
+  if (isIPv4(address)) return Uint8Array.from(address.split('.').map(Number));
+  if (isIPv6(address)) return parseIPv6(address);
+  throw new XdplbError(ErrorCodes.BAD_CONFIG, `not an IP address: ${JSON.stringify(address)}`);
+}
+
+function parseIPv6(text: string): Uint8Array {
+  // a trailing dotted IPv4 part (::ffff:1.2.3.4) becomes two hex groups
+  const s = text.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a: string, b: string, c: string, d: string) =>
+    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
+  );
+  const groupsOf = (part: string): number[] => (part === '' ? [] : part.split(':').map((h) => parseInt(h, 16)));
+  const halves = s.split('::');
+  const left = groupsOf(halves[0]!);
+  const right = halves.length > 1 ? groupsOf(halves[1]!) : [];
+  const groups = [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    out[2 * i] = g >> 8;
+    out[2 * i + 1] = g & 0xff;
+  });
+  return out;
+}
+
+/** Text form of 4- or 16-byte address bytes. */
+export function ipText(bytes: Uint8Array): string {
+  if (bytes.length === 4) return Array.from(bytes).join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+}
+
+/** A MAC address as 6 bytes. Accepts aa:bb:cc:dd:ee:ff or bytes. */
+export function macBytes(mac: string | Uint8Array): Uint8Array {
+  if (typeof mac !== 'string') {
+    if (mac.length !== 6) throw new XdplbError(ErrorCodes.BAD_CONFIG, `a MAC address has 6 bytes, got ${String(mac.length)}`);
+    return mac;
+  }
+  const parts = mac.split(/[:-]/);
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) {
+    throw new XdplbError(ErrorCodes.BAD_CONFIG, `not a MAC address: ${JSON.stringify(mac)}`);
+  }
+  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+}
+
+export function macText(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(':');
+}
