@@ -5,7 +5,8 @@
  * original frame from bench_pkt (undo the head growth of an encapsulation,
  * write back the headers), so every repetition sees the same input; with
  * vary_off set, a 32-bit counter is written there after each repetition (a
- * new flow every time, e.g. a new client address). The
+ * new flow every time, e.g. a new client address); without, the same store
+ * writes the frame's first bytes back, so every case pays the same. The
  * floor wraps a bare XDP_PASS in the same restore, so ratios compare the
  * load balancer's own cost. The load balancer is the code of xdp_lb.c
  * (include/balancer.h) with its own copy of the maps.
@@ -42,10 +43,17 @@ static __always_inline void bench_restore(struct xdp_md *ctx)
 		if (n > 0)
 			bpf_xdp_store_bytes(ctx, 0, t->bytes, n);
 	}
-	if (t->vary_off) {
-		__u32 v = t->counter++;
+	/* Every case, floor included, pays for the same 4-byte store: a counter
+	 * at vary_off (a new flow each repetition), else the frame's own first
+	 * bytes written back in place. */
+	{
+		__u32 off = t->vary_off, v;
 
-		bpf_xdp_store_bytes(ctx, t->vary_off, &v, sizeof(v));
+		if (off)
+			v = t->counter++;
+		else
+			__builtin_memcpy(&v, t->bytes, sizeof(v));
+		bpf_xdp_store_bytes(ctx, off, &v, sizeof(v));
 	}
 }
 
