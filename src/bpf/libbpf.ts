@@ -76,6 +76,13 @@ export interface Libbpf {
   xdpAttach: Fn<[ifindex: number, progFd: number, flags: number, opts: null], number>;
   xdpDetach: Fn<[ifindex: number, flags: number, opts: null], number>;
   numPossibleCpus: Fn<[], number>;
+  /** bpf_obj_get_info_by_fd: info is a zeroed buffer, infoLen a 1-element Uint32Array (in: size, out: filled). */
+  objGetInfoByFd: Fn<[fd: number, info: Buffer, infoLen: Buffer], number>;
+  mapGetFdById: Fn<[id: number], number>;
+  mapLookupBatch: Fn<[fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer, opts: Buffer], number>;
+  /** bpf_link_create(prog_fd, ifindex, BPF_XDP, opts): opts is struct bpf_link_create_opts {sz, flags, ...}. */
+  linkCreate: Fn<[progFd: number, targetFd: number, attachType: number, opts: Buffer], number>;
+  linkUpdate: Fn<[linkFd: number, newProgFd: number, opts: null], number>;
   close: Fn<[fd: number], number>;
   /** The last libbpf log lines (verifier output on a failed load), oldest first. */
   recentLog(): string[];
@@ -180,6 +187,11 @@ function bind(): Libbpf {
     xdpAttach: f('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)'),
     xdpDetach: f('int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)'),
     numPossibleCpus: f('int libbpf_num_possible_cpus(void)'),
+    objGetInfoByFd: f('int bpf_obj_get_info_by_fd(int bpf_fd, _Inout_ uint8_t *info, _Inout_ uint8_t *info_len)'),
+    mapGetFdById: f('int bpf_map_get_fd_by_id(uint32_t id)'),
+    mapLookupBatch: f('int bpf_map_lookup_batch(int fd, void *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint8_t *count, const void *opts)'),
+    linkCreate: f('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
+    linkUpdate: f('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
     close: libc.func('int close(int fd)'),
     recentLog: () => log.slice(),
   } as Libbpf;

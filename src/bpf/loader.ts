@@ -159,6 +159,26 @@ export class BpfMap {
     if (n[0] !== count) throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: batch wrote ${String(n[0])} of ${String(count)} entries`);
   }
 
+  /**
+   * Every value of an ARRAY map, read with one bpf_map_lookup_batch (keys
+   * 0..max_entries-1, values packed). A 65537-slot table is one syscall.
+   */
+  readArray(): Buffer {
+    if (this.type !== MapType.ARRAY) throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: readArray needs an ARRAY map`);
+    const n = this.maxEntries;
+    const keys = Buffer.alloc(n * 4);
+    const values = Buffer.alloc(n * this.valueSize);
+    const count = new Uint32Array([n]);
+    const outBatch = Buffer.alloc(4);
+    const opts = Buffer.alloc(libbpf().batchOptsSize);
+    opts.writeBigUInt64LE(BigInt(opts.length), 0);
+    const ret = libbpf().mapLookupBatch(this.fd, null, outBatch, keys, values, Buffer.from(count.buffer), opts);
+    // ENOENT: the end was reached, which for an array read whole is success.
+    if (ret < 0 && ret !== -osConstants.errno.ENOENT) check(`batch lookup in map ${this.name}`, ret);
+    if (count[0] !== n) throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: batch read ${String(count[0])} of ${String(n)} entries`);
+    return values;
+  }
+
   pin(path: string): void {
     check(`pin of map ${this.name} at ${path}`, libbpf().objPin(this.fd, path));
   }
@@ -213,6 +233,93 @@ export function createMap(o: CreateMapOptions): BpfMap {
 /** Pin any BPF fd (map, program, link) at a bpffs path. */
 export function pinFd(fd: number, path: string): void {
   check(`pin at ${path}`, libbpf().objPin(fd, path));
+}
+
+/** What the kernel says about a map fd (struct bpf_map_info, the leading fields). */
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+}
+
+function objectInfo(fd: number, size: number, what: string): Buffer {
+  const info = Buffer.alloc(size);
+  const len = new Uint32Array([size]);
+  check(`info of ${what}`, libbpf().objGetInfoByFd(fd, info, Buffer.from(len.buffer)));
+  return info;
+}
+
+export function mapInfo(fd: number): MapInfo {
+  const b = objectInfo(fd, 96, `map fd ${String(fd)}`);
+  const nameBytes = b.subarray(24, 40);
+  const end = nameBytes.indexOf(0);
+  return {
+    type: b.readUInt32LE(0),
+    id: b.readUInt32LE(4),
+    keySize: b.readUInt32LE(8),
+    valueSize: b.readUInt32LE(12),
+    maxEntries: b.readUInt32LE(16),
+    flags: b.readUInt32LE(20),
+    name: nameBytes.subarray(0, end < 0 ? 16 : end).toString('latin1'),
+  };
+}
+
+/** A map from an fd this process owns (pinned, or by id), with its kernel-reported shape. */
+export function mapFromFd(fd: number, name?: string): BpfMap {
+  const i = mapInfo(fd);
+  return new BpfMap(name ?? i.name, fd, i.type, i.keySize, i.valueSize, i.maxEntries, true);
+}
+
+/** Opens a pinned map; close() releases the fd, the pin stays. */
+export function openPinnedMap(path: string, name?: string): BpfMap {
+  return mapFromFd(openPinned(path), name);
+}
+
+/** Opens a map by its kernel id (e.g. an inner map id read from an array-of-maps). */
+export function openMapById(id: number): BpfMap {
+  return mapFromFd(check(`open of map id ${String(id)}`, libbpf().mapGetFdById(id)));
+}
+
+/** What the kernel says about a link fd (struct bpf_link_info: type, id, prog_id, xdp.ifindex). */
+export interface LinkInfo {
+  type: number;
+  id: number;
+  progId: number;
+  ifindex: number;
+}
+
+export const BPF_LINK_TYPE_XDP = 6;
+const BPF_XDP_ATTACH_TYPE = 37;
+
+export function linkInfo(fd: number): LinkInfo {
+  const b = objectInfo(fd, 64, `link fd ${String(fd)}`);
+  return { type: b.readUInt32LE(0), id: b.readUInt32LE(4), progId: b.readUInt32LE(8), ifindex: b.readUInt32LE(16) };
+}
+
+/** Program id of a program fd (struct bpf_prog_info: type, id). */
+export function programId(fd: number): number {
+  return objectInfo(fd, 256, `program fd ${String(fd)}`).readUInt32LE(4);
+}
+
+/**
+ * Attaches an XDP program to an interface through a new bpf_link; XdpFlags
+ * SKB_MODE or DRV_MODE force a mode, 0 lets the kernel pick (native when the
+ * driver has it). Returns the link fd; the link lives while the fd or a pin does.
+ */
+export function xdpLinkCreate(progFd: number, ifindex: number, flags: number): number {
+  const opts = Buffer.alloc(32); // struct bpf_link_create_opts: size_t sz, __u32 flags, ...
+  opts.writeBigUInt64LE(BigInt(opts.length), 0);
+  opts.writeUInt32LE(flags, 8);
+  return check(`XDP link to ifindex ${String(ifindex)}`, libbpf().linkCreate(progFd, ifindex, BPF_XDP_ATTACH_TYPE, opts), true);
+}
+
+/** Replaces the program of a link atomically: no packet is seen by neither program. */
+export function linkUpdate(linkFd: number, progFd: number): void {
+  check('update of the XDP link program', libbpf().linkUpdate(linkFd, progFd, null), true);
 }
 
 /** A new fd for a pinned object; the caller closes it with closeFd. */

@@ -33,7 +33,7 @@ import {
 } from './abi.js';
 import type { DecapMaps, LbMaps } from './datapath.js';
 import { createMap, MapFlags, MapType } from './loader.js';
-import { ipBytes, macBytes } from './net.js';
+import { ipBytes, macBytes } from '../core/net.js';
 
 export interface DatapathControl {
   /** Source MAC of transmitted frames. */

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isEvent, reasonName } from '../../src/bpf/abi.js';
 import { readReasons } from '../../src/bpf/datapath.js';
-import { ipBytes } from '../../src/bpf/net.js';
+import { ipBytes } from '../../src/core/net.js';
 import {
   be16,
   concat,

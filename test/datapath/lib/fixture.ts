@@ -5,7 +5,7 @@
 
 import { flowHash, portsWord, type Affinity } from '../../../src/core/flow-hash.js';
 import { BACKEND_NONE } from '../../../src/bpf/abi.js';
-import { ipBytes, macBytes } from '../../../src/bpf/net.js';
+import { ipBytes, macBytes } from '../../../src/core/net.js';
 import type { DatapathState, DatapathVip } from '../../../src/bpf/programmer.js';
 import {
   be16,

@@ -13,7 +13,8 @@ export function ipBytes(address: string | Uint8Array): Uint8Array {
     return address;
   }
   if (isIPv4(address)) return Uint8Array.from(address.split('.').map(Number));
-  if (isIPv6(address)) return parseIPv6(address);
+  // A zone index (fe80::1%eth0) names an interface, not an address the maps can hold.
+  if (isIPv6(address) && !address.includes('%')) return parseIPv6(address);
   throw new XdplbError(ErrorCodes.BAD_CONFIG, `not an IP address: ${JSON.stringify(address)}`);
 }
 
@@ -35,12 +36,35 @@ function parseIPv6(text: string): Uint8Array {
   return out;
 }
 
-/** Text form of 4- or 16-byte address bytes. */
+/** Text form of 4- or 16-byte address bytes; IPv6 in RFC 5952 canonical form. */
 export function ipText(bytes: Uint8Array): string {
   if (bytes.length === 4) return Array.from(bytes).join('.');
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
-  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  // The longest run of two or more zero groups (the first on a tie) becomes "::".
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
+  if (bestStart < 0) return hex(groups);
+  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+}
+
+/** The canonical text of an address given as text (throws BAD_CONFIG if it is not one). */
+export function canonicalIp(address: string): string {
+  return ipText(ipBytes(address));
 }
 
 /** A MAC address as 6 bytes. Accepts aa:bb:cc:dd:ee:ff or bytes. */
