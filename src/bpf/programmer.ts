@@ -13,13 +13,11 @@ import { ErrorCodes, XdplbError } from '../core/errors.js';
 import {
   BACKEND_F_VALID,
   BACKEND_NONE,
-  CTL_F_WILDCARD_VIPS,
   decodeVipMeta,
   encodeBackend,
   encodeDecapKey,
   encodeVipFilter,
   decodeVipKey,
-  encodeLbCtl,
   encodeVipKey,
   encodeVipMeta,
   IPPROTO_TCP,
@@ -32,7 +30,7 @@ import {
   type VipMeta,
 } from './abi.js';
 import type { DecapMaps, LbMaps } from './datapath.js';
-import { createMap, MapFlags, MapType } from './loader.js';
+import { encodeControl, writeTable } from './map-writer.js';
 import { ipBytes, macBytes } from '../core/net.js';
 
 export interface DatapathControl {
@@ -91,24 +89,6 @@ function protoNumber(p: 'tcp' | 'udp'): number {
   return p === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP;
 }
 
-function prefix(text: string, family: 4 | 6): { address: Uint8Array; bits: number } {
-  const [addr, bitsText] = text.split('/');
-  const address = ipBytes(addr ?? '');
-  const bits = Number(bitsText);
-  const max = family === 4 ? 32 : 128;
-  if (address.length !== (family === 4 ? 4 : 16) || !Number.isInteger(bits) || bits < 0 || bits > max) {
-    throw bad(`not an IPv${String(family)} prefix: ${JSON.stringify(text)}`);
-  }
-  if (family === 6 && bits > 96) throw bad(`the IPv6 outer source prefix must be /96 or shorter: ${text}`);
-  return { address, bits };
-}
-
-function netmask(bits: number): Uint8Array {
-  const m = new Uint8Array(4);
-  for (let i = 0; i < bits; i++) m[i >> 3]! |= 0x80 >> (i & 7);
-  return m;
-}
-
 function vipKeyAddress(key: Buffer): Uint8Array {
   return decodeVipKey(key).address;
 }
@@ -118,7 +98,6 @@ function hex(b: Uint8Array): string {
 }
 
 export class DatapathProgrammer {
-  private batchKeys = new Uint32Array(0);
   private backendHighWater: number | undefined;
 
   constructor(private readonly maps: LbMaps) {}
@@ -128,20 +107,8 @@ export class DatapathProgrammer {
     const vips = this.validate(state);
 
     // 1. control
-    const v4 = prefix(state.control.v4SrcPrefix, 4);
-    const v6 = prefix(state.control.v6SrcPrefix, 6);
     const wildcard = state.vips.some((v) => v.port === 0);
-    this.maps.ctl.update(
-      u32Key(0),
-      encodeLbCtl({
-        srcMac: macBytes(state.control.srcMac),
-        mtu: state.control.mtu,
-        v4SrcPrefix: v4.address,
-        v4SrcMask: netmask(v4.bits),
-        v6SrcPrefix: v6.address,
-        flags: wildcard ? CTL_F_WILDCARD_VIPS : 0,
-      }),
-    );
+    this.maps.ctl.update(u32Key(0), encodeControl(state.control, wildcard));
 
     // 2. backends
     state.backends.forEach((be, i) => {
@@ -172,7 +139,7 @@ export class DatapathProgrammer {
         tableSize = vip.table.size;
         tableSlot = old !== undefined && old.tableSize === tableSize ? old.tableSlot : this.freeSlot(taken);
         taken.add(tableSlot);
-        this.writeTable(tableSlot, vip.table);
+        writeTable(this.maps.tables, tableSlot, vip.table.slots);
       }
       metas.push(encodeVipMeta({ vipId, flags, tableSlot, tableSize }));
     });
@@ -224,17 +191,6 @@ export class DatapathProgrammer {
   private freeSlot(taken: Set<number>): number {
     for (let s = 0; s < this.maps.tables.maxEntries; s++) if (!taken.has(s)) return s;
     throw new XdplbError(ErrorCodes.BPF, `no free table slot among ${String(this.maps.tables.maxEntries)}`);
-  }
-
-  private writeTable(slot: number, table: DatapathTable): void {
-    const inner = createMap({ type: MapType.ARRAY, name: 'lb_table', keySize: 4, valueSize: 4, maxEntries: table.size, flags: MapFlags.INNER_MAP });
-    try {
-      if (this.batchKeys.length < table.size) this.batchKeys = Uint32Array.from({ length: table.size }, (_, i) => i);
-      inner.updateBatch(new Uint8Array(this.batchKeys.buffer, 0, table.size * 4), new Uint8Array(table.slots.buffer, table.slots.byteOffset, table.size * 4), table.size);
-      this.maps.tables.update(u32Key(slot), u32Key(inner.fd));
-    } finally {
-      inner.close();
-    }
   }
 
   private validate(state: DatapathState): { vip: DatapathVip; key: Buffer }[] {

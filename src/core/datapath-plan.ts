@@ -79,7 +79,8 @@ export interface DesiredDatapath {
 }
 
 export type PlanOp =
-  | { readonly op: 'putBackend'; readonly index: number; readonly backend: BackendImage }
+  /** `fresh`: the index is newly given to this address (its counters start at 0). */
+  | { readonly op: 'putBackend'; readonly index: number; readonly backend: BackendImage; readonly fresh: boolean }
   | { readonly op: 'putTable'; readonly slot: number; readonly size: number; readonly slots: Uint32Array; readonly vip: string }
   | { readonly op: 'resetVipStats'; readonly vipId: number }
   | { readonly op: 'putVip'; readonly key: VipKeyImage; readonly meta: VipMetaImage; readonly vip: string }
@@ -146,11 +147,12 @@ export function planDatapath(current: DatapathImage, desired: DesiredDatapath, c
   const newBackendIndex = freeNumbers(new Set(current.backends.keys()), caps.maxBackends, 'backends');
   for (const [address, be] of desired.backends) {
     let index = indexByAddress.get(address);
+    const fresh = index === undefined;
     if (index === undefined) {
       index = newBackendIndex.next().value;
       indexByAddress.set(address, index);
     }
-    if (!sameBackend(current.backends.get(index), be)) ops.push({ op: 'putBackend', index, backend: be });
+    if (!sameBackend(current.backends.get(index), be)) ops.push({ op: 'putBackend', index, backend: be, fresh });
   }
 
   // --- current VIPs by key, and by id ---

@@ -1,0 +1,90 @@
+// file-watch.ts: calls back with a file's content whenever it changes. Watches
+// the file's directory (editors replace files by rename, and a mounted
+// ConfigMap swaps a symlink, both of which a watch on the file itself misses)
+// and also polls, in case the filesystem gives no events; callbacks come only
+// when the content really differs, so the agent reconciles once per change.
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+
+export interface FileWatchOptions {
+  readonly pollMs?: number;
+  /** Called with the new content, or with an error when the file cannot be read. */
+  readonly onChange: (content: string | null, error: NodeJS.ErrnoException | null) => void;
+}
+
+export class FileWatch {
+  readonly #path: string;
+  readonly #options: FileWatchOptions;
+  #lastDigest: string | null = null;
+  #lastError: string | null = null;
+  #watcher: FSWatcher | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #reading = false;
+  #again = false;
+
+  constructor(path: string, options: FileWatchOptions) {
+    this.#path = path;
+    this.#options = options;
+  }
+
+  /** Reads the file now (first callback) and starts watching. */
+  async start(): Promise<void> {
+    await this.#check();
+    try {
+      this.#watcher = watch(dirname(this.#path), (_event, name) => {
+        if (name === null || name === basename(this.#path) || name.startsWith('..')) void this.#check();
+      });
+      this.#watcher.on('error', () => {
+        /* the poll still runs */
+      });
+    } catch {
+      /* directory not watchable: the poll still runs */
+    }
+    const poll = (): void => {
+      this.#timer = setTimeout(() => void this.#check().finally(poll), this.#options.pollMs ?? 500);
+    };
+    poll();
+  }
+
+  stop(): void {
+    this.#watcher?.close();
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#watcher = null;
+    this.#timer = null;
+  }
+
+  async #check(): Promise<void> {
+    if (this.#reading) {
+      this.#again = true;
+      return;
+    }
+    this.#reading = true;
+    try {
+      do {
+        this.#again = false;
+        let content: string;
+        try {
+          content = await readFile(this.#path, 'utf8');
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
+          if (this.#lastError !== err.code) {
+            this.#lastError = err.code ?? err.message;
+            this.#lastDigest = null;
+            this.#options.onChange(null, err);
+          }
+          continue;
+        }
+        const digest = createHash('sha256').update(content).digest('hex');
+        if (digest !== this.#lastDigest) {
+          this.#lastDigest = digest;
+          this.#lastError = null;
+          this.#options.onChange(content, null);
+        }
+      } while (this.#again);
+    } finally {
+      this.#reading = false;
+    }
+  }
+}

@@ -1,0 +1,93 @@
+// flags.ts: `xdplb agent` flags, parsed and validated once (zod), frozen.
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { ErrorCodes, XdplbError } from '../core/errors.js';
+import { parseListenAddress } from './metrics.js';
+
+export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | --kubernetes) [flags]
+       xdplb agent --cleanup --interface IF
+
+  --interface IF           the interface to attach the XDP load balancer to (required)
+  --xdp-mode MODE          auto (native, falling back to generic), native or generic (default auto)
+  --config FILE            standalone mode: VIPs and backends from this YAML file, re-read on change
+  --kubernetes             Kubernetes mode: VIPs and published tables from the API server
+  --kubeconfig FILE        kubeconfig for Kubernetes mode (default: in-cluster, then $KUBECONFIG)
+  --node-name NAME         this node's name in Kubernetes mode (default $NODE_NAME, then the host name)
+  --metrics-address ADDR   serve Prometheus /metrics on ADDR (default 0.0.0.0:9477; "off" disables)
+  --pin-dir DIR            bpffs directory for pins (default /sys/fs/bpf/xdplb)
+  --object FILE            the XDP object to load (default: bpf/build/xdp_lb.o next to the install)
+  --resync SECONDS         full reconcile interval (default 10)
+  --log-level LEVEL        trace, debug, info, warn, error (default info)
+  --cleanup                detach the program and remove the interface's pins, then exit`;
+
+const schema = z
+  .object({
+    interface: z.string().regex(/^[^\s/]{1,15}$/, { message: '--interface must be an interface name (1 to 15 characters)' }),
+    'xdp-mode': z.enum(['auto', 'native', 'generic']).default('auto'),
+    config: z.string().min(1).optional(),
+    kubernetes: z.boolean().default(false),
+    kubeconfig: z.string().optional(),
+    'node-name': z.string().optional(),
+    'metrics-address': z
+      .string()
+      .default('0.0.0.0:9477')
+      .refine((a) => {
+        if (a === 'off') return true;
+        try {
+          parseListenAddress(a);
+          return true;
+        } catch {
+          return false;
+        }
+      }, { message: '--metrics-address must be HOST:PORT or off' }),
+    'pin-dir': z.string().startsWith('/', { message: '--pin-dir must be an absolute path' }).default('/sys/fs/bpf/xdplb'),
+    object: z.string().optional(),
+    resync: z.coerce.number().positive().max(3600).default(10),
+    'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    cleanup: z.boolean().default(false),
+    help: z.boolean().default(false),
+  })
+  .superRefine((f, ctx) => {
+    if (f.cleanup || f.help) return;
+    if ((f.config === undefined) === !f.kubernetes) {
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of --config FILE (standalone) or --kubernetes' });
+    }
+  });
+
+export type AgentFlags = Readonly<z.infer<typeof schema>>;
+
+export function parseAgentFlags(argv: readonly string[]): AgentFlags {
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        interface: { type: 'string' },
+        'xdp-mode': { type: 'string' },
+        config: { type: 'string' },
+        kubernetes: { type: 'boolean' },
+        kubeconfig: { type: 'string' },
+        'node-name': { type: 'string' },
+        'metrics-address': { type: 'string' },
+        'pin-dir': { type: 'string' },
+        object: { type: 'string' },
+        resync: { type: 'string' },
+        'log-level': { type: 'string' },
+        cleanup: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message, { cause: e });
+  }
+  if (values.help === true) return Object.freeze({ help: true } as AgentFlags);
+  const parsed = schema.safeParse(values);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0]!;
+    const message = first.path.length > 0 && first.message.startsWith('Invalid') ? `--${first.path.join('.')}: ${first.message}` : first.message;
+    throw new XdplbError(ErrorCodes.BAD_FLAG, first.path[0] === 'interface' && values.interface === undefined ? '--interface IF is required' : message);
+  }
+  return Object.freeze(parsed.data);
+}

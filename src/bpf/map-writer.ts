@@ -1,0 +1,232 @@
+// map-writer.ts: the load balancer's maps as the agent sees them: read back
+// into a DatapathImage (core/datapath-plan.ts), and changed by executing a
+// plan's ops in order. Around the ops, the VIP address filter and the
+// wildcard flag are first widened to cover the old and the new VIPs and
+// narrowed to the new ones after, so no VIP is ever filtered out mid-change.
+import { ErrorCodes, XdplbError } from '../core/errors.js';
+import {
+  applyPlan,
+  type BackendImage,
+  type Capacities,
+  type DatapathImage,
+  type PlanOp,
+  type Protocol,
+  type VipEntryImage,
+  type VipKeyImage,
+} from '../core/datapath-plan.js';
+import { ipBytes, ipText, macBytes } from '../core/net.js';
+import {
+  BACKEND_F_VALID,
+  CTL_F_WILDCARD_VIPS,
+  decodeBackend,
+  decodeVipKey,
+  decodeVipMeta,
+  encodeBackend,
+  encodeLbCtl,
+  encodeVipFilter,
+  encodeVipKey,
+  encodeVipMeta,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  lbCounterLayout,
+  MIN_MTU,
+  u32Key,
+} from './abi.js';
+import type { LbMaps } from './datapath.js';
+import { createMap, MapFlags, MapType, numPossibleCpus, openMapById, type BpfMap } from './loader.js';
+
+/** Values of lb_ctl that come from the node's configuration. */
+export interface ControlSettings {
+  /** Source MAC of transmitted frames: the interface's own. */
+  readonly srcMac: string | Uint8Array;
+  /** L3 MTU toward backends: 0 = no check, else >= 1280. */
+  readonly mtu: number;
+  /** Outer IPv4 source prefix for IPIP, e.g. "172.16.0.0/16". */
+  readonly v4SrcPrefix: string;
+  /** Outer IPv6 source prefix for IPIP, a /96. */
+  readonly v6SrcPrefix: string;
+}
+
+function bad(message: string): XdplbError {
+  return new XdplbError(ErrorCodes.BAD_CONFIG, message);
+}
+
+function prefix(text: string, family: 4 | 6): { address: Uint8Array; bits: number } {
+  const [addr, bitsText, ...rest] = text.split('/');
+  const address = ipBytes(addr ?? '');
+  const bits = Number(bitsText);
+  const max = family === 4 ? 32 : 128;
+  if (rest.length > 0 || address.length !== (family === 4 ? 4 : 16) || !Number.isInteger(bits) || bits < 0 || bits > max) {
+    throw bad(`not an IPv${String(family)} prefix: ${JSON.stringify(text)}`);
+  }
+  if (family === 6 && bits > 96) throw bad(`the IPv6 outer source prefix must be /96 or shorter: ${text}`);
+  return { address, bits };
+}
+
+function netmask(bits: number): Uint8Array {
+  const m = new Uint8Array(4);
+  for (let i = 0; i < bits; i++) m[i >> 3]! |= 0x80 >> (i & 7);
+  return m;
+}
+
+/** The lb_ctl value for these settings. Throws BAD_CONFIG on a bad prefix or MTU. */
+export function encodeControl(c: ControlSettings, wildcard: boolean): Buffer {
+  if (!Number.isInteger(c.mtu) || (c.mtu !== 0 && (c.mtu < MIN_MTU || c.mtu > 0xffff))) {
+    throw bad(`mtu ${String(c.mtu)}: use 0 (no check) or ${String(MIN_MTU)}..65535`);
+  }
+  const v4 = prefix(c.v4SrcPrefix, 4);
+  const v6 = prefix(c.v6SrcPrefix, 6);
+  return encodeLbCtl({
+    srcMac: macBytes(c.srcMac),
+    mtu: c.mtu,
+    v4SrcPrefix: v4.address,
+    v4SrcMask: netmask(v4.bits),
+    v6SrcPrefix: v6.address,
+    flags: wildcard ? CTL_F_WILDCARD_VIPS : 0,
+  });
+}
+
+let batchKeys = new Uint32Array(0);
+
+/** Writes a whole table into a new inner map and installs it in outer slot `slot` (one update). */
+export function writeTable(tables: BpfMap, slot: number, slots: Uint32Array): void {
+  const size = slots.length;
+  const inner = createMap({ type: MapType.ARRAY, name: 'lb_table', keySize: 4, valueSize: 4, maxEntries: size, flags: MapFlags.INNER_MAP });
+  try {
+    if (batchKeys.length < size) batchKeys = Uint32Array.from({ length: size }, (_, i) => i);
+    inner.updateBatch(new Uint8Array(batchKeys.buffer, 0, size * 4), new Uint8Array(slots.buffer, slots.byteOffset, size * 4), size);
+    tables.update(u32Key(slot), u32Key(inner.fd));
+  } finally {
+    inner.close();
+  }
+}
+
+const protoNumber = (p: Protocol): number => (p === 'TCP' ? IPPROTO_TCP : IPPROTO_UDP);
+const protoName = (n: number): Protocol | null => (n === IPPROTO_TCP ? 'TCP' : n === IPPROTO_UDP ? 'UDP' : null);
+
+function encodeKey(k: VipKeyImage): Buffer {
+  return encodeVipKey({ address: ipBytes(k.address), port: k.port, proto: protoNumber(k.protocol) });
+}
+
+function readVipMap(map: BpfMap): VipEntryImage[] {
+  const out: VipEntryImage[] = [];
+  for (const keyBytes of map.keys()) {
+    const value = map.lookup(keyBytes);
+    if (value === undefined) continue; // removed meanwhile
+    const key = decodeVipKey(keyBytes);
+    const protocol = protoName(key.proto);
+    if (protocol === null) continue;
+    out.push({ key: { address: ipText(key.address), port: key.port, protocol }, meta: decodeVipMeta(value) });
+  }
+  return out;
+}
+
+const ZERO_MAC = '00:00:00:00:00:00';
+
+export class MapWriter {
+  readonly #maps: LbMaps;
+
+  constructor(maps: LbMaps) {
+    this.#maps = maps;
+  }
+
+  capacities(): Capacities {
+    return { maxBackends: this.#maps.backends.maxEntries, maxVips: this.#maps.vips.maxEntries, maxTables: this.#maps.tables.maxEntries };
+  }
+
+  /** What the maps hold now. */
+  readImage(): DatapathImage {
+    const backends = new Map<number, BackendImage>();
+    const raw = this.#maps.backends.readArray();
+    const size = this.#maps.backends.valueSize;
+    for (let i = 0; i < this.#maps.backends.maxEntries; i++) {
+      const entry = raw.subarray(i * size, (i + 1) * size);
+      if (entry.every((b) => b === 0)) continue;
+      const be = decodeBackend(entry);
+      const mac = Array.from(be.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
+      backends.set(i, {
+        address: ipText(be.address),
+        family: be.address.length === 4 ? 4 : 6,
+        mac: (be.flags & BACKEND_F_VALID) !== 0 && mac !== ZERO_MAC ? mac : null,
+      });
+    }
+    const tables = new Map<number, Uint32Array>();
+    for (let slot = 0; slot < this.#maps.tables.maxEntries; slot++) {
+      const id = this.#maps.tables.lookup(u32Key(slot));
+      if (id === undefined) continue;
+      const inner = openMapById(id.readUInt32LE(0));
+      try {
+        const values = inner.readArray();
+        tables.set(slot, new Uint32Array(values.buffer, values.byteOffset, values.length / 4).slice());
+      } finally {
+        inner.close();
+      }
+    }
+    return { backends, tables, vips: readVipMap(this.#maps.vips), fragVips: readVipMap(this.#maps.fragVips) };
+  }
+
+  /**
+   * Executes `ops` (planned against `before`) in order. Returns the image the
+   * maps now hold. A failure part-way leaves a consistent state (the order
+   * guarantees it); the caller re-reads the maps and plans again.
+   */
+  apply(before: DatapathImage, ops: readonly PlanOp[], control: ControlSettings): DatapathImage {
+    const after = applyPlan(before, ops);
+    const addresses = (img: DatapathImage): Uint8Array[] => img.vips.map((v) => ipBytes(v.key.address));
+    const wildcard = (img: DatapathImage): boolean => img.vips.some((v) => v.key.port === 0);
+    const zeroKey = u32Key(0);
+
+    // Widen: both old and new VIPs pass the filter; the wildcard lookup is on if either needs it.
+    this.#maps.ctl.update(zeroKey, encodeControl(control, wildcard(before) || wildcard(after)));
+    this.#maps.vipFilter.update(zeroKey, encodeVipFilter([...addresses(before), ...addresses(after)]));
+
+    for (const op of ops) this.#execute(op);
+
+    this.#maps.vipFilter.update(zeroKey, encodeVipFilter(addresses(after)));
+    this.#maps.ctl.update(zeroKey, encodeControl(control, wildcard(after)));
+    return after;
+  }
+
+  #execute(op: PlanOp): void {
+    const m = this.#maps;
+    switch (op.op) {
+      case 'putBackend': {
+        const mac = op.backend.mac;
+        m.backends.update(
+          u32Key(op.index),
+          encodeBackend({ address: ipBytes(op.backend.address), flags: mac === null ? 0 : BACKEND_F_VALID, mac: mac === null ? new Uint8Array(6) : macBytes(mac) }),
+        );
+        if (op.fresh) m.backendStats.update(u32Key(op.index), this.#zeroCounters());
+        return;
+      }
+      case 'clearBackend':
+        m.backends.update(u32Key(op.index), Buffer.alloc(m.backends.valueSize));
+        return;
+      case 'putTable':
+        writeTable(m.tables, op.slot, op.slots);
+        return;
+      case 'deleteTable':
+        m.tables.delete(u32Key(op.slot));
+        return;
+      case 'resetVipStats':
+        m.vipStats.update(u32Key(op.vipId), this.#zeroCounters());
+        return;
+      case 'putVip':
+        m.vips.update(encodeKey(op.key), encodeVipMeta(op.meta));
+        return;
+      case 'deleteVip':
+        m.vips.delete(encodeKey(op.key));
+        return;
+      case 'putFragVip':
+        m.fragVips.update(encodeKey(op.key), encodeVipMeta(op.meta));
+        return;
+      case 'deleteFragVip':
+        m.fragVips.delete(encodeKey(op.key));
+        return;
+    }
+  }
+
+  #zeroCounters(): Buffer {
+    return Buffer.alloc(((lbCounterLayout.size + 7) & ~7) * numPossibleCpus());
+  }
+}
