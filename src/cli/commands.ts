@@ -2,11 +2,13 @@
 // subcommand parses its own flags and returns an exit status.
 import { EXIT_USAGE, type CliIo } from './io.js';
 import { runRing } from './ring.js';
+import { runSimulate } from './simulate.js';
 
 type Subcommand = (argv: readonly string[], io: CliIo) => number | Promise<number>;
 
 const subcommands: Record<string, { run: Subcommand; summary: string }> = {
   ring: { run: runRing, summary: 'compute a Maglev lookup table or its minimal-disruption successor' },
+  simulate: { run: runSimulate, summary: 'run a pcap through the real XDP program programmed from a config (root)' },
 };
 
 const USAGE = `usage: xdplb <command> [flags]

@@ -6,7 +6,7 @@ export interface CliIo {
   out(line: string): void;
   err(line: string): void;
   readFile(path: string): string;
-  writeFile(path: string, content: string): void;
+  writeFile(path: string, content: string | Uint8Array): void;
   /** Monotonic milliseconds, for timing. */
   now(): number;
 }

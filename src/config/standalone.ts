@@ -6,7 +6,9 @@
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import type { VipSpec } from '../core/desired-state.js';
 import { ErrorCodes, XdplbError } from '../core/errors.js';
+import { canonicalIp } from '../core/net.js';
 import { MAX_WEIGHT } from '../core/backends.js';
 import { DEFAULT_TABLE_SIZE, isTableSize, TABLE_SIZES } from '../core/table-sizes.js';
 
@@ -49,6 +51,12 @@ export const backendSchema = z
   .object({
     address: ipAddress,
     weight: z.number().int().min(0).max(MAX_WEIGHT).default(1),
+    /** Static destination MAC (next hop for ipip, the backend for l2dsr): skips neighbour resolution. */
+    mac: z
+      .string()
+      .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, { message: 'must be a MAC address like 02:00:00:00:00:01' })
+      .transform((m) => m.toLowerCase())
+      .optional(),
   })
   .strict();
 
@@ -123,6 +131,27 @@ export const standaloneConfigSchema = z
 export type StandaloneConfig = z.infer<typeof standaloneConfigSchema>;
 export type VipConfig = z.infer<typeof vipSchema>;
 export type HealthCheckConfig = z.infer<typeof healthCheckSchema>;
+
+/** The VIPs of a config as the desired-state computation takes them (canonical addresses). */
+export function vipSpecs(config: StandaloneConfig): VipSpec[] {
+  return config.vips.map((v) => ({
+    name: v.name,
+    address: canonicalIp(v.address),
+    ports: v.ports.map((p) => ({ port: p.port, protocol: p.protocol })),
+    mode: v.mode,
+    affinity: v.affinity,
+    flowTable: v.flowTable,
+    tableSize: v.tableSize,
+    backends: v.backends.map((b) => ({ address: canonicalIp(b.address), weight: b.weight })),
+  }));
+}
+
+/** Static MACs of the config's backends, by canonical address. */
+export function staticMacs(config: StandaloneConfig): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const v of config.vips) for (const b of v.backends) if (b.mac !== undefined) out.set(canonicalIp(b.address), b.mac);
+  return out;
+}
 
 /** Formats zod issues as one line each: `vips.0.backends.1.weight: must be ...`. */
 export function formatIssues(error: z.ZodError): string[] {
