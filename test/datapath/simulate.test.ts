@@ -7,7 +7,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ETH_P_ARP, ETH_P_IP, ethernet, ipv4, PROTO_TCP, PROTO_UDP, tcp, udp } from '../../src/bpf/packet.js';
+import { ETH_P_IP, ethernet, ipv4, PROTO_TCP, PROTO_UDP, tcp, udp } from '../../src/bpf/packet.js';
 import { LINKTYPE_ETHERNET, parsePcap, writePcap } from '../../src/core/pcap.js';
 
 const root = join(import.meta.dirname, '../..');
@@ -41,7 +41,7 @@ const frames = [
   syn('198.51.100.8', 40001),
   ethernet({ dst: LB_MAC, src: '02:cc:00:00:00:01', type: ETH_P_IP }, ipv4({ src: '198.51.100.7', dst: '203.0.113.1', proto: PROTO_TCP }, tcp('198.51.100.7', '203.0.113.1', { sport: 1, dport: 22 }))),
   ethernet({ dst: LB_MAC, src: '02:cc:00:00:00:01', type: ETH_P_IP }, ipv4({ src: '198.51.100.7', dst: '192.0.2.53', proto: PROTO_UDP }, udp('198.51.100.7', '192.0.2.53', { sport: 5353, dport: 53 }))),
-  ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:cc:00:00:00:01', type: ETH_P_ARP }, new Uint8Array(28)),
+  ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:cc:00:00:00:01', type: 0x0806 }, new Uint8Array(28)),
   // A VIP packet whose TCP header is cut after 6 bytes (IP lengths consistent): malformed, dropped.
   ethernet({ dst: LB_MAC, src: '02:cc:00:00:00:01', type: ETH_P_IP }, ipv4({ src: '198.51.100.9', dst: '192.0.2.10', proto: PROTO_TCP }, tcp('198.51.100.9', '192.0.2.10', { sport: 40002, dport: 80 }).subarray(0, 6))),
 ];
