@@ -35,19 +35,27 @@ export interface LbMaps {
   reasonStats: BpfMap;
 }
 
+/** Each role's map name in xdp_lb.o (also the pin file names). */
+export const LB_MAP_NAMES: Readonly<Record<keyof LbMaps, string>> = {
+  vips: 'lb_vips',
+  vipFilter: 'lb_vip_filter',
+  fragVips: 'lb_frag_vips',
+  tables: 'lb_tables',
+  backends: 'lb_backends',
+  ctl: 'lb_ctl',
+  flows: 'lb_flows',
+  vipStats: 'lb_vip_stats',
+  backendStats: 'lb_backend_stats',
+  reasonStats: 'lb_reason_stats',
+};
+
+/** The maps by role, each obtained by name (from a loaded object, or opened from pins). */
+export function lbMapsBy(get: (name: string) => BpfMap): LbMaps {
+  return Object.fromEntries(Object.entries(LB_MAP_NAMES).map(([role, name]) => [role, get(name)])) as unknown as LbMaps;
+}
+
 export function lbMaps(obj: BpfObject): LbMaps {
-  return {
-    vips: obj.map('lb_vips'),
-    vipFilter: obj.map('lb_vip_filter'),
-    fragVips: obj.map('lb_frag_vips'),
-    tables: obj.map('lb_tables'),
-    backends: obj.map('lb_backends'),
-    ctl: obj.map('lb_ctl'),
-    flows: obj.map('lb_flows'),
-    vipStats: obj.map('lb_vip_stats'),
-    backendStats: obj.map('lb_backend_stats'),
-    reasonStats: obj.map('lb_reason_stats'),
-  };
+  return lbMapsBy((name) => obj.map(name));
 }
 
 export interface DecapMaps {
