@@ -10,6 +10,8 @@ import { basename, dirname } from 'node:path';
 
 export interface FileWatchOptions {
   readonly pollMs?: number;
+  /** Content already read by the caller: no callback until the file differs from it. */
+  readonly initialContent?: string;
   /** Called with the new content, or with an error when the file cannot be read. */
   readonly onChange: (content: string | null, error: NodeJS.ErrnoException | null) => void;
 }
@@ -27,9 +29,10 @@ export class FileWatch {
   constructor(path: string, options: FileWatchOptions) {
     this.#path = path;
     this.#options = options;
+    if (options.initialContent !== undefined) this.#lastDigest = createHash('sha256').update(options.initialContent).digest('hex');
   }
 
-  /** Reads the file now (first callback) and starts watching. */
+  /** Reads the file now (a callback unless it equals initialContent) and starts watching. */
   async start(): Promise<void> {
     await this.#check();
     try {

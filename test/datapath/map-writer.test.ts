@@ -59,7 +59,7 @@ describe('map writer', () => {
     const { desired, after, plan } = converge([spec(['10.0.0.1', '10.0.0.2', '10.0.0.3'])], start);
     expect(plan.ops.length).toBeGreaterThan(0);
     const read = writer.readImage();
-    expect(read.vips.sort((a, b) => a.key.port - b.key.port)).toEqual(after.vips.sort((a, b) => a.key.port - b.key.port));
+    expect([...read.vips].sort((a, b) => a.key.port - b.key.port)).toEqual([...after.vips].sort((a, b) => a.key.port - b.key.port));
     expect(read.fragVips).toEqual(after.fragVips);
     expect([...read.backends]).toEqual([...after.backends]);
     expect([...read.tables.keys()]).toEqual([...after.tables.keys()]);

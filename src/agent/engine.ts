@@ -1,0 +1,246 @@
+// engine.ts: the agent's reconcile loop. Level-triggered: anything that may
+// change the desired state (config, a health flip, a neighbour change, the
+// resync timer) only calls trigger(); one pass at a time then reads the
+// observations, asks the source for the desired datapath, plans against the
+// maps' image and applies. Triggers during a pass coalesce into one more pass.
+// A failed pass re-reads the maps and retries with backoff.
+import type { Logger } from 'pino';
+import { planDatapath, type DatapathImage, type DesiredDatapath } from '../core/datapath-plan.js';
+import type { MacResolution, VipStatus } from '../core/desired-state.js';
+import { tableFromImage } from '../core/desired-state.js';
+import type { Table } from '../core/maglev.js';
+import type { ControlSettings, MapWriter } from '../bpf/map-writer.js';
+import type { AgentMetrics } from './metrics.js';
+import type { NeighborResolver } from './neighbors.js';
+
+/** What the agent programs, from its observations; standalone or Kubernetes. */
+export interface DesiredSource {
+  /** Backend addresses whose MACs are needed, and whether they must be on-link (l2dsr). */
+  addresses(): Map<string, { onLink: boolean }>;
+  compute(observed: { mac: (address: string) => MacResolution | undefined; currentTable: (vip: string) => Table | undefined }): {
+    desired: DesiredDatapath;
+    status: VipStatus[];
+  };
+  /** The VIP's keys as "address|port|protocol", to find the table it has now. */
+  keysOf(vip: string): readonly string[];
+}
+
+export interface EngineDeps {
+  readonly writer: MapWriter;
+  readonly control: ControlSettings;
+  readonly resolver: NeighborResolver;
+  readonly metrics: AgentMetrics;
+  readonly log: Logger;
+  /** Re-resolve known MACs this often, unresolved ones every second. */
+  readonly neighborRefreshMs?: number;
+}
+
+interface Neighbor {
+  resolution: MacResolution;
+  at: number;
+  inFlight: boolean;
+}
+
+export class Engine {
+  readonly #d: EngineDeps;
+  #source: DesiredSource | null = null;
+  #image: DatapathImage;
+  #neighbors = new Map<string, Neighbor>();
+  #pendingSince: number | null = null;
+  #running: Promise<void> | null = null;
+  #dirty = false;
+  #failures = 0;
+  #stopped = false;
+  #retry: NodeJS.Timeout | null = null;
+  #generation = new Map<string, number>();
+  #lastStatus: VipStatus[] = [];
+  #vipIds = new Map<string, number>();
+  #passes = 0;
+
+  #seed: DatapathImage | null;
+
+  /**
+   * `image`: what the maps hold. `seed`: on an upgrade, the old program's maps,
+   * whose tables the first tables continue from (the new maps start empty).
+   */
+  constructor(deps: EngineDeps, image: DatapathImage, seed: DatapathImage | null = null) {
+    this.#d = deps;
+    this.#image = image;
+    this.#seed = seed;
+    // MACs the maps already hold count as resolved: an adopted datapath keeps forwarding
+    // while they are re-checked, instead of losing every backend for a moment.
+    const stale = performance.now() - (deps.neighborRefreshMs ?? 10_000);
+    for (const be of [...image.backends.values(), ...(seed?.backends.values() ?? [])]) {
+      if (be.mac !== null) this.#neighbors.set(be.address, { resolution: { ok: true, mac: be.mac }, at: stale, inFlight: false });
+    }
+  }
+
+  get image(): DatapathImage {
+    return this.#image;
+  }
+
+  get status(): readonly VipStatus[] {
+    return this.#lastStatus;
+  }
+
+  /** VIP name -> its id (counter index), as of the last pass. */
+  get vipIds(): ReadonlyMap<string, number> {
+    return this.#vipIds;
+  }
+
+  /** Completed reconcile passes (tests wait on it). */
+  get passes(): number {
+    return this.#passes;
+  }
+
+  setSource(source: DesiredSource): void {
+    this.#source = source;
+    this.trigger('source');
+  }
+
+  /** Something may have changed: reconcile soon (coalesced). */
+  trigger(reason: string): void {
+    if (this.#stopped) return;
+    this.#pendingSince ??= performance.now();
+    this.#d.log.trace({ reason }, 'Reconcile triggered');
+    if (this.#running !== null) {
+      this.#dirty = true;
+      return;
+    }
+    this.#running = this.#loop().finally(() => {
+      this.#running = null;
+    });
+  }
+
+  /** Resolves when no pass is running or pending. */
+  async settled(): Promise<void> {
+    while (this.#running !== null) await this.#running;
+  }
+
+  /** Re-reads the maps (periodic resync: anything changed behind the agent's back is repaired). */
+  resync(): void {
+    try {
+      this.#image = this.#d.writer.readImage();
+    } catch (e) {
+      this.#d.log.error({ err: e }, 'Reading the maps failed');
+    }
+    this.trigger('resync');
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#retry !== null) clearTimeout(this.#retry);
+  }
+
+  async #loop(): Promise<void> {
+    do {
+      this.#dirty = false;
+      const since = this.#pendingSince ?? performance.now();
+      this.#pendingSince = null;
+      try {
+        const changed = await this.#pass();
+        this.#failures = 0;
+        this.#d.metrics.reconciles.inc({ result: 'ok' });
+        if (changed) this.#d.metrics.programmingSeconds.observe((performance.now() - since) / 1000);
+      } catch (e) {
+        this.#failures++;
+        this.#d.metrics.reconciles.inc({ result: 'error' });
+        this.#d.log.error({ err: e, failures: this.#failures }, 'Reconcile failed; re-reading the maps and retrying');
+        try {
+          this.#image = this.#d.writer.readImage();
+        } catch (readError) {
+          this.#d.log.error({ err: readError }, 'Reading the maps failed');
+        }
+        const wait = Math.min(30_000, 100 * 2 ** Math.min(this.#failures, 9));
+        if (this.#retry !== null) clearTimeout(this.#retry);
+        this.#retry = setTimeout(() => this.trigger('retry'), wait);
+      }
+      this.#passes++;
+    } while (this.#dirty && !this.#stopped);
+  }
+
+  /** One pass; true when maps were written. */
+  async #pass(): Promise<boolean> {
+    const source = this.#source;
+    if (source === null) return false;
+    await this.#resolveNeighbors(source.addresses());
+    const image = this.#image;
+    const { desired, status } = source.compute({
+      mac: (a) => this.#neighbors.get(a)?.resolution,
+      currentTable: (vip) =>
+        this.#currentTable(image, source.keysOf(vip)) ?? (this.#seed === null ? undefined : this.#currentTable(this.#seed, source.keysOf(vip))),
+    });
+    const plan = planDatapath(image, desired, this.#d.writer.capacities());
+    this.#lastStatus = status;
+    this.#vipIds = new Map([...plan.vipIds].map(([name, ids]) => [name, ids.vipId]));
+    this.#exportStatus(status);
+    if (plan.ops.length === 0) return false;
+    const started = performance.now();
+    this.#image = this.#d.writer.apply(image, plan.ops, this.#d.control);
+    this.#seed = null;
+    for (const s of status) {
+      if (plan.ops.some((o) => (o.op === 'putTable' || o.op === 'putVip') && o.vip === s.name)) {
+        this.#generation.set(s.name, (this.#generation.get(s.name) ?? 0) + 1);
+        this.#d.log.info(
+          { vip: s.name, digest: s.digest, moved: s.moved, size: s.tableSize, serving: s.backends.filter((b) => b.slots > 0).length, panic: s.panic },
+          'Programmed VIP',
+        );
+      }
+    }
+    this.#d.log.debug({ ops: plan.ops.length, ms: performance.now() - started }, 'Applied plan');
+    return true;
+  }
+
+  #currentTable(image: DatapathImage, vipKeys: readonly string[]): Table | undefined {
+    const keys = new Set(vipKeys);
+    const entry = image.vips.find((v) => keys.has(`${v.key.address}|${v.key.port}|${v.key.protocol}`));
+    if (entry === undefined || entry.meta.tableSize === 0) return undefined;
+    const slots = image.tables.get(entry.meta.tableSlot);
+    if (slots === undefined) return undefined;
+    return tableFromImage(entry.meta.tableSize, slots, (i) => image.backends.get(i)?.address);
+  }
+
+  async #resolveNeighbors(wanted: Map<string, { onLink: boolean }>): Promise<void> {
+    const now = performance.now();
+    const refresh = this.#d.neighborRefreshMs ?? 10_000;
+    const firstTime: Promise<void>[] = [];
+    for (const [address, { onLink }] of wanted) {
+      const n = this.#neighbors.get(address);
+      if (n !== undefined && (n.inFlight || now - n.at < (n.resolution.ok ? refresh : 1000))) continue;
+      const run = this.#resolve(address, onLink);
+      // Never seen: wait for it (bounded by the resolver's timeout) so a new
+      // backend is programmed with its MAC. Known: refresh in the background.
+      if (n === undefined) firstTime.push(run);
+    }
+    for (const a of this.#neighbors.keys()) if (!wanted.has(a)) this.#neighbors.delete(a);
+    await Promise.all(firstTime);
+  }
+
+  async #resolve(address: string, onLink: boolean): Promise<void> {
+    const previous = this.#neighbors.get(address);
+    const entry: Neighbor = previous ?? { resolution: { ok: false, reason: 'resolving' }, at: 0, inFlight: true };
+    entry.inFlight = true;
+    this.#neighbors.set(address, entry);
+    const r = await this.#d.resolver.resolve(address, onLink);
+    entry.inFlight = false;
+    entry.at = performance.now();
+    const before = entry.resolution;
+    entry.resolution = r.ok ? { ok: true, mac: r.mac } : { ok: false, reason: r.reason };
+    const changed = before.ok !== entry.resolution.ok || (before.ok && entry.resolution.ok && before.mac !== entry.resolution.mac);
+    if (changed && previous !== undefined) {
+      this.#d.log.info({ backend: address, resolution: entry.resolution }, 'Neighbour of backend changed');
+      this.trigger('neighbour');
+    }
+  }
+
+  #exportStatus(status: VipStatus[]): void {
+    const m = this.#d.metrics;
+    m.tableInfo.reset();
+    m.backendServing.reset();
+    for (const s of status) {
+      m.tableGeneration.set({ vip: s.name }, this.#generation.get(s.name) ?? 0);
+      if (s.digest !== null) m.tableInfo.set({ vip: s.name, digest: s.digest }, 1);
+      for (const b of s.backends) m.backendServing.set({ vip: s.name, backend: b.address }, b.slots > 0 ? 1 : 0);
+    }
+  }
+}

@@ -1,0 +1,171 @@
+// main.ts: `xdplb agent`, what the privileged hostNetwork DaemonSet runs on
+// each load-balancer node. Standalone mode: VIPs and backends from a config
+// file. Prepares the datapath (adopt, upgrade or fresh; see lifecycle.ts),
+// programs the maps, attaches, then keeps the maps converged as the config,
+// health checks and neighbours change. SIGTERM leaves the datapath running.
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { pino, type Logger } from 'pino';
+import { MapWriter, type ControlSettings } from '../bpf/map-writer.js';
+import { readCounter, readReasons } from '../bpf/datapath.js';
+import { objectPath } from '../bpf/objects.js';
+import { parseStandaloneConfig, type StandaloneConfig } from '../config/standalone.js';
+import { EMPTY_IMAGE } from '../core/datapath-plan.js';
+import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
+import { Engine } from './engine.js';
+import { FileWatch } from './file-watch.js';
+import { AGENT_USAGE, parseAgentFlags, type AgentFlags } from './flags.js';
+import { HealthChecker } from './health-checker.js';
+import { cleanup, interfaceMac, interfaceMtu, prepare, type Prepared } from './lifecycle.js';
+import { AgentMetrics } from './metrics.js';
+import { NeighborResolver } from './neighbors.js';
+import { StandaloneSource } from './standalone-source.js';
+
+export interface AgentIo {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** Runs the agent until SIGTERM/SIGINT; resolves with the exit status. */
+export async function runAgent(argv: readonly string[], io: AgentIo): Promise<number> {
+  let flags: AgentFlags;
+  try {
+    flags = parseAgentFlags(argv);
+  } catch (e) {
+    if (isXdplbError(e)) {
+      io.err(`xdplb agent: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (flags.help) {
+    io.out(AGENT_USAGE);
+    return 0;
+  }
+  const log = pino({ level: flags['log-level'], base: { component: 'agent', interface: flags.interface } });
+  try {
+    if (flags.cleanup) {
+      const { removed } = cleanup(flags['pin-dir'], flags.interface);
+      log.info({ removed }, removed ? 'Detached the program and removed the pins' : 'Found nothing pinned for the interface');
+      return 0;
+    }
+    return await runStandalone(flags, log);
+  } catch (e) {
+    if (isXdplbError(e)) {
+      log.error({ err: e, code: e.code }, 'Agent stopped');
+      io.err(`xdplb agent: ${e.message.split('\n').join('\n  ')}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+async function loadConfig(path: string): Promise<{ config: StandaloneConfig; text: string }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new XdplbError(ErrorCodes.IO, `cannot read --config ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  return { config: parseStandaloneConfig(text, path), text };
+}
+
+async function runStandalone(flags: AgentFlags, log: Logger): Promise<number> {
+  const configPath = flags.config!;
+  const initial = await loadConfig(configPath);
+  let config = initial.config;
+  const metrics = new AgentMetrics({ interface: flags.interface });
+  const control: ControlSettings = {
+    srcMac: interfaceMac(flags.interface),
+    mtu: config.mtu ?? interfaceMtu(flags.interface),
+    v4SrcPrefix: config.ipipSourceV4,
+    v6SrcPrefix: config.ipipSourceV6,
+  };
+  const prepared: Prepared = prepare({ interfaceName: flags.interface, pinDir: flags['pin-dir'], objectPath: flags.object ?? objectPath('xdp_lb.o'), mode: flags['xdp-mode'] });
+  log.info({ kind: prepared.kind, version: prepared.version }, prepared.kind === 'adopt' ? 'Adopted the pinned datapath' : prepared.kind === 'upgrade' ? 'Upgrading the pinned datapath' : 'Loaded the datapath');
+
+  const writer = new MapWriter(prepared.maps);
+  const image = prepared.kind === 'adopt' ? writer.readImage() : EMPTY_IMAGE;
+  const seed = prepared.previous === null ? null : new MapWriter(prepared.previous).readImage();
+  const engine = new Engine({ writer, control, resolver: new NeighborResolver({ interfaceName: flags.interface }), metrics, log: log.child({ component: 'engine' }) }, image, seed);
+  const health = new HealthChecker({
+    onChange: (key, healthy, last) => {
+      log.info({ backend: key, healthy, probe: last.detail }, healthy ? 'Backend passed its health checks' : 'Backend failed its health checks');
+      engine.trigger('health');
+    },
+    onProbe: (key, result) => {
+      const [vip, backend] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
+      metrics.probes.inc({ vip, backend, result: result.ok ? 'ok' : 'fail' });
+      metrics.backendHealthy.set({ vip, backend }, health.healthy(key) ? 1 : 0);
+    },
+  });
+
+  const use = (cfg: StandaloneConfig): void => {
+    const source = new StandaloneSource(cfg, (key) => health.healthy(key));
+    health.setTargets(source.healthTargets());
+    engine.setSource(source);
+  };
+  use(config);
+  await engine.settled();
+  const mode = prepared.activate();
+  metrics.xdpMode.set({ interface: flags.interface, mode }, 1);
+  log.info({ mode, vips: config.vips.length }, 'Datapath attached and programmed');
+
+  metrics.setCounters({
+    vips: function* () {
+      for (const [vip, id] of engine.vipIds) {
+        const c = readCounter(prepared.maps.vipStats, id);
+        yield { vip, packets: c.packets, bytes: c.bytes };
+      }
+    },
+    backends: function* () {
+      for (const [index, be] of engine.image.backends) {
+        const c = readCounter(prepared.maps.backendStats, index);
+        yield { backend: be.address, packets: c.packets, bytes: c.bytes };
+      }
+    },
+    reasons: function* () {
+      for (const [reason, c] of Object.entries(readReasons(prepared.maps.reasonStats))) yield { reason, packets: c.packets };
+    },
+  });
+
+  const watch = new FileWatch(configPath, {
+    initialContent: initial.text,
+    onChange: (text, error) => {
+      if (error !== null) {
+        log.warn({ err: error }, 'Config file unreadable; keeping the last good config');
+        return;
+      }
+      try {
+        config = parseStandaloneConfig(text ?? '', configPath);
+        log.info({ vips: config.vips.length }, 'Config changed');
+        use(config);
+      } catch (e) {
+        metrics.configErrors.inc();
+        log.error({ problems: (e as Error).message.split('\n').slice(1).map((l) => l.trim()) }, 'Rejected config file; keeping the last good config');
+      }
+    },
+  });
+  await watch.start();
+  const resync = setInterval(() => engine.resync(), flags.resync * 1000);
+
+  let server: Server | null = null;
+  if (flags['metrics-address'] !== 'off') {
+    server = await metrics.serve(flags['metrics-address']);
+    log.info({ address: flags['metrics-address'] }, 'Serving metrics');
+  }
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info({ signal }, 'Stopping; the datapath keeps forwarding (xdplb agent --cleanup removes it)');
+  clearInterval(resync);
+  watch.stop();
+  health.stop();
+  engine.stop();
+  await engine.settled();
+  server?.close();
+  prepared.close();
+  return 0;
+}

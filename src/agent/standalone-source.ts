@@ -1,0 +1,78 @@
+// standalone-source.ts: the desired datapath in standalone mode, from the
+// config file: each VIP's table is computed here (minimal-disruption successor
+// of the programmed one) over the backends that are resolved and healthy.
+import type { StandaloneConfig } from '../config/standalone.js';
+import { staticMacs, vipSpecs } from '../config/standalone.js';
+import { desiredState, type VipSpec } from '../core/desired-state.js';
+import type { DesiredSource } from './engine.js';
+import type { HealthTarget } from './health-checker.js';
+
+export class StandaloneSource implements DesiredSource {
+  readonly #config: StandaloneConfig;
+  readonly #specs: VipSpec[];
+  readonly #statics: Map<string, string>;
+  readonly #healthy: (key: string) => boolean;
+
+  constructor(config: StandaloneConfig, healthy: (key: string) => boolean) {
+    this.#config = config;
+    this.#specs = vipSpecs(config);
+    this.#statics = staticMacs(config);
+    this.#healthy = healthy;
+  }
+
+  addresses(): Map<string, { onLink: boolean }> {
+    const out = new Map<string, { onLink: boolean }>();
+    for (const v of this.#specs) {
+      for (const b of v.backends) {
+        if (b.weight === 0 || this.#statics.has(b.address)) continue;
+        out.set(b.address, { onLink: (out.get(b.address)?.onLink ?? false) || v.mode === 'l2dsr' });
+      }
+    }
+    return out;
+  }
+
+  compute(observed: Parameters<DesiredSource['compute']>[0]): ReturnType<DesiredSource['compute']> {
+    return desiredState(this.#specs, {
+      healthy: (vip, address) => this.#healthy(healthKey(vip, address)),
+      mac: (address) => {
+        const mac = this.#statics.get(address);
+        return mac !== undefined ? { ok: true, mac } : observed.mac(address);
+      },
+      currentTable: observed.currentTable,
+    });
+  }
+
+  keysOf(vip: string): readonly string[] {
+    const spec = this.#specs.find((v) => v.name === vip);
+    return spec === undefined ? [] : spec.ports.map((p) => `${spec.address}|${p.port}|${p.protocol}`);
+  }
+
+  /** Probes to run: every weighted backend of every VIP with a health check. */
+  healthTargets(): HealthTarget[] {
+    const out: HealthTarget[] = [];
+    this.#config.vips.forEach((v, i) => {
+      const hc = v.healthCheck;
+      if (hc === undefined) return;
+      const port = hc.port ?? v.ports.find((p) => p.port !== 0)!.port;
+      for (const b of this.#specs[i]!.backends) {
+        if (b.weight === 0) continue;
+        out.push({
+          key: healthKey(v.name, b.address),
+          type: hc.type,
+          address: b.address,
+          port,
+          path: hc.path,
+          timeoutMs: hc.timeoutMs,
+          intervalMs: hc.intervalMs,
+          healthyThreshold: hc.healthyThreshold,
+          unhealthyThreshold: hc.unhealthyThreshold,
+        });
+      }
+    });
+    return out;
+  }
+}
+
+export function healthKey(vip: string, address: string): string {
+  return `${vip}/${address}`;
+}

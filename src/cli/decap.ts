@@ -1,0 +1,125 @@
+// decap.ts: `xdplb decap`, attach the backend-side decapsulation program to an
+// interface (or update the VIPs of the one attached) and exit. Packets
+// encapsulated by the load balancer (IPIP / IPv6-in-IPv6) whose inner
+// destination is one of the VIPs are stripped to the inner packet and passed
+// to the stack; everything else passes untouched. The program stays attached
+// (pinned) after the command exits; --cleanup removes it.
+import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { checkDecapAbi, decapMaps } from '../bpf/datapath.js';
+import { BpfObject, closeFd, openPinnedMap, pinFd, unpin, xdpLinkCreate, XdpFlags } from '../bpf/loader.js';
+import { objectPath } from '../bpf/objects.js';
+import { applyDecapVips } from '../bpf/programmer.js';
+import { ensureBpffs, interfaceIndex } from '../agent/lifecycle.js';
+import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
+import { canonicalIp } from '../core/net.js';
+import { EXIT_USAGE, type CliIo } from './io.js';
+
+export const DECAP_USAGE = `usage: xdplb decap --interface IF --vip ADDR [--vip ADDR ...] [--pin-dir DIR] [--xdp-mode auto|native|generic]
+       xdplb decap --interface IF --cleanup [--pin-dir DIR]
+
+Attaches the backend decapsulation program to IF (or sets the VIPs of the one
+already attached) and exits; it stays attached. The VIPs must also be local
+addresses of the backend (for example on lo).`;
+
+const schema = z.object({
+  interface: z.string({ message: '--interface IF is required' }).regex(/^[^\s/]{1,15}$/, { message: '--interface must be an interface name' }),
+  vip: z.array(z.string()).default([]),
+  'pin-dir': z.string().startsWith('/').default('/sys/fs/bpf/xdplb-decap'),
+  'xdp-mode': z.enum(['auto', 'native', 'generic']).default('auto'),
+  cleanup: z.boolean().default(false),
+});
+
+export function runDecap(argv: readonly string[], io: CliIo): number {
+  try {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: [...argv],
+        strict: true,
+        allowPositionals: false,
+        options: {
+          interface: { type: 'string' },
+          vip: { type: 'string', multiple: true },
+          'pin-dir': { type: 'string' },
+          'xdp-mode': { type: 'string' },
+          cleanup: { type: 'boolean' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      }));
+    } catch (e) {
+      throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message, { cause: e });
+    }
+    if (values.help === true) {
+      io.out(DECAP_USAGE);
+      return 0;
+    }
+    const parsed = schema.safeParse(values);
+    if (!parsed.success) throw new XdplbError(ErrorCodes.BAD_FLAG, parsed.error.issues[0]!.message);
+    const f = parsed.data;
+    const dir = join(f['pin-dir'], f.interface);
+    if (f.cleanup) {
+      if (existsSync(dir)) {
+        for (const name of readdirSync(dir)) unpin(join(dir, name));
+        rmdirSync(dir);
+      }
+      io.out(`decap: removed from ${f.interface}`);
+      return 0;
+    }
+    if (f.vip.length === 0) throw new XdplbError(ErrorCodes.BAD_FLAG, 'give at least one --vip ADDR');
+    const vips = f.vip.map((v) => canonicalIp(v));
+    ensureBpffs(f['pin-dir']);
+    const ifindex = interfaceIndex(f.interface);
+
+    if (existsSync(join(dir, 'link'))) {
+      const vipsMap = openPinnedMap(join(dir, 'decap_vips'), 'decap_vips');
+      const stats = openPinnedMap(join(dir, 'decap_stats'), 'decap_stats');
+      try {
+        checkDecapAbi({ vips: vipsMap, stats });
+        applyDecapVips({ vips: vipsMap, stats }, vips);
+      } finally {
+        vipsMap.close();
+        stats.close();
+      }
+      io.out(`decap: ${f.interface} now decapsulates for ${vips.join(', ')}`);
+      return 0;
+    }
+
+    const obj = BpfObject.load(objectPath('xdp_decap.o'));
+    try {
+      const maps = decapMaps(obj);
+      checkDecapAbi(maps);
+      applyDecapVips(maps, vips);
+      const prog = obj.program('xdp_decap');
+      const tries = f['xdp-mode'] === 'native' ? [XdpFlags.DRV_MODE] : f['xdp-mode'] === 'generic' ? [XdpFlags.SKB_MODE] : [XdpFlags.DRV_MODE, XdpFlags.SKB_MODE];
+      let linkFd = -1;
+      let last: unknown;
+      for (const flags of tries) {
+        try {
+          linkFd = xdpLinkCreate(prog.fd, ifindex, flags);
+          break;
+        } catch (e) {
+          last = e;
+        }
+      }
+      if (linkFd < 0) throw last;
+      mkdirSync(dir, { recursive: true });
+      maps.vips.pin(join(dir, 'decap_vips'));
+      maps.stats.pin(join(dir, 'decap_stats'));
+      pinFd(linkFd, join(dir, 'link'));
+      closeFd(linkFd);
+    } finally {
+      obj.close();
+    }
+    io.out(`decap: attached to ${f.interface} for ${vips.join(', ')}`);
+    return 0;
+  } catch (e) {
+    if (isXdplbError(e)) {
+      io.err(`xdplb decap: ${e.message}`);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,108 @@
+// agent-l2dsr.test.ts: `xdplb agent` in standalone mode on a namespace
+// network, real TCP through the XDP program with L2 direct server return:
+// weights show in the distribution, a 5-tuple keeps its backend, the maps
+// read back equal the intended state, and a config change moves only the
+// minimum of flows.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { lbMapsBy } from '../../src/bpf/datapath.js';
+import { openPinnedMap } from '../../src/bpf/loader.js';
+import { MapWriter } from '../../src/bpf/map-writer.js';
+import { buildTable, slotCounts } from '../../src/core/maglev.js';
+import { tableFromImage } from '../../src/core/desired-state.js';
+import { LbTopology, type AgentProcess, type LoadResult } from '../support/lb-topology.js';
+
+let topo: LbTopology;
+let agent: AgentProcess;
+
+function config(weights: Record<string, number>, extra = ''): string {
+  const backends = topo.backends
+    .filter((b) => weights[b.name] !== undefined)
+    .map((b) => `      - { address: ${b.address}, weight: ${weights[b.name]} }`)
+    .join('\n');
+  return `vips:
+  - name: web
+    address: ${topo.vip}
+    mode: l2dsr
+    tableSize: 4093
+    ports: [{ port: 80 }]
+${extra}    backends:
+${backends}
+`;
+}
+
+/** The VIP's table as programmed, read from the pinned maps (owners by address). */
+function programmedTable() {
+  const dir = join(topo.pinDir, 'eth0');
+  const { readdirSync } = require('node:fs') as typeof import('node:fs');
+  const mapsDir = join(dir, readdirSync(dir).find((f: string) => f.startsWith('maps-'))!);
+  const maps = lbMapsBy((name) => openPinnedMap(join(mapsDir, name), name));
+  try {
+    const image = new MapWriter(maps).readImage();
+    const vip = image.vips.find((v) => v.key.address === topo.vip)!;
+    return tableFromImage(vip.meta.tableSize, image.tables.get(vip.meta.tableSlot)!, (i) => image.backends.get(i)?.address)!;
+  } finally {
+    for (const m of Object.values(maps)) m.close();
+  }
+}
+
+beforeAll(async () => {
+  topo = new LbTopology('l2', 3);
+  const path = topo.writeConfig('agent.yaml', config({ be1: 1, be2: 1, be3: 2 }));
+  agent = topo.startAgent(path);
+  await agent.waitForLog((l) => l.msg === 'Datapath attached and programmed');
+}, 60_000);
+
+afterAll(() => topo?.destroy());
+
+describe('agent, standalone, l2dsr', () => {
+  it('delivers real connections with the configured weights', async () => {
+    const r = await topo.load(['--count', '2000', '--concurrency', '32']);
+    expect(r.failed).toBe(0);
+    expect(r.ok).toBe(2000);
+    const share = (name: string) => (r.byBackend[name] ?? 0) / r.ok;
+    // Each connection is an independent draw: with 2000 draws the standard
+    // deviation of a 25% share is about 1%; 5 points is a wide margin.
+    expect(share('be1')).toBeGreaterThan(0.2);
+    expect(share('be1')).toBeLessThan(0.3);
+    expect(share('be2')).toBeGreaterThan(0.2);
+    expect(share('be2')).toBeLessThan(0.3);
+    expect(share('be3')).toBeGreaterThan(0.45);
+    expect(share('be3')).toBeLessThan(0.55);
+    console.log(`l2dsr distribution over ${r.ok} connections (weights 1:1:2): ${JSON.stringify(r.byBackend)}`);
+  });
+
+  it('keeps a long-lived connection (one 5-tuple) on one backend', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = (await topo.load(['--keepalive', '40', '--gap-ms', '5'])) as LoadResult & { connections: number };
+      expect(r.failed).toBe(0);
+      expect(r.ok).toBe(40);
+      expect(r.connections).toBe(1);
+      expect(Object.keys(r.byBackend)).toHaveLength(1);
+    }
+  });
+
+  it('programs exactly the table the core computes for the config', () => {
+    const table = programmedTable();
+    const expected = buildTable({ size: 4093, backends: topo.backends.map((b, i) => ({ key: b.address, weight: i === 2 ? 2 : 1 })) });
+    expect(table.backends.map((b) => b.key)).toEqual(expected.backends.map((b) => b.key));
+    expect(Array.from(table.slots)).toEqual(Array.from(expected.slots));
+  });
+
+  it('applies a config change within a second, moving only the minimum of slots', async () => {
+    const before = programmedTable();
+    const removedSlots = slotCounts(before)[before.backends.findIndex((b) => b.key === topo.backends[1]!.address)]!;
+    const changed = agent.logs.length;
+    topo.writeConfig('agent.yaml', config({ be1: 1, be3: 2 }));
+    await agent.waitForLog((l) => agent.logs.indexOf(l) >= changed && l.msg === 'Programmed VIP', 5000);
+    const after = programmedTable();
+    let moved = 0;
+    for (let s = 0; s < after.size; s++) {
+      if (after.backends[after.slots[s]!]!.key !== before.backends[before.slots[s]!]!.key) moved++;
+    }
+    expect(moved).toBe(removedSlots);
+    const r = await topo.load(['--count', '300']);
+    expect(r.failed).toBe(0);
+    expect(r.byBackend.be2).toBeUndefined();
+  });
+});

@@ -1,0 +1,700 @@
+// control-plane.ts: a real Kubernetes control plane for tests: etcd and
+// kube-apiserver on loopback (random free ports, throwaway certificates made
+// with openssl, RBAC on), plus kubectl and helm pointed at it. One per test
+// suite: start it in beforeAll, stop() it in afterAll.
+//
+// The binaries are the pinned ones scripts/build-control-plane builds and
+// caches outside the repo ($XDPLB_CACHE_DIR/bin/<name>-<version>, pins in
+// tools/k8s-build/versions.env).
+//
+// Nothing outlives the test process: everything lives in one temp dir
+// (xdplb-cp-<pid>-*), stop() kills the servers and removes it, a process 'exit'
+// hook does the same synchronously, a detached watchdog does it when the test
+// process dies without running hooks (SIGKILL), and each start sweeps what a
+// dead earlier test process left behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { Agent, request as httpsRequest } from 'node:https';
+import { request as httpRequest } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const BUILD_SCRIPT = join(REPO_ROOT, 'scripts/build-control-plane');
+const VERSIONS_FILE = join(REPO_ROOT, 'tools/k8s-build/versions.env');
+const DIR_PREFIX = 'xdplb-cp-';
+
+// --- binaries ------------------------------------------------------------------
+
+export interface ControlPlaneVersions {
+  kubernetes: string;
+  etcd: string;
+  helm: string;
+}
+
+export interface ControlPlaneBinaries {
+  kubeApiserver: string;
+  kubectl: string;
+  etcd: string;
+  helm: string;
+  versions: ControlPlaneVersions;
+}
+
+/** The pins of tools/k8s-build/versions.env. */
+export function controlPlaneVersions(): ControlPlaneVersions {
+  const vars = new Map<string, string>();
+  for (const line of readFileSync(VERSIONS_FILE, 'utf8').split('\n')) {
+    const m = /^([A-Z_]+)=(\S+)\s*$/.exec(line);
+    if (m !== null) vars.set(m[1]!, m[2]!);
+  }
+  const get = (k: string): string => {
+    const v = vars.get(k);
+    if (v === undefined) throw new Error(`${VERSIONS_FILE}: no ${k}`);
+    return v;
+  };
+  return { kubernetes: get('KUBERNETES_VERSION'), etcd: get('ETCD_VERSION'), helm: get('HELM_VERSION') };
+}
+
+/** The cache root, as scripts/build-control-plane computes it. */
+export function controlPlaneCacheDir(): string {
+  const env = process.env.XDPLB_CACHE_DIR;
+  if (env !== undefined && env !== '') return env;
+  if (process.getuid?.() === 0) return '/var/cache/xdplb';
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'xdplb');
+}
+
+function isExecutableFile(path: string): boolean {
+  try {
+    const st = statSync(path);
+    return st.isFile() && (st.mode & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Paths of the cached binaries; throws, saying how to build them, when one is missing. */
+export function findControlPlaneBinaries(): ControlPlaneBinaries {
+  const versions = controlPlaneVersions();
+  const bin = join(controlPlaneCacheDir(), 'bin');
+  const b: ControlPlaneBinaries = {
+    kubeApiserver: join(bin, `kube-apiserver-${versions.kubernetes}`),
+    kubectl: join(bin, `kubectl-${versions.kubernetes}`),
+    etcd: join(bin, `etcd-${versions.etcd}`),
+    helm: join(bin, `helm-${versions.helm}`),
+    versions,
+  };
+  const missing = [b.kubeApiserver, b.kubectl, b.etcd, b.helm].filter((p) => !isExecutableFile(p));
+  if (missing.length > 0) {
+    throw new Error(
+      `control-plane binaries missing: ${missing.join(', ')}.\n` +
+        `Build them once, as root (a cold build from the Go module proxy takes about 15 min on 2 cores):\n` +
+        `  scripts/build-control-plane\n` +
+        `or set XDPLB_BUILD_CONTROL_PLANE=1 to let the tests build them. ` +
+        `XDPLB_CACHE_DIR moves the cache (now ${controlPlaneCacheDir()}).`,
+    );
+  }
+  return b;
+}
+
+/**
+ * Like findControlPlaneBinaries, but when a binary is missing and `build` is
+ * true (default: XDPLB_BUILD_CONTROL_PLANE=1) runs scripts/build-control-plane
+ * first, its progress going to stderr. A cold build takes about 15 min (2
+ * cores): give the calling hook a timeout to match.
+ */
+export async function ensureControlPlaneBinaries(
+  opts: { build?: boolean } = {},
+): Promise<ControlPlaneBinaries> {
+  try {
+    return findControlPlaneBinaries();
+  } catch (e) {
+    if (!(opts.build ?? process.env.XDPLB_BUILD_CONTROL_PLANE === '1')) throw e;
+  }
+  const res = await run(BUILD_SCRIPT, [], { stdio: 'inherit-stderr' });
+  if (res.exitCode !== 0) throw new Error(`scripts/build-control-plane failed (exit ${res.exitCode})`);
+  return findControlPlaneBinaries();
+}
+
+// --- processes -----------------------------------------------------------------
+
+export interface CommandResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface CommandOptions {
+  /** Written to the command's stdin. */
+  input?: string;
+  /** Resolve with a non-zero exitCode instead of throwing. */
+  allowFailure?: boolean;
+  /** Kill the command after this long (default 60 s). */
+  timeoutMs?: number;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+}
+
+interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  input?: string;
+  timeoutMs?: number;
+  stdio?: 'pipe' | 'inherit-stderr';
+}
+
+function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      stdio: ['pipe', 'pipe', opts.stdio === 'inherit-stderr' ? 'inherit' : 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            stderr += `\n[killed after ${opts.timeoutMs} ms]`;
+            child.kill('SIGKILL');
+          }, opts.timeoutMs);
+    child.on('error', (e) => {
+      if (timer !== undefined) clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      if (timer !== undefined) clearTimeout(timer);
+      resolvePromise({ stdout, stderr, exitCode: code ?? (signal !== null ? 128 : 1) });
+    });
+    child.stdin?.on('error', () => {}); // the command may exit before reading its input
+    child.stdin?.end(opts.input ?? '');
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Pids of processes whose command line mentions a path inside `dir`. */
+export function processesUsing(dir: string): number[] {
+  const needle = Buffer.from(`${dir}/`);
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`).includes(needle)) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Kills what dead test processes left behind (their pid is in the temp dir's name). */
+export function sweepStaleControlPlanes(): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const m = new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(name);
+    if (m === null || pidAlive(Number(m[1]))) continue;
+    const dir = join(tmpdir(), name);
+    for (const pid of processesUsing(dir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+class Server {
+  readonly name: string;
+  readonly logFile: string;
+  readonly child: ChildProcess;
+  exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  readonly exited: Promise<void>;
+
+  constructor(name: string, bin: string, args: readonly string[], logFile: string) {
+    this.name = name;
+    this.logFile = logFile;
+    const fd = openSync(logFile, 'a');
+    try {
+      this.child = spawn(bin, args, { stdio: ['ignore', fd, fd], env: process.env });
+    } finally {
+      closeSync(fd);
+    }
+    this.exited = new Promise((res) => {
+      this.child.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        res();
+      });
+      this.child.on('error', (e) => {
+        this.exit = { code: null, signal: null };
+        void writeFile(logFile, `\nspawn error: ${e.message}\n`, { flag: 'a' });
+        res();
+      });
+    });
+  }
+
+  get running(): boolean {
+    return this.exit === null;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.running) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  async logTail(lines = 40): Promise<string> {
+    try {
+      return (await readFile(this.logFile, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+}
+
+// Control planes of this process, killed synchronously if it exits without stop().
+const live = new Set<{ servers: Server[]; dir: string }>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const cp of live) {
+      for (const s of cp.servers) if (s.running) s.child.kill('SIGKILL');
+      rmSync(cp.dir, { recursive: true, force: true });
+    }
+  });
+}
+
+// The watchdog: a detached shell that waits for the test process to die (or the
+// temp dir to disappear), then SIGKILLs every process whose command line names
+// a path in the temp dir and removes the dir. stop() ends it with SIGTERM.
+const WATCHDOG = `
+parent=$1 dir=$2
+trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+while kill -0 "$parent" 2>/dev/null && [ -d "$dir" ]; do
+  sleep 1 & sleeper=$!; wait "$sleeper"
+done
+victims() {
+  local p args
+  for p in /proc/[0-9]*; do
+    mapfile -d '' args < "$p/cmdline" 2>/dev/null || continue
+    [[ "\${args[*]}" == *"$dir/"* ]] && echo "\${p#/proc/}"
+  done
+}
+# Throwaway data: no graceful shutdown needed.
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  v=$(victims); [ -z "$v" ] && break
+  kill -KILL $v 2>/dev/null; sleep 0.2
+done
+rm -rf "$dir"
+`;
+
+// --- certificates --------------------------------------------------------------
+
+const OPENSSL_CONFIG = `
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+authorityKeyIdentifier = keyid
+`;
+
+interface Pki {
+  caFile: string;
+  serverCertFile: string;
+  serverKeyFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+  saKeyFile: string;
+  saPubFile: string;
+}
+
+async function openssl(args: string[]): Promise<void> {
+  const r = await run('openssl', args, { timeoutMs: 30_000 });
+  if (r.exitCode !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
+}
+
+/** CA, serving cert (127.0.0.1, localhost), admin client cert (system:masters), SA key pair: EC P-256, valid 2 days. */
+async function makePki(dir: string): Promise<Pki> {
+  await mkdir(dir, { recursive: true });
+  const f = (n: string): string => join(dir, n);
+  const cnf = f('openssl.cnf');
+  await writeFile(cnf, OPENSSL_CONFIG);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2'];
+  await openssl(['req', '-x509', '-config', cnf, '-extensions', 'ca', ...ec,
+    '-keyout', f('ca.key'), '-out', f('ca.crt'), '-subj', '/CN=xdplb-test-ca']);
+  const signed = ['req', '-x509', '-config', cnf, '-CA', f('ca.crt'), '-CAkey', f('ca.key'), ...ec];
+  await Promise.all([
+    openssl([...signed, '-extensions', 'server', '-keyout', f('apiserver.key'), '-out', f('apiserver.crt'),
+      '-subj', '/CN=kube-apiserver']),
+    openssl([...signed, '-extensions', 'client', '-keyout', f('admin.key'), '-out', f('admin.crt'),
+      '-subj', '/O=system:masters/CN=xdplb-admin']),
+    (async () => {
+      await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('sa.key')]);
+      await openssl(['pkey', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
+    })(),
+  ]);
+  return {
+    caFile: f('ca.crt'),
+    serverCertFile: f('apiserver.crt'),
+    serverKeyFile: f('apiserver.key'),
+    clientCertFile: f('admin.crt'),
+    clientKeyFile: f('admin.key'),
+    saKeyFile: f('sa.key'),
+    saPubFile: f('sa.pub'),
+  };
+}
+
+// --- the control plane -----------------------------------------------------------
+
+export interface ControlPlaneOptions {
+  /** Apply the CRDs in this directory (recursively) and wait until they are Established. */
+  crdDir?: string;
+  /** Extra kube-apiserver flags (appended; a later flag wins). */
+  apiserverArgs?: string[];
+  /** How long to wait for etcd and /readyz (default 90 s). */
+  startTimeoutMs?: number;
+  /** Build missing binaries first (default: XDPLB_BUILD_CONTROL_PLANE=1). */
+  build?: boolean;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface HttpResult {
+  status: number;
+  body: string;
+}
+
+export interface ControlPlane {
+  /** https://127.0.0.1:<port> */
+  server: string;
+  kubeconfigPath: string;
+  caFile: string;
+  /** Admin client certificate and key (user xdplb-admin, group system:masters). */
+  clientCertFile: string;
+  clientKeyFile: string;
+  /** http://127.0.0.1:<port> */
+  etcdEndpoint: string;
+  /** The temp dir holding everything (data, certs, logs); removed by stop(). */
+  dir: string;
+  pids: { etcd: number; apiserver: number; watchdog: number };
+  binaries: ControlPlaneBinaries;
+  /** Seconds from the call to /readyz answering ok (and CRDs established). */
+  startSeconds: number;
+  /** Environment for kubectl/helm run by hand: KUBECONFIG, caches and helm dirs inside `dir`. */
+  env: Record<string, string>;
+  /** Runs kubectl as the admin; throws on a non-zero exit unless allowFailure. */
+  kubectl(args: readonly string[], opts?: CommandOptions): Promise<CommandResult>;
+  /** Runs helm as the admin; throws on a non-zero exit unless allowFailure. */
+  helm(args: readonly string[], opts?: CommandOptions): Promise<CommandResult>;
+  /**
+   * An HTTPS request to the API server as the admin (a body that is not a
+   * string is sent as JSON). Add Impersonate-User/-Group headers to act as
+   * someone else.
+   */
+  request(method: string, path: string, opts?: RequestOptions): Promise<HttpResult>;
+  /** Applies every CRD under `dir` (server-side) and waits until they are Established. */
+  installCrds(dir: string): Promise<string[]>;
+  /** The last lines of the etcd or kube-apiserver log. */
+  logTail(which: 'etcd' | 'apiserver', lines?: number): Promise<string>;
+  /** Kills the servers and removes `dir`. Idempotent. */
+  stop(): Promise<void>;
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((res, rej) => {
+      const s = createServer();
+      s.on('error', rej);
+      s.listen(0, '127.0.0.1', () => res(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
+  return ports;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function httpGet(url: string): Promise<HttpResult> {
+  return new Promise((res, rej) => {
+    const req = httpRequest(url, { agent: false, timeout: 2000 }, (resp) => {
+      let body = '';
+      resp.setEncoding('utf8').on('data', (d: string) => (body += d));
+      resp.on('end', () => res({ status: resp.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', rej);
+    req.end();
+  });
+}
+
+class StartError extends Error {
+  readonly portClash: boolean;
+  constructor(message: string, portClash: boolean) {
+    super(message);
+    this.portClash = portClash;
+  }
+}
+
+/**
+ * Starts etcd and kube-apiserver on loopback and waits for /readyz. Call
+ * stop() in afterAll; if the test process dies first, the exit hook and the
+ * watchdog clean up.
+ */
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const t0 = performance.now();
+  const binaries = await ensureControlPlaneBinaries(opts.build === undefined ? {} : { build: opts.build });
+  sweepStaleControlPlanes();
+  installExitHook();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(binaries, opts, t0);
+    } catch (e) {
+      // A port picked as free can be taken before the server binds it: retry with new ones.
+      if (!(e instanceof StartError && e.portClash && attempt < 3)) throw e;
+    }
+  }
+}
+
+async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptions, t0: number): Promise<ControlPlane> {
+  const timeoutMs = opts.startTimeoutMs ?? 90_000;
+  const deadline = Date.now() + timeoutMs;
+  const dir = await mkdtemp(join(tmpdir(), `${DIR_PREFIX}${process.pid}-`));
+  const servers: Server[] = [];
+  const entry = { servers, dir };
+  live.add(entry);
+  const watchdog = spawn('bash', ['-c', WATCHDOG, 'xdplb-cp-watchdog', String(process.pid), dir], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  watchdog.unref();
+  const watchdogGone = new Promise<void>((res) => {
+    watchdog.on('exit', () => res());
+    watchdog.on('error', () => res());
+  });
+  let agent: Agent | undefined;
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      agent?.destroy();
+      // kube-apiserver first (it would keep retrying etcd), then etcd.
+      for (const s of [...servers].reverse()) await s.stop(5_000);
+      watchdog.kill('SIGTERM');
+      await Promise.race([watchdogGone, sleep(2_000)]);
+      await rm(dir, { recursive: true, force: true });
+      live.delete(entry);
+    })());
+
+  try {
+    const [etcdClientPort, etcdPeerPort, apiPort] = (await freePorts(3)) as [number, number, number];
+    const etcdEndpoint = `http://127.0.0.1:${etcdClientPort}`;
+    const peer = `http://127.0.0.1:${etcdPeerPort}`;
+    const logs = join(dir, 'logs');
+    await mkdir(logs);
+    const etcd = new Server('etcd', binaries.etcd, [
+      '--name=xdplb-test',
+      `--data-dir=${join(dir, 'etcd')}`,
+      `--listen-client-urls=${etcdEndpoint}`,
+      `--advertise-client-urls=${etcdEndpoint}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=xdplb-test=${peer}`,
+      '--initial-cluster-state=new',
+      '--unsafe-no-fsync', // throwaway data: skip fsync, much faster on a shared disk
+      '--log-level=warn',
+    ], join(logs, 'etcd.log'));
+    servers.push(etcd);
+
+    // Certificates are made while etcd starts.
+    const pki = await makePki(join(dir, 'pki'));
+    const failure = async (what: string): Promise<StartError> => {
+      const parts = [`control plane: ${what} (dir ${dir})`];
+      let clash = false;
+      for (const s of servers) {
+        const tail = await s.logTail();
+        clash ||= /address already in use/.test(tail);
+        parts.push(`--- ${s.name} ${s.exit === null ? 'running' : `exited ${JSON.stringify(s.exit)}`}, log tail:\n${tail}`);
+      }
+      return new StartError(parts.join('\n'), clash);
+    };
+
+    for (;;) {
+      if (!etcd.running) throw await failure('etcd exited');
+      if (Date.now() > deadline) throw await failure(`etcd not healthy after ${timeoutMs} ms`);
+      const h = await httpGet(`${etcdEndpoint}/health`).catch(() => undefined);
+      if (h?.status === 200 && h.body.includes('"health":"true"')) break;
+      await sleep(50);
+    }
+
+    const apiserver = new Server('kube-apiserver', binaries.kubeApiserver, [
+      `--etcd-servers=${etcdEndpoint}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${apiPort}`,
+      `--cert-dir=${join(dir, 'apiserver-certs')}`,
+      `--tls-cert-file=${pki.serverCertFile}`,
+      `--tls-private-key-file=${pki.serverKeyFile}`,
+      `--client-ca-file=${pki.caFile}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${pki.saPubFile}`,
+      `--service-account-signing-key-file=${pki.saKeyFile}`,
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--authorization-mode=RBAC',
+      // Privileged pods (the agent DaemonSet) must be creatable.
+      '--allow-privileged=true',
+      // No controller-manager creates the `default` service accounts: without
+      // this, pods could not be created. Tokens still work (TokenRequest).
+      '--disable-admission-plugins=ServiceAccount',
+      // The endpoints of the `kubernetes` service would be 127.0.0.1, which
+      // validation rejects: don't maintain them.
+      '--endpoint-reconciler-type=none',
+      '--profiling=false',
+      ...(opts.apiserverArgs ?? []),
+    ], join(logs, 'kube-apiserver.log'));
+    servers.push(apiserver);
+
+    const server = `https://127.0.0.1:${apiPort}`;
+    const [ca, cert, key] = await Promise.all(
+      [pki.caFile, pki.clientCertFile, pki.clientKeyFile].map((p) => readFile(p)),
+    ) as [Buffer, Buffer, Buffer];
+    agent = new Agent({ ca, cert, key, keepAlive: false });
+    const httpsAgent = agent;
+    const request = (method: string, path: string, o: RequestOptions = {}): Promise<HttpResult> =>
+      new Promise((res, rej) => {
+        const payload =
+          o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
+        const req = httpsRequest(`${server}${path}`, {
+          method,
+          agent: httpsAgent,
+          timeout: 10_000,
+          headers: { ...(payload === undefined ? {} : { 'content-type': 'application/json' }), ...o.headers },
+        }, (resp) => {
+          let data = '';
+          resp.setEncoding('utf8').on('data', (d: string) => (data += d));
+          resp.on('end', () => res({ status: resp.statusCode ?? 0, body: data }));
+        });
+        req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timeout`)));
+        req.on('error', rej);
+        req.end(payload);
+      });
+
+    for (;;) {
+      if (!etcd.running) throw await failure('etcd exited');
+      if (!apiserver.running) throw await failure('kube-apiserver exited');
+      if (Date.now() > deadline) throw await failure(`kube-apiserver not ready after ${timeoutMs} ms`);
+      const r = await request('GET', '/readyz').catch(() => undefined);
+      if (r?.status === 200) break;
+      await sleep(100);
+    }
+
+    const kubeconfigPath = join(dir, 'kubeconfig');
+    await writeFile(kubeconfigPath, JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'xdplb-test', cluster: { server, 'certificate-authority': pki.caFile } }],
+      users: [{ name: 'xdplb-admin', user: { 'client-certificate': pki.clientCertFile, 'client-key': pki.clientKeyFile } }],
+      contexts: [{ name: 'xdplb-test', context: { cluster: 'xdplb-test', user: 'xdplb-admin', namespace: 'default' } }],
+      'current-context': 'xdplb-test',
+    }, null, 2));
+    const env: Record<string, string> = {
+      KUBECONFIG: kubeconfigPath,
+      KUBECACHEDIR: join(dir, 'kube-cache'),
+      KUBERC: 'off',
+      HELM_CACHE_HOME: join(dir, 'helm/cache'),
+      HELM_CONFIG_HOME: join(dir, 'helm/config'),
+      HELM_DATA_HOME: join(dir, 'helm/data'),
+    };
+    const tool = (bin: string, name: string) =>
+      async (args: readonly string[], o: CommandOptions = {}): Promise<CommandResult> => {
+        const r = await run(bin, args, {
+          env: { ...process.env, ...env, ...o.env },
+          timeoutMs: o.timeoutMs ?? 60_000,
+          ...(o.input === undefined ? {} : { input: o.input }),
+        });
+        if (r.exitCode !== 0 && o.allowFailure !== true) {
+          throw new Error(`${name} ${args.join(' ')} exited ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
+        }
+        return r;
+      };
+    const kubectl = tool(binaries.kubectl, 'kubectl');
+
+    const installCrds = async (crdDir: string): Promise<string[]> => {
+      const hasFiles = (d: string): boolean =>
+        readdirSync(d, { withFileTypes: true }).some((e) =>
+          e.isDirectory() ? hasFiles(join(d, e.name)) : /\.(ya?ml|json)$/.test(e.name));
+      if (!existsSync(crdDir) || !hasFiles(crdDir)) return [];
+      const applied = await kubectl(['apply', '--server-side', '--force-conflicts', '-R', '-f', crdDir, '-o', 'name']);
+      const names = applied.stdout.split('\n').map((l) => l.trim())
+        .filter((l) => l.startsWith('customresourcedefinition.apiextensions.k8s.io/'));
+      if (names.length > 0) {
+        await kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...names]);
+      }
+      return names;
+    };
+    if (opts.crdDir !== undefined) await installCrds(opts.crdDir);
+
+    return {
+      server,
+      kubeconfigPath,
+      caFile: pki.caFile,
+      clientCertFile: pki.clientCertFile,
+      clientKeyFile: pki.clientKeyFile,
+      etcdEndpoint,
+      dir,
+      pids: { etcd: etcd.child.pid ?? -1, apiserver: apiserver.child.pid ?? -1, watchdog: watchdog.pid ?? -1 },
+      binaries,
+      startSeconds: (performance.now() - t0) / 1000,
+      env,
+      kubectl,
+      helm: tool(binaries.helm, 'helm'),
+      request,
+      installCrds,
+      logTail: (which, lines) => (which === 'etcd' ? etcd : apiserver).logTail(lines),
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

@@ -1,0 +1,128 @@
+// load.mjs: a client for namespace tests. Opens real TCP connections to a
+// URL (one HTTP request each, connection closed), and prints one JSON object:
+// ok and failed counts, answers per backend name, errors by code, and for
+// each connection (with --trace) its local port and answer.
+//   node load.mjs URL --count N [--concurrency C] [--local-port P] [--trace]
+//   node load.mjs URL --rate R (until SIGTERM/SIGINT, then prints)
+//   node load.mjs URL --keepalive N [--gap-ms G]  (one connection, N requests on it)
+import { request } from 'node:http';
+
+const args = process.argv.slice(2);
+const url = new URL(args[0]);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i < 0 ? dflt : args[i + 1];
+};
+const count = Number(opt('count', '0'));
+const concurrency = Number(opt('concurrency', '16'));
+const rate = Number(opt('rate', '0'));
+const localPort = opt('local-port', undefined);
+const timeoutMs = Number(opt('timeout-ms', '3000'));
+const trace = args.includes('--trace');
+
+const result = { ok: 0, failed: 0, byBackend: {}, errors: {}, trace: [], firstFailureAt: null, lastFailureAt: null };
+const start = Date.now();
+
+function once() {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (answer, error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (error === null) {
+        result.ok++;
+        result.byBackend[answer] = (result.byBackend[answer] ?? 0) + 1;
+      } else {
+        result.failed++;
+        result.errors[error] = (result.errors[error] ?? 0) + 1;
+        const t = Date.now() - start;
+        result.firstFailureAt ??= t;
+        result.lastFailureAt = t;
+      }
+      resolve();
+    };
+    const req = request({ host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || 80, path: url.pathname, agent: false, localPort: localPort === undefined ? undefined : Number(localPort), headers: { connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        if (trace) result.trace.push({ localPort: req.socket?.localPort, answer: body });
+        finish(body, null);
+      });
+      res.on('error', (e) => finish(null, e.code ?? 'EBODY'));
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      finish(null, 'TIMEOUT');
+    }, timeoutMs);
+    req.on('error', (e) => finish(null, e.code ?? e.message));
+    req.end();
+  });
+}
+
+async function fixed() {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      next++;
+      await once();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+}
+
+async function paced() {
+  let stop = false;
+  process.once('SIGTERM', () => (stop = true));
+  process.once('SIGINT', () => (stop = true));
+  const inflight = new Set();
+  const gap = 1000 / rate;
+  let due = Date.now();
+  process.stdout.write('started\n');
+  while (!stop) {
+    const p = once().then(() => inflight.delete(p));
+    inflight.add(p);
+    due += gap;
+    const wait = due - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  await Promise.all(inflight);
+}
+
+async function keepalive(n, gapMs) {
+  const { Agent } = await import('node:http');
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const ports = new Set();
+  for (let i = 0; i < n; i++) {
+    await new Promise((resolve) => {
+      const req = request({ host: url.hostname, port: url.port || 80, path: url.pathname, agent, headers: { connection: 'keep-alive' } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => {
+          ports.add(req.socket.localPort);
+          result.ok++;
+          result.byBackend[body] = (result.byBackend[body] ?? 0) + 1;
+          resolve();
+        });
+      });
+      req.setTimeout(timeoutMs, () => req.destroy(new Error('TIMEOUT')));
+      req.on('error', (e) => {
+        result.failed++;
+        result.errors[e.code ?? e.message] = (result.errors[e.code ?? e.message] ?? 0) + 1;
+        resolve();
+      });
+      req.end();
+    });
+    if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+  }
+  result.connections = ports.size;
+  agent.destroy();
+}
+
+const keep = Number(opt('keepalive', '0'));
+await (keep > 0 ? keepalive(keep, Number(opt('gap-ms', '0'))) : rate > 0 ? paced() : fixed());
+result.ms = Date.now() - start;
+if (!trace) delete result.trace;
+process.stdout.write(`${JSON.stringify(result)}\n`);
