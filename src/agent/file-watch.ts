@@ -25,6 +25,7 @@ export class FileWatch {
   #timer: NodeJS.Timeout | null = null;
   #reading = false;
   #again = false;
+  #stopped = false;
 
   constructor(path: string, options: FileWatchOptions) {
     this.#path = path;
@@ -46,12 +47,15 @@ export class FileWatch {
       /* directory not watchable: the poll still runs */
     }
     const poll = (): void => {
+      if (this.#stopped) return;
       this.#timer = setTimeout(() => void this.#check().finally(poll), this.#options.pollMs ?? 500);
     };
     poll();
   }
 
+  /** No callback is made after stop() returns, even for a read already under way. */
   stop(): void {
+    this.#stopped = true;
     this.#watcher?.close();
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#watcher = null;
@@ -59,6 +63,7 @@ export class FileWatch {
   }
 
   async #check(): Promise<void> {
+    if (this.#stopped) return;
     if (this.#reading) {
       this.#again = true;
       return;
@@ -72,6 +77,7 @@ export class FileWatch {
           content = await readFile(this.#path, 'utf8');
         } catch (e) {
           const err = e as NodeJS.ErrnoException;
+          if (this.#stopped) return;
           if (this.#lastError !== err.code) {
             this.#lastError = err.code ?? err.message;
             this.#lastDigest = null;
@@ -79,6 +85,7 @@ export class FileWatch {
           }
           continue;
         }
+        if (this.#stopped) return;
         const digest = createHash('sha256').update(content).digest('hex');
         if (digest !== this.#lastDigest) {
           this.#lastDigest = digest;

@@ -37,6 +37,7 @@ export class HealthChecker {
   readonly #previous = new Map<string, HealthState>();
   readonly #probe: (t: ProbeTarget) => Promise<ProbeResult>;
   readonly #deps: HealthCheckerDeps;
+  #stopped = false;
 
   constructor(deps: HealthCheckerDeps) {
     this.#deps = deps;
@@ -45,6 +46,7 @@ export class HealthChecker {
 
   /** Makes the running probes exactly `targets`. Health state survives a settings change. */
   setTargets(targets: readonly HealthTarget[]): void {
+    if (this.#stopped) return;
     const wanted = new Map(targets.map((t) => [t.key, t]));
     for (const [key, loop] of this.#loops) {
       const t = wanted.get(key);
@@ -65,7 +67,9 @@ export class HealthChecker {
     return new Map([...this.#loops].map(([k, l]) => [k, l.state]));
   }
 
+  /** Stops every probe for good: later setTargets calls do nothing. */
   stop(): void {
+    this.#stopped = true;
     for (const key of [...this.#loops.keys()]) this.#stop(key);
     this.#previous.clear();
   }
