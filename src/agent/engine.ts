@@ -6,8 +6,7 @@
 // A failed pass re-reads the maps and retries with backoff.
 import type { Logger } from 'pino';
 import { planDatapath, type DatapathImage, type DesiredDatapath } from '../core/datapath-plan.js';
-import type { MacResolution, VipStatus } from '../core/desired-state.js';
-import { tableFromImage } from '../core/desired-state.js';
+import { DesiredMemo, tableFromImage, type MacResolution, type VipStatus } from '../core/desired-state.js';
 import type { Table } from '../core/maglev.js';
 import type { ControlSettings, MapWriter } from '../bpf/map-writer.js';
 import type { AgentMetrics } from './metrics.js';
@@ -17,7 +16,14 @@ import type { NeighborResolver } from './neighbors.js';
 export interface DesiredSource {
   /** Backend addresses whose MACs are needed, and whether they must be on-link (l2dsr). */
   addresses(): Map<string, { onLink: boolean }>;
-  compute(observed: { mac: (address: string) => MacResolution | undefined; currentTable: (vip: string) => Table | undefined }): {
+  compute(
+    observed: {
+      mac: (address: string) => MacResolution | undefined;
+      currentTable: (vip: string) => Table | undefined;
+      currentTableArray: (vip: string) => Uint32Array | undefined;
+    },
+    memo: DesiredMemo,
+  ): {
     desired: DesiredDatapath;
     status: VipStatus[];
   };
@@ -55,6 +61,7 @@ export class Engine {
   #generation = new Map<string, number>();
   #lastStatus: VipStatus[] = [];
   #vipIds = new Map<string, number>();
+  readonly #memo = new DesiredMemo();
   #passes = 0;
 
   #seed: DatapathImage | null;
@@ -165,19 +172,28 @@ export class Engine {
     if (source === null) return false;
     await this.#resolveNeighbors(source.addresses());
     const image = this.#image;
-    const { desired, status } = source.compute({
-      mac: (a) => this.#neighbors.get(a)?.resolution,
-      currentTable: (vip) =>
-        this.#currentTable(image, source.keysOf(vip)) ?? (this.#seed === null ? undefined : this.#currentTable(this.#seed, source.keysOf(vip))),
-    });
+    const { desired, status } = source.compute(
+      {
+        mac: (a) => this.#neighbors.get(a)?.resolution,
+        currentTable: (vip) =>
+          this.#currentTable(image, source.keysOf(vip)) ?? (this.#seed === null ? undefined : this.#currentTable(this.#seed, source.keysOf(vip))),
+        currentTableArray: (vip) => tableArrayOf(image, source.keysOf(vip)),
+      },
+      this.#memo,
+    );
     const plan = planDatapath(image, desired, this.#d.writer.capacities());
     this.#lastStatus = status;
     this.#vipIds = new Map([...plan.vipIds].map(([name, ids]) => [name, ids.vipId]));
     this.#exportStatus(status);
-    if (plan.ops.length === 0) return false;
+    if (plan.ops.length === 0) {
+      this.#memo.programmed((vip) => tableArrayOf(image, source.keysOf(vip)));
+      return false;
+    }
     const started = performance.now();
     this.#image = this.#d.writer.apply(image, plan.ops, this.#d.control);
     this.#seed = null;
+    const applied = this.#image;
+    this.#memo.programmed((vip) => tableArrayOf(applied, source.keysOf(vip)));
     for (const s of status) {
       if (plan.ops.some((o) => (o.op === 'putTable' || o.op === 'putVip') && o.vip === s.name)) {
         this.#generation.set(s.name, (this.#generation.get(s.name) ?? 0) + 1);
@@ -192,12 +208,9 @@ export class Engine {
   }
 
   #currentTable(image: DatapathImage, vipKeys: readonly string[]): Table | undefined {
-    const keys = new Set(vipKeys);
-    const entry = image.vips.find((v) => keys.has(`${v.key.address}|${v.key.port}|${v.key.protocol}`));
-    if (entry === undefined || entry.meta.tableSize === 0) return undefined;
-    const slots = image.tables.get(entry.meta.tableSlot);
+    const slots = tableArrayOf(image, vipKeys);
     if (slots === undefined) return undefined;
-    return tableFromImage(entry.meta.tableSize, slots, (i) => image.backends.get(i)?.address);
+    return tableFromImage(slots.length, slots, (i) => image.backends.get(i)?.address);
   }
 
   async #resolveNeighbors(wanted: Map<string, { onLink: boolean }>): Promise<void> {
@@ -243,4 +256,12 @@ export class Engine {
       for (const b of s.backends) m.backendServing.set({ vip: s.name, backend: b.address }, b.slots > 0 ? 1 : 0);
     }
   }
+}
+
+/** The table array the image holds for the VIP with these keys ("address|port|protocol"). */
+function tableArrayOf(image: DatapathImage, vipKeys: readonly string[]): Uint32Array | undefined {
+  const keys = new Set(vipKeys);
+  const entry = image.vips.find((v) => keys.has(`${v.key.address}|${v.key.port}|${v.key.protocol}`));
+  if (entry === undefined || entry.meta.tableSize === 0) return undefined;
+  return image.tables.get(entry.meta.tableSlot);
 }

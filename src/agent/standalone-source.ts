@@ -3,7 +3,7 @@
 // of the programmed one) over the backends that are resolved and healthy.
 import type { StandaloneConfig } from '../config/standalone.js';
 import { staticMacs, vipSpecs } from '../config/standalone.js';
-import { desiredState, type VipSpec } from '../core/desired-state.js';
+import { desiredState, type DesiredMemo, type VipSpec } from '../core/desired-state.js';
 import type { DesiredSource } from './engine.js';
 import type { HealthTarget } from './health-checker.js';
 
@@ -31,15 +31,20 @@ export class StandaloneSource implements DesiredSource {
     return out;
   }
 
-  compute(observed: Parameters<DesiredSource['compute']>[0]): ReturnType<DesiredSource['compute']> {
-    return desiredState(this.#specs, {
+  compute(observed: Parameters<DesiredSource['compute']>[0], memo: DesiredMemo): ReturnType<DesiredSource['compute']> {
+    return desiredState(
+      this.#specs,
+      {
       healthy: (vip, address) => this.#healthy(healthKey(vip, address)),
       mac: (address) => {
         const mac = this.#statics.get(address);
         return mac !== undefined ? { ok: true, mac } : observed.mac(address);
       },
-      currentTable: observed.currentTable,
-    });
+        currentTable: observed.currentTable,
+        currentTableArray: observed.currentTableArray,
+      },
+      memo,
+    );
   }
 
   keysOf(vip: string): readonly string[] {

@@ -182,12 +182,18 @@ export function planDatapath(current: DatapathImage, desired: DesiredDatapath, c
     keptIds.add(vipId);
     let tableSlot = NO_TABLE_SLOT;
     if (vip.table !== null) {
+      // Owner position -> backend index once per table, then one array read per slot.
+      const byOwner = Uint32Array.from(vip.table.owners, (owner) => {
+        const index = indexByAddress.get(owner);
+        if (index === undefined) throw new Error(`table of ${vip.name} refers to backend ${owner} that is not in the desired backends`);
+        return index;
+      });
       const translated = new Uint32Array(vip.table.size);
-      for (let s = 0; s < vip.table.size; s++) {
-        const owner = vip.table.owners[vip.table.slots[s]!];
-        const index = owner === undefined ? undefined : indexByAddress.get(owner);
-        if (index === undefined) throw new Error(`table of ${vip.name} refers to backend ${String(owner)} that is not in the desired backends`);
-        translated[s] = index;
+      const slots = vip.table.slots;
+      for (let s = 0; s < translated.length; s++) {
+        const i = slots[s]!;
+        if (i >= byOwner.length) throw new Error(`table of ${vip.name} names owner ${i} of ${byOwner.length}`);
+        translated[s] = byOwner[i]!;
       }
       const reuse = existing !== undefined && existing.meta.tableSize === vip.table.size && current.tables.has(existing.meta.tableSlot);
       tableSlot = reuse ? existing.meta.tableSlot : newTableSlot.next().value;

@@ -30,6 +30,20 @@ export interface VipSpec {
 
 export type MacResolution = { readonly ok: true; readonly mac: string } | { readonly ok: false; readonly reason: string };
 
+/**
+ * What desiredState computed per VIP last time, so an unchanged VIP costs
+ * nothing: its table is reused while its inputs (size, serving backends and
+ * weights) are the same and the maps still hold the table programmed from it.
+ */
+export class DesiredMemo {
+  readonly entries = new Map<string, { inputs: string; table: Table; counts: Map<string, number>; programmed: Uint32Array | undefined }>();
+
+  /** After programming: the table arrays the maps now hold, per VIP. */
+  programmed(tableOf: (vip: string) => Uint32Array | undefined): void {
+    for (const [vip, e] of this.entries) e.programmed = tableOf(vip);
+  }
+}
+
 export interface Observations {
   /** Health of a VIP's backend; absent = not probed = healthy. */
   readonly healthy: (vip: string, address: string) => boolean;
@@ -37,6 +51,8 @@ export interface Observations {
   readonly mac: (address: string) => MacResolution | undefined;
   /** The table programmed now for a VIP (owners by address), if any. */
   readonly currentTable: (vip: string) => Table | undefined;
+  /** The array the maps' image holds for the VIP's table: identity only, cheap (with a memo). */
+  readonly currentTableArray?: (vip: string) => Uint32Array | undefined;
 }
 
 export interface BackendStatus {
@@ -60,6 +76,13 @@ export interface VipStatus {
   readonly moved: number | null;
 }
 
+const digests = new WeakMap<Table, string>();
+function digestOf(t: Table): string {
+  let d = digests.get(t);
+  if (d === undefined) digests.set(t, (d = tableDigest(t)));
+  return d;
+}
+
 export function flagsOf(spec: Pick<VipSpec, 'mode' | 'affinity' | 'flowTable'>): number {
   return (
     (spec.affinity === 'sourceIp' ? VIP_FLAG_SOURCE_IP_AFFINITY : 0) |
@@ -72,7 +95,7 @@ function familyOf(address: string): 4 | 6 {
   return address.includes(':') ? 6 : 4;
 }
 
-export function desiredState(vips: readonly VipSpec[], obs: Observations): { desired: DesiredDatapath; status: VipStatus[] } {
+export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?: DesiredMemo): { desired: DesiredDatapath; status: VipStatus[] } {
   const backends = new Map<string, BackendImage>();
   const desiredVips: DesiredVip[] = [];
   const status: VipStatus[] = [];
@@ -87,31 +110,42 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations): { des
 
     let table: Table | null = null;
     let moved: number | null = null;
+    let counts = new Map<string, number>();
     if (serving.length > 0) {
-      const current = obs.currentTable(vip.name);
-      if (current !== undefined && current.size === size) {
-        table = successorTable(current, { size, backends: serving });
-        const map = new Map(table.backends.map((b, i) => [b.key, i]));
-        let m = 0;
-        for (let s = 0; s < size; s++) if (map.get(current.backends[current.slots[s]!]!.key) !== table.slots[s]) m++;
-        moved = m;
+      const inputs = `${size}|${serving.map((b) => `${b.key}=${b.weight}`).sort().join(',')}`;
+      const hit = memo?.entries.get(vip.name);
+      const now = obs.currentTableArray?.(vip.name);
+      if (hit !== undefined && hit.inputs === inputs && now !== undefined && now === hit.programmed) {
+        table = hit.table;
+        counts = hit.counts;
+        moved = 0;
       } else {
-        table = buildTable({ size, backends: serving });
+        const current = obs.currentTable(vip.name);
+        if (current !== undefined && current.size === size) {
+          table = successorTable(current, { size, backends: serving });
+          const map = new Map(table.backends.map((b, i) => [b.key, i]));
+          let m = 0;
+          for (let s = 0; s < size; s++) if (map.get(current.backends[current.slots[s]!]!.key) !== table.slots[s]) m++;
+          moved = m;
+        } else {
+          table = buildTable({ size, backends: serving });
+        }
+        const perOwner = new Int32Array(table.backends.length);
+        for (let s = 0; s < table.size; s++) perOwner[table.slots[s]!]!++;
+        table.backends.forEach((b, i) => counts.set(b.key, perOwner[i]!));
+        memo?.entries.set(vip.name, { inputs, table, counts, programmed: undefined });
       }
       for (const b of table.backends) {
         const r = obs.mac(b.key);
         backends.set(b.key, { address: b.key, family: familyOf(b.key), mac: r?.ok === true ? r.mac : null });
       }
+    } else {
+      memo?.entries.delete(vip.name);
     }
 
-    const counts = new Map<string, number>();
-    if (table !== null) for (let s = 0; s < table.size; s++) {
-      const key = table.backends[table.slots[s]!]!.key;
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-    }
     status.push({
       name: vip.name,
-      digest: table === null ? null : tableDigest(table),
+      digest: table === null ? null : digestOf(table),
       tableSize: size,
       panic,
       moved,
@@ -129,6 +163,10 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations): { des
       flags: flagsOf(vip),
       table: table === null ? null : { size: table.size, owners: table.backends.map((b) => b.key), slots: table.slots },
     });
+  }
+  if (memo !== undefined) {
+    const wanted = new Set(vips.map((v) => v.name));
+    for (const name of memo.entries.keys()) if (!wanted.has(name)) memo.entries.delete(name);
   }
   return { desired: { vips: desiredVips, backends }, status };
 }

@@ -48,7 +48,7 @@ describe('agent, standalone, ipip', () => {
   });
 
   it('keeps a long-lived connection on one backend', async () => {
-    const r = (await topo.load(['--keepalive', '50', '--gap-ms', '2'])) as { ok: number; failed: number; byBackend: Record<string, number>; connections: number };
+    const r = await topo.load(['--keepalive', '50', '--gap-ms', '2']);
     expect(r.failed).toBe(0);
     expect(r.connections).toBe(1);
     expect(Object.keys(r.byBackend)).toHaveLength(1);

@@ -10,7 +10,7 @@ import { openPinnedMap } from '../../src/bpf/loader.js';
 import { MapWriter } from '../../src/bpf/map-writer.js';
 import { buildTable, slotCounts } from '../../src/core/maglev.js';
 import { tableFromImage } from '../../src/core/desired-state.js';
-import { LbTopology, type AgentProcess, type LoadResult } from '../support/lb-topology.js';
+import { LbTopology, type AgentProcess } from '../support/lb-topology.js';
 
 let topo: LbTopology;
 let agent: AgentProcess;
@@ -74,7 +74,7 @@ describe('agent, standalone, l2dsr', () => {
 
   it('keeps a long-lived connection (one 5-tuple) on one backend', async () => {
     for (let i = 0; i < 3; i++) {
-      const r = (await topo.load(['--keepalive', '40', '--gap-ms', '5'])) as LoadResult & { connections: number };
+      const r = await topo.load(['--keepalive', '40', '--gap-ms', '5']);
       expect(r.failed).toBe(0);
       expect(r.ok).toBe(40);
       expect(r.connections).toBe(1);

@@ -35,6 +35,8 @@ export interface LoadResult {
   byBackend: Record<string, number>;
   errors: Record<string, number>;
   trace?: { localPort: number; answer: string }[];
+  /** Connections used (--keepalive). */
+  connections?: number;
   ms: number;
 }
 

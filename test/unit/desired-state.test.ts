@@ -2,7 +2,7 @@
 // a backend that fails its probes leaves with exactly its slots; every probe
 // failing fails open; nothing resolved means no table.
 import { describe, expect, it } from 'vitest';
-import { desiredState, flagsOf, tableFromImage, type Observations, type VipSpec } from '../../src/core/desired-state.js';
+import { DesiredMemo, desiredState, flagsOf, tableFromImage, type Observations, type VipSpec } from '../../src/core/desired-state.js';
 import { buildTable, slotCounts, type Table } from '../../src/core/maglev.js';
 
 const vip: VipSpec = {
@@ -78,5 +78,24 @@ describe('desired state', () => {
     expect(Array.from(back.slots)).toEqual(Array.from(table.slots));
     expect(tableFromImage(251, slots, () => undefined)).toBeUndefined();
     expect(tableFromImage(250, slots, addressOf)).toBeUndefined();
+  });
+
+  it('memo: an unchanged VIP reuses its table while the maps hold what was programmed from it', () => {
+    const memo = new DesiredMemo();
+    const programmed = new Uint32Array(4093);
+    const base: Observations = { ...obs({}), currentTableArray: () => programmed };
+    const first = desiredState([vip], base, memo).desired.vips[0]!.table!;
+    memo.programmed(() => programmed);
+    const again = desiredState([vip], base, memo).desired.vips[0]!.table!;
+    expect(again.slots).toBe(first.slots); // reused, not recomputed
+    // Someone changed the maps: the programmed array is no longer what we wrote.
+    const changed = desiredState([vip], { ...base, currentTableArray: () => new Uint32Array(4093) }, memo).desired.vips[0]!.table!;
+    expect(changed.slots).not.toBe(first.slots);
+    memo.programmed(() => programmed);
+    // An input changed (a backend goes down): recomputed.
+    const down = desiredState([vip], { ...obs({ down: ['10.0.0.1'] }), currentTableArray: () => programmed }, memo).desired.vips[0]!.table!;
+    expect(down.slots).not.toBe(first.slots);
+    expect(desiredState([], base, memo).status).toEqual([]);
+    expect(memo.entries.size).toBe(0);
   });
 });
