@@ -3,6 +3,9 @@
 // ConfigMap swaps a symlink, both of which a watch on the file itself misses)
 // and also polls, in case the filesystem gives no events; callbacks come only
 // when the content really differs, so the agent reconciles once per change.
+// A file written in place is seen mid-write: content is reported only once
+// two reads `settleMs` apart agree, and an empty file is taken for a write in
+// progress, never for "no VIPs" (that takes an explicit `vips: []`).
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -10,6 +13,8 @@ import { basename, dirname } from 'node:path';
 
 export interface FileWatchOptions {
   readonly pollMs?: number;
+  /** Two reads this far apart must agree before content is reported. */
+  readonly settleMs?: number;
   /** Content already read by the caller: no callback until the file differs from it. */
   readonly initialContent?: string;
   /** Called with the new content, or with an error when the file cannot be read. */
@@ -62,6 +67,17 @@ export class FileWatch {
     this.#timer = null;
   }
 
+  /** The file's content once two reads settleMs apart agree. */
+  async #readSettled(): Promise<string> {
+    let previous = await readFile(this.#path, 'utf8');
+    for (;;) {
+      await new Promise((r) => setTimeout(r, this.#options.settleMs ?? 50));
+      const now = await readFile(this.#path, 'utf8');
+      if (now === previous) return now;
+      previous = now;
+    }
+  }
+
   async #check(): Promise<void> {
     if (this.#stopped) return;
     if (this.#reading) {
@@ -74,7 +90,7 @@ export class FileWatch {
         this.#again = false;
         let content: string;
         try {
-          content = await readFile(this.#path, 'utf8');
+          content = await this.#readSettled();
         } catch (e) {
           const err = e as NodeJS.ErrnoException;
           if (this.#stopped) return;
@@ -85,6 +101,7 @@ export class FileWatch {
           }
           continue;
         }
+        if (content.length === 0) continue; // mid-write; the next event or poll reads it again
         if (this.#stopped) return;
         const digest = createHash('sha256').update(content).digest('hex');
         if (digest !== this.#lastDigest) {

@@ -163,13 +163,16 @@ export function formatIssues(error: z.ZodError): string[] {
  * BAD_CONFIG whose message lists every problem, one per line.
  */
 export function parseStandaloneConfig(text: string, source = 'config'): StandaloneConfig {
+  // An empty file is far more often a write caught half-way than a wish to
+  // serve nothing: that takes an explicit `vips: []`.
+  if (text.trim() === '') throw new XdplbError(ErrorCodes.BAD_CONFIG, `${source} is empty; write "vips: []" to serve no VIP`);
   let raw: unknown;
   try {
     raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (e) {
     throw new XdplbError(ErrorCodes.BAD_CONFIG, `${source} is not valid YAML: ${(e as Error).message.split('\n')[0]}`, { cause: e });
   }
-  const parsed = standaloneConfigSchema.safeParse(raw ?? {});
+  const parsed = standaloneConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const problems = formatIssues(parsed.error);
     throw new XdplbError(ErrorCodes.BAD_CONFIG, `${source} is invalid (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n  ${problems.join('\n  ')}`);

@@ -72,6 +72,17 @@ describe('agent, standalone, l2dsr', () => {
     console.log(`l2dsr distribution over ${r.ok} connections (weights 1:1:2): ${JSON.stringify(r.byBackend)}`);
   });
 
+  it('exports the datapath counters and its own state to Prometheus', () => {
+    const text = topo.lb.run('curl', ['-sf', 'http://127.0.0.1:9477/metrics']);
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    expect(value(/^xdplb_vip_packets_total\{vip="web"[^}]*\} (\d+)$/m)).toBeGreaterThan(2000);
+    expect(value(/^xdplb_datapath_packets_total\{reason="FWD_L2DSR"[^}]*\} (\d+)$/m)).toBeGreaterThan(2000);
+    expect(value(/^xdplb_backend_packets_total\{backend="10\.50\.0\.13"[^}]*\} (\d+)$/m)).toBeGreaterThan(900);
+    expect(text).toMatch(/^xdplb_agent_xdp_mode\{interface="eth0",mode="native"\} 1$/m);
+    expect(text).toMatch(/^xdplb_agent_table_info\{vip="web",digest="sha256:[0-9a-f]{64}",interface="eth0"\} 1$/m);
+    expect(text).toMatch(/^xdplb_agent_programming_seconds_count\{interface="eth0"\} [1-9]/m);
+  });
+
   it('keeps a long-lived connection (one 5-tuple) on one backend', async () => {
     for (let i = 0; i < 3; i++) {
       const r = await topo.load(['--keepalive', '40', '--gap-ms', '5']);

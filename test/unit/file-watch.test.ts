@@ -32,4 +32,19 @@ describe('file watch', () => {
     expect(seen).toEqual(['a: 1\n', 'a: 2\n', 'a: 3\n', 'error:ENOENT', 'a: 4\n']);
     rmSync(dir, { recursive: true, force: true });
   });
+
+  it('never reports a half-written (empty) file, only the settled content', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'xdplb-watch2-'));
+    const file = join(d, 'agent.yaml');
+    writeFileSync(file, 'a: 1\n');
+    const seen: string[] = [];
+    w = new FileWatch(file, { pollMs: 20, settleMs: 30, onChange: (c) => seen.push(c ?? 'error') });
+    await w.start();
+    writeFileSync(file, ''); // truncated, as a write in place does first
+    await new Promise((r) => setTimeout(r, 150));
+    writeFileSync(file, 'a: 2\n');
+    await expect.poll(() => seen.at(-1), { timeout: 2000, interval: 10 }).toBe('a: 2\n');
+    expect(seen).toEqual(['a: 1\n', 'a: 2\n']);
+    rmSync(d, { recursive: true, force: true });
+  });
 });

@@ -46,8 +46,9 @@ describe('standalone config', () => {
     expect(Object.isFrozen(cfg)).toBe(true);
   });
 
-  it('an empty file is an empty config', () => {
-    expect(parseStandaloneConfig('').vips).toEqual([]);
+  it('an empty file is refused (a half-written file); "vips: []" serves nothing', () => {
+    expect(() => parseStandaloneConfig('  \n')).toThrowError(/is empty; write "vips: \[\]"/);
+    expect(parseStandaloneConfig('vips: []').vips).toEqual([]);
   });
 
   it('lists every problem with its path', () => {
