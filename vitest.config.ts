@@ -1,5 +1,7 @@
 // vitest.config.ts: test projects. `unit` is pure TypeScript and runs anywhere;
-// `datapath` loads real BPF programs into the running kernel and needs root.
+// `datapath` loads real BPF programs into the running kernel and `agent` runs
+// the agent in network namespaces (root); `control-plane` runs a real etcd and
+// kube-apiserver (built by scripts/build-control-plane).
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -28,6 +30,16 @@ export default defineConfig({
           testTimeout: 300_000,
           hookTimeout: 120_000,
           // Namespaces, pins and attached programs are machine-global: one file at a time.
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'control-plane',
+          include: ['test/control-plane/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          // Each file starts its own etcd + kube-apiserver: one at a time on 2 cores.
           fileParallelism: false,
         },
       },
