@@ -1,0 +1,138 @@
+// queue.ts: the keyed work queue under the operator's reconcilers (what
+// controller-runtime's workqueue does for Go controllers). Informer callbacks
+// only add keys. A key waiting is never queued twice; a key being reconciled
+// is never reconciled concurrently (added again meanwhile, it runs once more
+// after); a failed reconcile is retried with per-key exponential backoff; a
+// success resets it. Timers come from an injected clock, so tests control time.
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export interface QueueOptions {
+  /** Reconciles running at once (each for a different key). */
+  readonly workers?: number;
+  readonly baseBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  readonly clock?: Clock;
+  /** Called when a reconcile throws (after scheduling its retry). */
+  readonly onError?: (key: string, error: unknown, retryInMs: number) => void;
+}
+
+export type Reconcile = (key: string) => Promise<void>;
+
+export class WorkQueue {
+  readonly #reconcile: Reconcile;
+  readonly #workers: number;
+  readonly #base: number;
+  readonly #max: number;
+  readonly #clock: Clock;
+  readonly #onError: QueueOptions['onError'];
+  readonly #waiting: string[] = [];
+  readonly #queued = new Set<string>();
+  readonly #running = new Set<string>();
+  readonly #again = new Set<string>();
+  readonly #failures = new Map<string, number>();
+  readonly #delayed = new Map<string, unknown>();
+  #active = 0;
+  #stopped = false;
+  #idle: (() => void)[] = [];
+
+  constructor(reconcile: Reconcile, options: QueueOptions = {}) {
+    this.#reconcile = reconcile;
+    this.#workers = options.workers ?? 2;
+    this.#base = options.baseBackoffMs ?? 100;
+    this.#max = options.maxBackoffMs ?? 60_000;
+    this.#clock = options.clock ?? realClock;
+    this.#onError = options.onError;
+  }
+
+  /** Queue a key now (de-duplicated). */
+  add(key: string): void {
+    if (this.#stopped) return;
+    const delayed = this.#delayed.get(key);
+    if (delayed !== undefined) {
+      // A fresh event supersedes a pending backoff retry: the world changed.
+      this.#clock.clearTimeout(delayed);
+      this.#delayed.delete(key);
+    }
+    if (this.#running.has(key)) {
+      this.#again.add(key);
+      return;
+    }
+    if (this.#queued.has(key)) return;
+    this.#queued.add(key);
+    this.#waiting.push(key);
+    this.#pump();
+  }
+
+  /** Queue a key after a delay (unless it is queued sooner). */
+  addAfter(key: string, ms: number): void {
+    if (this.#stopped || this.#delayed.has(key)) return;
+    this.#delayed.set(
+      key,
+      this.#clock.setTimeout(() => {
+        this.#delayed.delete(key);
+        this.add(key);
+      }, ms),
+    );
+  }
+
+  /** Keys waiting, running or delayed. */
+  get length(): number {
+    return this.#waiting.length + this.#running.size + this.#delayed.size;
+  }
+
+  /** Resolves when nothing is waiting or running (delayed retries may remain). */
+  idle(): Promise<void> {
+    if (this.#waiting.length === 0 && this.#active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const h of this.#delayed.values()) this.#clock.clearTimeout(h);
+    this.#delayed.clear();
+    this.#waiting.length = 0;
+    this.#queued.clear();
+  }
+
+  #pump(): void {
+    while (this.#active < this.#workers && this.#waiting.length > 0) {
+      const key = this.#waiting.shift()!;
+      this.#queued.delete(key);
+      this.#running.add(key);
+      this.#active++;
+      void this.#run(key);
+    }
+    if (this.#active === 0 && this.#waiting.length === 0) {
+      for (const resolve of this.#idle.splice(0)) resolve();
+    }
+  }
+
+  async #run(key: string): Promise<void> {
+    try {
+      await this.#reconcile(key);
+      this.#failures.delete(key);
+    } catch (e) {
+      const n = (this.#failures.get(key) ?? 0) + 1;
+      this.#failures.set(key, n);
+      const wait = Math.min(this.#max, this.#base * 2 ** (n - 1));
+      if (!this.#again.has(key)) this.addAfter(key, wait);
+      this.#onError?.(key, e, wait);
+    } finally {
+      this.#running.delete(key);
+      this.#active--;
+      if (this.#again.delete(key)) this.add(key);
+      this.#pump();
+    }
+  }
+}
