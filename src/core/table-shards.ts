@@ -1,0 +1,93 @@
+// table-shards.ts: a table as the operator publishes it: VipTable objects,
+// each carrying a range of at most SHARD_SLOTS slots (so the largest table
+// stays well inside the API's object size limit), the whole table's backend
+// list, size, generation and digest. An agent programs a generation only when
+// every shard of it is present and the assembled table has the digest.
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { canonicalBackends, type BackendWeight } from './backends.js';
+import { tableDigest } from './digest.js';
+import { ErrorCodes, XdplbError } from './errors.js';
+import type { Table } from './maglev.js';
+import { isTableSize } from './table-sizes.js';
+
+/** Slots per shard: 262144 u16 slots are 512 KiB raw, ~350-700 KiB base64 of deflate. */
+export const SHARD_SLOTS = 262144;
+
+export interface TableShardSpec {
+  readonly vip: string;
+  readonly generation: number;
+  readonly size: number;
+  readonly digest: string;
+  readonly backends: readonly BackendWeight[];
+  readonly shard: { readonly index: number; readonly count: number; readonly start: number; readonly end: number };
+  readonly slots: { readonly encoding: 'u8' | 'u16'; readonly deflated: string };
+}
+
+export function encodeShards(vip: string, generation: number, table: Table): TableShardSpec[] {
+  const digest = tableDigest(table);
+  const encoding = table.backends.length <= 256 ? 'u8' : 'u16';
+  const width = encoding === 'u8' ? 1 : 2;
+  const count = Math.ceil(table.size / SHARD_SLOTS);
+  const backends = table.backends.map((b) => ({ key: b.key, weight: b.weight }));
+  return Array.from({ length: count }, (_, index) => {
+    const start = index * SHARD_SLOTS;
+    const end = Math.min(table.size, start + SHARD_SLOTS);
+    const raw = Buffer.alloc((end - start) * width);
+    for (let s = start; s < end; s++) raw.writeUIntLE(table.slots[s]!, (s - start) * width, width);
+    return { vip, generation, size: table.size, digest, backends, shard: { index, count, start, end }, slots: { encoding, deflated: deflateRawSync(raw, { level: 6 }).toString('base64') } };
+  });
+}
+
+function bad(message: string): XdplbError {
+  return new XdplbError(ErrorCodes.BAD_TABLE_FILE, message);
+}
+
+/**
+ * The table of the newest generation whose shards are all present and agree,
+ * or null while a generation is incomplete. Throws BAD_TABLE_FILE when a
+ * complete set is inconsistent (its digest does not match).
+ */
+export function assembleShards(shards: readonly TableShardSpec[]): { table: Table; generation: number; digest: string } | null {
+  const byGeneration = new Map<number, TableShardSpec[]>();
+  for (const s of shards) {
+    const list = byGeneration.get(s.generation) ?? [];
+    list.push(s);
+    byGeneration.set(s.generation, list);
+  }
+  for (const generation of [...byGeneration.keys()].sort((a, b) => b - a)) {
+    const list = byGeneration.get(generation)!;
+    const first = list[0]!;
+    const count = first.shard.count;
+    const complete = new Map(list.filter((s) => s.digest === first.digest && s.shard.count === count).map((s) => [s.shard.index, s]));
+    if (complete.size !== count) continue;
+    if (!isTableSize(first.size)) throw bad(`VipTable ${first.vip} generation ${generation}: size ${first.size} is not allowed`);
+    const backends = canonicalBackends(first.backends);
+    const slots = new Uint32Array(first.size);
+    let covered = 0;
+    for (let index = 0; index < count; index++) {
+      const s = complete.get(index)!;
+      const width = s.slots.encoding === 'u8' ? 1 : 2;
+      let raw: Buffer;
+      try {
+        raw = inflateRawSync(Buffer.from(s.slots.deflated, 'base64'));
+      } catch {
+        throw bad(`VipTable ${s.vip} shard ${index}: slots are not deflate data`);
+      }
+      if (raw.length !== (s.shard.end - s.shard.start) * width || s.shard.start !== covered) {
+        throw bad(`VipTable ${s.vip} shard ${index}: covers [${s.shard.start}, ${s.shard.end}) with ${raw.length / width} slots, expected to start at ${covered}`);
+      }
+      for (let i = 0; i < s.shard.end - s.shard.start; i++) {
+        const owner = raw.readUIntLE(i * width, width);
+        if (owner >= backends.length) throw bad(`VipTable ${s.vip} shard ${index}: slot names backend ${owner} of ${backends.length}`);
+        slots[s.shard.start + i] = owner;
+      }
+      covered = s.shard.end;
+    }
+    if (covered !== first.size) throw bad(`VipTable ${first.vip} generation ${generation}: shards cover ${covered} of ${first.size} slots`);
+    const table: Table = { size: first.size, backends, slots };
+    const digest = tableDigest(table);
+    if (digest !== first.digest) throw bad(`VipTable ${first.vip} generation ${generation}: assembled digest ${digest} is not the published ${first.digest}`);
+    return { table, generation, digest };
+  }
+  return null;
+}
