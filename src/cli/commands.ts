@@ -2,6 +2,7 @@
 // subcommand parses its own flags and returns an exit status.
 import { EXIT_USAGE, type CliIo } from './io.js';
 import { runAgent } from '../agent/main.js';
+import { runOperator } from '../operator/main.js';
 import { runDecap } from './decap.js';
 import { runRing } from './ring.js';
 import { runSimulate } from './simulate.js';
@@ -11,6 +12,7 @@ type Subcommand = (argv: readonly string[], io: CliIo) => number | Promise<numbe
 const subcommands: Record<string, { run: Subcommand; summary: string }> = {
   agent: { run: runAgent, summary: 'run the node agent: load, attach and program the XDP load balancer (root)' },
   decap: { run: runDecap, summary: 'attach the backend decapsulation program for ipip VIPs (root)' },
+  operator: { run: runOperator, summary: 'run the operator: decide backends, publish tables, report status (Kubernetes)' },
   ring: { run: runRing, summary: 'compute a Maglev lookup table or its minimal-disruption successor' },
   simulate: { run: runSimulate, summary: 'run a pcap through the real XDP program programmed from a config (root)' },
 };

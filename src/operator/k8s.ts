@@ -1,0 +1,139 @@
+// k8s.ts: the operator's thin edge to the API server: the xdplb.io resources'
+// coordinates, informers (list + watch caches), and the few writes the
+// operator makes (VipTable shards, VIP status and finalizers, Events), over
+// @kubernetes/client-node. Nothing here decides anything.
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  DiscoveryV1Api,
+  KubeConfig,
+  makeInformer,
+  PatchStrategy,
+  setHeaderOptions,
+  type Informer,
+  type KubernetesObject,
+  type ObjectCache,
+} from '@kubernetes/client-node';
+
+export const GROUP = 'xdplb.io';
+export const VERSION = 'v1alpha1';
+export const FINALIZER = 'xdplb.io/cleanup';
+export const VIP_LABEL = 'xdplb.io/vip';
+
+export const PLURALS = {
+  vips: 'loadbalancervips',
+  backends: 'backends',
+  tables: 'viptables',
+  reports: 'nodereports',
+} as const;
+
+export type Cached<T extends KubernetesObject> = Informer<T> & ObjectCache<T>;
+
+export interface Obj extends KubernetesObject {
+  spec?: Record<string, unknown>;
+  status?: Record<string, unknown>;
+}
+
+export function loadKubeConfig(path?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path !== undefined) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+export class Kube {
+  readonly kc: KubeConfig;
+  readonly custom: CustomObjectsApi;
+  readonly core: CoreV1Api;
+  readonly discovery: DiscoveryV1Api;
+
+  constructor(kc: KubeConfig) {
+    this.kc = kc;
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.discovery = kc.makeApiClient(DiscoveryV1Api);
+  }
+
+  /** An informer over every namespace (or one) of an xdplb.io resource. */
+  customInformer(plural: string, namespace?: string): Cached<Obj> {
+    const path = namespace === undefined ? `/apis/${GROUP}/${VERSION}/${plural}` : `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${plural}`;
+    return makeInformer<Obj>(this.kc, path, () =>
+      namespace === undefined
+        ? this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
+        : this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural }),
+    );
+  }
+
+  endpointSliceInformer(): Cached<Obj> {
+    return makeInformer<Obj>(this.kc, '/apis/discovery.k8s.io/v1/endpointslices', () => this.discovery.listEndpointSliceForAllNamespaces() as never);
+  }
+
+  nodeInformer(): Cached<Obj> {
+    return makeInformer<Obj>(this.kc, '/api/v1/nodes', () => this.core.listNode() as never);
+  }
+
+  async patchStatus(plural: string, namespace: string, name: string, status: unknown): Promise<void> {
+    await this.custom.patchNamespacedCustomObjectStatus(
+      { group: GROUP, version: VERSION, namespace, plural, name, body: { status } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  async setFinalizers(plural: string, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<void> {
+    await this.custom.patchNamespacedCustomObject(
+      { group: GROUP, version: VERSION, namespace, plural, name, body: { metadata: { finalizers, resourceVersion } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  async apply(plural: string, namespace: string, body: Obj): Promise<void> {
+    const name = body.metadata!.name!;
+    try {
+      await this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, body });
+    } catch (e) {
+      if (statusCode(e) !== 409) throw e;
+      const current = (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name })) as Obj;
+      await this.custom.replaceNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural,
+        name,
+        body: { ...body, metadata: { ...body.metadata, resourceVersion: current.metadata!.resourceVersion } },
+      });
+    }
+  }
+
+  async delete(plural: string, namespace: string, name: string): Promise<void> {
+    try {
+      await this.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name });
+    } catch (e) {
+      if (statusCode(e) !== 404) throw e;
+    }
+  }
+
+  async event(involved: Obj, type: 'Normal' | 'Warning', reason: string, message: string, now: Date): Promise<void> {
+    const ns = involved.metadata!.namespace!;
+    await this.core.createNamespacedEvent({
+      namespace: ns,
+      body: {
+        metadata: { generateName: `${involved.metadata!.name!}.`, namespace: ns },
+        involvedObject: { apiVersion: involved.apiVersion, kind: involved.kind, name: involved.metadata!.name, namespace: ns, uid: involved.metadata!.uid },
+        type,
+        reason,
+        message,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+        source: { component: 'xdplb-operator' },
+        reportingComponent: 'xdplb.io/operator',
+      },
+    });
+  }
+}
+
+/** HTTP status of a client-node error (ApiException has `code`). */
+export function statusCode(e: unknown): number | undefined {
+  const c = (e as { code?: unknown; statusCode?: unknown }).code ?? (e as { statusCode?: unknown }).statusCode;
+  return typeof c === 'number' ? c : undefined;
+}

@@ -1,0 +1,102 @@
+// main.ts: `xdplb operator`: the Deployment's process. Flags parsed once (zod);
+// runs until SIGTERM, releasing the lease on the way out so a standby takes
+// over at once; exits when it loses the lease.
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { z } from 'zod';
+import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
+import { Kube, loadKubeConfig } from './k8s.js';
+import { Operator } from './operator.js';
+
+export const OPERATOR_USAGE = `usage: xdplb operator [flags]
+
+  --kubeconfig FILE        kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
+  --namespace NS           the operator's namespace: its Lease and the NodeReports (default $POD_NAMESPACE or xdplb-system)
+  --identity ID            this replica's identity in the Lease (default $POD_NAME or host-pid)
+  --leader-elect BOOL      true (default) for 2+ replicas; false runs unconditionally
+  --lease-seconds N        a standby takes over after N seconds without renewal (default 15)
+  --resync SECONDS         queue every VIP again this often (default 60)
+  --workers N              VIPs reconciled at once (default 2)
+  --log-level LEVEL        trace, debug, info, warn, error (default info)`;
+
+const schema = z.object({
+  kubeconfig: z.string().optional(),
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: '--namespace must be a namespace name' }),
+  identity: z.string().min(1),
+  'leader-elect': z.enum(['true', 'false']).default('true'),
+  'lease-seconds': z.coerce.number().int().min(2).max(300).default(15),
+  resync: z.coerce.number().positive().max(86400).default(60),
+  workers: z.coerce.number().int().min(1).max(64).default(2),
+  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+});
+
+export async function runOperator(argv: readonly string[], io: { out(l: string): void; err(l: string): void }): Promise<number> {
+  let flags: z.infer<typeof schema>;
+  try {
+    let values: Record<string, unknown>;
+    try {
+      ({ values } = parseArgs({
+        args: [...argv],
+        strict: true,
+        allowPositionals: false,
+        options: {
+          kubeconfig: { type: 'string' },
+          namespace: { type: 'string' },
+          identity: { type: 'string' },
+          'leader-elect': { type: 'string' },
+          'lease-seconds': { type: 'string' },
+          resync: { type: 'string' },
+          workers: { type: 'string' },
+          'log-level': { type: 'string' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      }));
+    } catch (e) {
+      throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message);
+    }
+    if (values.help === true) {
+      io.out(OPERATOR_USAGE);
+      return 0;
+    }
+    const parsed = schema.safeParse({
+      ...values,
+      namespace: values.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system',
+      identity: values.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`,
+    });
+    if (!parsed.success) throw new XdplbError(ErrorCodes.BAD_FLAG, `${parsed.error.issues[0]!.path.join('.')}: ${parsed.error.issues[0]!.message}`);
+    flags = parsed.data;
+  } catch (e) {
+    if (isXdplbError(e)) {
+      io.err(`xdplb operator: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  const log = pino({ level: flags['log-level'], base: { component: 'operator', identity: flags.identity } });
+  const kube = new Kube(loadKubeConfig(flags.kubeconfig));
+  let lost = false;
+  const operator = new Operator({
+    kube,
+    namespace: flags.namespace,
+    identity: flags.identity,
+    leaderElect: flags['leader-elect'] === 'true',
+    leaseSeconds: flags['lease-seconds'],
+    renewMs: Math.max(500, (flags['lease-seconds'] * 1000) / 5),
+    resyncSeconds: flags.resync,
+    workers: flags.workers,
+    log,
+    onLostLeadership: () => {
+      lost = true;
+      process.kill(process.pid, 'SIGTERM');
+    },
+  });
+  await operator.start();
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  log.info('Stopping');
+  await operator.stop();
+  return lost ? 1 : 0;
+}
