@@ -39,6 +39,8 @@ export interface EngineDeps {
   readonly log: Logger;
   /** Re-resolve known MACs this often, unresolved ones every second. */
   readonly neighborRefreshMs?: number;
+  /** Called after every successful pass (Kubernetes mode reports from it). */
+  readonly onPass?: () => void;
 }
 
 interface Neighbor {
@@ -147,6 +149,7 @@ export class Engine {
       try {
         const changed = await this.#pass();
         this.#failures = 0;
+        this.#d.onPass?.();
         this.#d.metrics.reconciles.inc({ result: 'ok' });
         if (changed) this.#d.metrics.programmingSeconds.observe((performance.now() - since) / 1000);
       } catch (e) {

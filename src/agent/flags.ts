@@ -4,12 +4,16 @@ import { z } from 'zod';
 import { ErrorCodes, XdplbError } from '../core/errors.js';
 import { parseListenAddress } from './metrics.js';
 
-export const AGENT_USAGE = `usage: xdplb agent --interface IF --config FILE [flags]
+export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | --kubernetes) [flags]
        xdplb agent --cleanup --interface IF
 
   --interface IF           the interface to attach the XDP load balancer to (required)
   --xdp-mode MODE          auto (native, falling back to generic), native or generic (default auto)
   --config FILE            standalone mode: VIPs and backends from this YAML file, re-read on change
+  --kubernetes             Kubernetes mode: VIPs and the operator's published tables from the API server
+  --kubeconfig FILE        Kubernetes mode: kubeconfig (default: in-cluster, then $KUBECONFIG)
+  --node-name NAME         Kubernetes mode: this node's name (default $NODE_NAME, then the host name)
+  --namespace NS           Kubernetes mode: where NodeReports live (default $POD_NAMESPACE or xdplb-system)
   --metrics-address ADDR   serve Prometheus /metrics on ADDR (default 0.0.0.0:9477; "off" disables)
   --pin-dir DIR            bpffs directory for pins (default /sys/fs/bpf/xdplb)
   --object FILE            the XDP object to load (default: bpf/build/xdp_lb.o next to the install)
@@ -22,6 +26,10 @@ const schema = z
     interface: z.string().regex(/^[^\s/]{1,15}$/, { message: '--interface must be an interface name (1 to 15 characters)' }),
     'xdp-mode': z.enum(['auto', 'native', 'generic']).default('auto'),
     config: z.string().min(1).optional(),
+    kubernetes: z.boolean().default(false),
+    kubeconfig: z.string().optional(),
+    'node-name': z.string().optional(),
+    namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: '--namespace must be a namespace name' }).optional(),
     'metrics-address': z
       .string()
       .default('0.0.0.0:9477')
@@ -43,7 +51,7 @@ const schema = z
   })
   .superRefine((f, ctx) => {
     if (f.cleanup || f.help) return;
-    if (f.config === undefined) ctx.addIssue({ code: 'custom', message: '--config FILE is required' });
+    if ((f.config === undefined) === !f.kubernetes) ctx.addIssue({ code: 'custom', message: 'give exactly one of --config FILE (standalone) or --kubernetes' });
   });
 
 export type AgentFlags = Readonly<z.infer<typeof schema>>;
@@ -59,6 +67,10 @@ export function parseAgentFlags(argv: readonly string[]): AgentFlags {
         interface: { type: 'string' },
         'xdp-mode': { type: 'string' },
         config: { type: 'string' },
+        kubernetes: { type: 'boolean' },
+        kubeconfig: { type: 'string' },
+        'node-name': { type: 'string' },
+        namespace: { type: 'string' },
         'metrics-address': { type: 'string' },
         'pin-dir': { type: 'string' },
         object: { type: 'string' },

@@ -9,7 +9,7 @@ import { pino, type Logger } from 'pino';
 import { MapWriter, type ControlSettings } from '../bpf/map-writer.js';
 import { readCounter, readReasons } from '../bpf/datapath.js';
 import { objectPath } from '../bpf/objects.js';
-import { parseStandaloneConfig, type StandaloneConfig } from '../config/standalone.js';
+import { DEFAULT_IPIP_SOURCE_V4, DEFAULT_IPIP_SOURCE_V6, parseStandaloneConfig, type StandaloneConfig } from '../config/standalone.js';
 import { EMPTY_IMAGE } from '../core/datapath-plan.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { Engine } from './engine.js';
@@ -19,6 +19,7 @@ import { HealthChecker } from './health-checker.js';
 import { cleanup, interfaceMac, interfaceMtu, prepare, type Prepared } from './lifecycle.js';
 import { AgentMetrics } from './metrics.js';
 import { NeighborResolver } from './neighbors.js';
+import { KubernetesMode } from './kubernetes.js';
 import { StandaloneSource } from './standalone-source.js';
 
 export interface AgentIo {
@@ -49,7 +50,7 @@ export async function runAgent(argv: readonly string[], io: AgentIo): Promise<nu
       log.info({ removed }, removed ? 'Detached the program and removed the pins' : 'Found nothing pinned for the interface');
       return 0;
     }
-    return await runStandalone(flags, log);
+    return await runDatapath(flags, log);
   } catch (e) {
     if (isXdplbError(e)) {
       log.error({ err: e, code: e.code }, 'Agent stopped');
@@ -70,16 +71,19 @@ async function loadConfig(path: string): Promise<{ config: StandaloneConfig; tex
   return { config: parseStandaloneConfig(text, path), text };
 }
 
-async function runStandalone(flags: AgentFlags, log: Logger): Promise<number> {
-  const configPath = flags.config!;
-  const initial = await loadConfig(configPath);
-  let config = initial.config;
+async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
+  const configPath = flags.config;
+  const initial = configPath === undefined ? null : await loadConfig(configPath);
+  let config = initial?.config ?? null;
+  const k8s = flags.kubernetes
+    ? new KubernetesMode({ kubeconfig: flags.kubeconfig, nodeName: flags['node-name'], namespace: flags.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', interfaceName: flags.interface, log: log.child({ component: 'kubernetes' }) })
+    : null;
   const metrics = new AgentMetrics({ interface: flags.interface });
   const control: ControlSettings = {
     srcMac: interfaceMac(flags.interface),
-    mtu: config.mtu ?? interfaceMtu(flags.interface),
-    v4SrcPrefix: config.ipipSourceV4,
-    v6SrcPrefix: config.ipipSourceV6,
+    mtu: config?.mtu ?? interfaceMtu(flags.interface),
+    v4SrcPrefix: config?.ipipSourceV4 ?? DEFAULT_IPIP_SOURCE_V4,
+    v6SrcPrefix: config?.ipipSourceV6 ?? DEFAULT_IPIP_SOURCE_V6,
   };
   const prepared: Prepared = prepare({ interfaceName: flags.interface, pinDir: flags['pin-dir'], objectPath: flags.object ?? objectPath('xdp_lb.o'), mode: flags['xdp-mode'] });
   log.info({ kind: prepared.kind, version: prepared.version }, prepared.kind === 'adopt' ? 'Adopted the pinned datapath' : prepared.kind === 'upgrade' ? 'Upgrading the pinned datapath' : 'Loaded the datapath');
@@ -87,14 +91,27 @@ async function runStandalone(flags: AgentFlags, log: Logger): Promise<number> {
   const writer = new MapWriter(prepared.maps);
   const image = prepared.kind === 'adopt' ? writer.readImage() : EMPTY_IMAGE;
   const seed = prepared.previous === null ? null : new MapWriter(prepared.previous).readImage();
-  const engine = new Engine({ writer, control, resolver: new NeighborResolver({ interfaceName: flags.interface }), metrics, log: log.child({ component: 'engine' }) }, image, seed);
-  const health = new HealthChecker({
+  const engine = new Engine(
+    {
+      writer,
+      control,
+      resolver: new NeighborResolver({ interfaceName: flags.interface }),
+      metrics,
+      log: log.child({ component: 'engine' }),
+      ...(k8s === null ? {} : { onPass: () => k8s.report(engine, health) }),
+    },
+    image,
+    seed,
+  );
+  const health: HealthChecker = new HealthChecker({
     onChange: (key, healthy, last) => {
       log.info({ backend: key, healthy, probe: last.detail }, healthy ? 'Backend passed its health checks' : 'Backend failed its health checks');
-      engine.trigger('health');
+      // Standalone: the agent takes the backend out itself. Kubernetes: it reports, the operator decides.
+      if (k8s === null) engine.trigger('health');
+      else k8s.report(engine, health);
     },
     onProbe: (key, result) => {
-      const [vip, backend] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
+      const [vip, backend] = [key.slice(0, key.indexOf('|')), key.slice(key.indexOf('|') + 1)];
       metrics.probes.inc({ vip, backend, result: result.ok ? 'ok' : 'fail' });
       metrics.backendHealthy.set({ vip, backend }, health.healthy(key) ? 1 : 0);
     },
@@ -105,11 +122,16 @@ async function runStandalone(flags: AgentFlags, log: Logger): Promise<number> {
     health.setTargets(source.healthTargets());
     engine.setSource(source);
   };
-  use(config);
+  if (k8s !== null) await k8s.start(engine, health);
+  else use(config!);
   await engine.settled();
   const mode = prepared.activate();
+  if (k8s !== null) {
+    k8s.xdpMode = mode;
+    k8s.report(engine, health);
+  }
   metrics.xdpMode.set({ interface: flags.interface, mode }, 1);
-  log.info({ mode, vips: config.vips.length }, 'Datapath attached and programmed');
+  log.info({ mode, vips: engine.vipIds.size }, 'Datapath attached and programmed');
 
   metrics.setCounters({
     vips: function* () {
@@ -129,7 +151,7 @@ async function runStandalone(flags: AgentFlags, log: Logger): Promise<number> {
     },
   });
 
-  const watch = new FileWatch(configPath, {
+  const watch = configPath === undefined || initial === null ? null : new FileWatch(configPath, {
     initialContent: initial.text,
     onChange: (text, error) => {
       if (error !== null) {
@@ -146,7 +168,7 @@ async function runStandalone(flags: AgentFlags, log: Logger): Promise<number> {
       }
     },
   });
-  await watch.start();
+  await watch?.start();
   const resync = setInterval(() => engine.resync(), flags.resync * 1000);
 
   let server: Server | null = null;
@@ -161,7 +183,8 @@ async function runStandalone(flags: AgentFlags, log: Logger): Promise<number> {
   });
   log.info({ signal }, 'Stopping; the datapath keeps forwarding (xdplb agent --cleanup removes it)');
   clearInterval(resync);
-  watch.stop();
+  watch?.stop();
+  await k8s?.stop();
   health.stop();
   engine.stop();
   await engine.settled();

@@ -78,6 +78,7 @@ export class StandaloneSource implements DesiredSource {
   }
 }
 
+/** Identity of a (VIP, backend) probe pair: "vip|address" (a VIP name may hold "/"). */
 export function healthKey(vip: string, address: string): string {
-  return `${vip}/${address}`;
+  return `${vip}|${address}`;
 }

@@ -24,6 +24,10 @@ const cidr = (family: 4 | 6, minPrefix: number, maxPrefix: number) =>
     { message: `must be an IPv${family} prefix ADDRESS/LEN with LEN from ${minPrefix} to ${maxPrefix}` },
   );
 
+/** Outer source prefixes of IPIP packets when none is configured. */
+export const DEFAULT_IPIP_SOURCE_V4 = '172.16.0.0/16';
+export const DEFAULT_IPIP_SOURCE_V6 = 'fd00:7864:6c62::/96';
+
 export const protocolSchema = z.enum(['TCP', 'UDP']);
 
 export const portSchema = z.object({
@@ -103,9 +107,9 @@ export const vipSchema = z
 export const standaloneConfigSchema = z
   .object({
     /** Outer IPv4 source addresses of IPIP packets are drawn from this prefix per flow. */
-    ipipSourceV4: cidr(4, 8, 30).default('172.16.0.0/16'),
+    ipipSourceV4: cidr(4, 8, 30).default(DEFAULT_IPIP_SOURCE_V4),
     /** Outer IPv6 source addresses: the first 96 bits of this prefix, then per-flow bits. */
-    ipipSourceV6: cidr(6, 96, 96).default('fd00:7864:6c62::/96'),
+    ipipSourceV6: cidr(6, 96, 96).default(DEFAULT_IPIP_SOURCE_V6),
     /** L3 MTU toward backends; encapsulated packets above it get ICMP too-big. Default: the interface's. */
     mtu: z.number().int().min(1280).max(65535).optional(),
     vips: z.array(vipSchema).default([]),
