@@ -25,7 +25,7 @@ const schema = z
   .object({
     interface: z.string().regex(/^[^\s/]{1,15}$/, { message: '--interface must be an interface name (1 to 15 characters)' }),
     'xdp-mode': z.enum(['auto', 'native', 'generic']).default('auto'),
-    config: z.string().min(1).optional(),
+    config: z.string().min(1, { message: '--config needs a file path' }).optional(),
     kubernetes: z.boolean().default(false),
     kubeconfig: z.string().optional(),
     'node-name': z.string().optional(),

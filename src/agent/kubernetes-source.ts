@@ -145,8 +145,8 @@ export class KubernetesSource implements DesiredSource {
       if (hc === undefined || v.published === null) continue;
       const port = Number(hc.port ?? v.firstPort);
       if (!Number.isInteger(port) || port <= 0) continue;
+      // Weight-0 backends too: the operator keeps unhealthy ones listed so nodes keep probing them.
       for (const b of v.published.table.backends) {
-        if (b.weight === 0) continue;
         out.push({
           key: `${v.key}|${b.key}`,
           type: hc.type === 'HTTP' ? 'http' : 'tcp',

@@ -198,7 +198,11 @@ export function decideVip(w: VipWorld): VipDecision {
   const { vip } = w;
   const conflict = findConflict(vip, w.allVips);
   const backends = decideBackends(w);
-  const serving: BackendWeight[] = backends.filter((b) => b.state === 'Serving' || b.state === 'Draining').map((b) => ({ key: b.address, weight: b.weight }));
+  // Unhealthy backends stay in the table's list with weight 0 (no slots): nodes
+  // keep probing them, so they come back once a majority finds them healthy.
+  const serving: BackendWeight[] = backends
+    .filter((b) => b.state === 'Serving' || b.state === 'Draining' || b.state === 'Unhealthy')
+    .map((b) => ({ key: b.address, weight: b.state === 'Unhealthy' ? 0 : b.weight }));
   const size = vip.spec.hashing.tableSize;
 
   let table: Table | null = null;

@@ -126,8 +126,9 @@ export class LbTopology {
     return path;
   }
 
-  startAgent(config: string, extra: string[] = []): AgentProcess {
-    const child = this.lb.spawn(process.execPath, [XDPLB, 'agent', '--interface', 'eth0', '--config', config, '--pin-dir', this.pinDir, '--metrics-address', '127.0.0.1:9477', '--log-level', 'debug', ...extra]);
+  /** Starts the agent in the node's namespace; config null for Kubernetes mode (flags in `extra`). */
+  startAgent(config: string | null, extra: string[] = []): AgentProcess {
+    const child = this.lb.spawn(process.execPath, [XDPLB, 'agent', '--interface', 'eth0', ...(config === null ? [] : ['--config', config]), '--pin-dir', this.pinDir, '--metrics-address', '127.0.0.1:9477', '--log-level', 'debug', ...extra]);
     const logs: Record<string, unknown>[] = [];
     const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
     let buffered = '';

@@ -1,0 +1,158 @@
+// agent-kubernetes.test.ts: the Kubernetes half end to end on one machine: a
+// real kube-apiserver and etcd, the operator, and `xdplb agent --kubernetes`
+// as a process in a load-balancer node's network namespace (as a hostNetwork
+// DaemonSet pod), with real TCP from a client namespace to backend
+// namespaces. `kubectl apply` of a VIP makes its maps appear on the node; a
+// Backend change reaches the maps (time measured over 100 changes); a backend
+// whose server dies leaves the table by the node's report.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Kube, loadKubeConfig } from '../../src/operator/k8s.js';
+import { Operator } from '../../src/operator/operator.js';
+import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
+import { LbTopology, ROOT, type AgentProcess } from '../support/lb-topology.js';
+
+let cp: ControlPlane;
+let topo: LbTopology;
+let operator: Operator;
+let agent: AgentProcess;
+
+async function apply(yaml: string): Promise<void> {
+  await cp.kubectl(['apply', '-f', '-'], { input: yaml });
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== null && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+beforeAll(async () => {
+  cp = await startControlPlane({ crdDir: join(ROOT, 'crds'), apiserverArgs: ['--bind-address=0.0.0.0'] });
+  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
+  await cp.kubectl(['create', 'namespace', 'shop']);
+  operator = new Operator({
+    kube: new Kube(loadKubeConfig(cp.kubeconfigPath)),
+    namespace: 'xdplb-system',
+    identity: 'op',
+    leaderElect: true,
+    leaseSeconds: 5,
+    renewMs: 1000,
+    resyncSeconds: 30,
+    workers: 2,
+    log: pino({ level: 'silent' }),
+  });
+  await operator.start();
+
+  topo = new LbTopology('k8', 3);
+  // The node reaches the API server over a veth to the host, through a forwarder on its loopback.
+  const port = new URL(cp.server).port;
+  const host = `vk${process.pid % 100000}`;
+  execFileSync('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', `${host}n`]);
+  execFileSync('ip', ['link', 'set', `${host}n`, 'netns', topo.lb.name]);
+  execFileSync('ip', ['addr', 'add', '10.99.0.1/30', 'dev', host]);
+  execFileSync('ip', ['link', 'set', host, 'up']);
+  topo.lb.ip('addr', 'add', '10.99.0.2/30', 'dev', `${host}n`);
+  topo.lb.ip('link', 'set', `${host}n`, 'up');
+  const forward = topo.lb.spawn(process.execPath, [join(ROOT, 'test/support/tcp-forward.mjs'), '127.0.0.1', port, '10.99.0.1', port]);
+  await new Promise((r) => forward.stdout!.once('data', r));
+  const kubeconfig = join(topo.dir, 'kubeconfig');
+  writeFileSync(kubeconfig, readFileSync(cp.kubeconfigPath, 'utf8'));
+
+  await apply(
+    topo.backends
+      .map((b) => `apiVersion: xdplb.io/v1alpha1\nkind: Backend\nmetadata: { name: ${b.name}, namespace: shop, labels: { app: web } }\nspec: { address: ${b.address}, weight: 100 }\n---\n`)
+      .join('') +
+      `apiVersion: xdplb.io/v1alpha1
+kind: LoadBalancerVip
+metadata: { name: web, namespace: shop }
+spec:
+  address: ${topo.vip}
+  mode: l2dsr
+  ports: [{ port: 80 }]
+  hashing: { tableSize: 4093 }
+  backends: { selector: { matchLabels: { app: web } } }
+  healthCheck: { type: TCP, intervalMilliseconds: 100, timeoutMilliseconds: 80, unhealthyThreshold: 2, healthyThreshold: 2 }
+`,
+  );
+  agent = topo.startAgent(null, ['--kubernetes', '--kubeconfig', kubeconfig, '--node-name', 'lb-1', '--namespace', 'xdplb-system']);
+}, 240_000);
+
+afterAll(async () => {
+  await operator?.stop().catch(() => undefined);
+  topo?.destroy();
+  await cp?.stop();
+});
+
+describe('agent in Kubernetes mode with the operator', () => {
+  it('programs the VIP kubectl applied; the VIP becomes Ready; real connections flow', async () => {
+    await agent.waitForLog((l) => l.msg === 'Datapath attached and programmed', 30_000);
+    const vip = await until('Ready', async () => {
+      const v = JSON.parse((await cp.kubectl(['-n', 'shop', 'get', 'vip', 'web', '-o', 'json'])).stdout) as { status?: { conditions?: { type: string; status: string }[]; nodesSummary?: string } };
+      return v.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? v : null;
+    }, 30_000);
+    expect(vip.status!.nodesSummary).toBe('1/1');
+    const r = await topo.load(['--count', '600', '--concurrency', '16']);
+    expect(r.failed).toBe(0);
+    expect(Object.keys(r.byBackend).sort()).toEqual(['be1', 'be2', 'be3']);
+  });
+
+  it('a Backend change reaches the maps: time from kubectl to programmed over 100 changes', async () => {
+    const times: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      const weight = i % 2 === 0 ? 150 : 100;
+      const mark = agent.logs.length;
+      const t0 = Date.now();
+      await cp.kubectl(['-n', 'shop', 'patch', 'backend', 'be1', '--type=merge', '-p', JSON.stringify({ spec: { weight } })]);
+      const programmed = await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP', 10_000);
+      times.push((programmed.time as number) - t0);
+    }
+    console.log(`kubectl patch -> maps programmed on the node, 100 changes: p50 ${percentile(times, 50)} ms, p99 ${percentile(times, 99)} ms, max ${Math.max(...times)} ms (includes kubectl's own start-up)`);
+    expect(times).toHaveLength(100);
+  });
+
+  it('a backend whose server dies leaves the table through the node report and the operator', async () => {
+    const victim = topo.backends[2]!;
+    const mark = agent.logs.length;
+    const t0 = Date.now();
+    topo.stopServer(victim);
+    const out = await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP' && l.serving === 2, 15_000);
+    console.log(`backend killed -> node report -> operator -> maps without it: ${(out.time as number) - t0} ms`);
+    const r = await topo.load(['--count', '300']);
+    expect(r.failed).toBe(0);
+    expect(r.byBackend[victim.name]).toBeUndefined();
+    const report = JSON.parse((await cp.kubectl(['-n', 'xdplb-system', 'get', 'nodereport', 'lb-1', '-o', 'json'])).stdout) as { status: { backends: { address: string; healthy: boolean }[] } };
+    expect(report.status.backends.find((b) => b.address === victim.address)?.healthy).toBe(false);
+    // It stays out (nodes keep probing it: no flapping), and comes back once its server does.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await topo.load(['--count', '200'])).byBackend[victim.name]).toBeUndefined();
+    const back = agent.logs.length;
+    await topo.startServer(victim);
+    await agent.waitForLog((l) => agent.logs.indexOf(l) >= back && l.msg === 'Programmed VIP' && l.serving === 3, 15_000);
+    const again = await topo.load(['--count', '300']);
+    expect(again.failed).toBe(0);
+    expect(again.byBackend[victim.name]).toBeGreaterThan(0);
+  });
+
+  it('deleting the VIP removes it from the node', async () => {
+    await cp.kubectl(['-n', 'shop', 'delete', 'vip', 'web']);
+    await until('the VIP leaves the maps', async () => {
+      const r = await topo.load(['--count', '5', '--timeout-ms', '300']);
+      return r.ok === 0;
+    }, 15_000);
+    const r = await topo.load(['--count', '5', '--timeout-ms', '300']);
+    expect(r.ok).toBe(0);
+  });
+});
