@@ -188,6 +188,45 @@ spec:
     });
   });
 
+  it('takes backends from a Service\'s EndpointSlices: ready ones serve, terminating ones drain', async () => {
+    await apply(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: api-1, namespace: shop, labels: { kubernetes.io/service-name: api } }
+addressType: IPv4
+ports: [{ port: 8080, protocol: TCP }]
+endpoints:
+  - { addresses: [10.1.0.1], conditions: { ready: true, serving: true, terminating: false } }
+  - { addresses: [10.1.0.2], conditions: { ready: false, serving: true, terminating: true } }
+  - { addresses: [10.1.0.3], conditions: { ready: false, serving: false, terminating: false } }
+---
+apiVersion: xdplb.io/v1alpha1
+kind: LoadBalancerVip
+metadata: { name: api, namespace: shop }
+spec:
+  address: 192.0.2.20
+  ports: [{ port: 8080 }]
+  hashing: { tableSize: 1021 }
+  backends: { service: { name: api, weight: 50 } }
+`);
+    const table = await until('the api table', () => published('shop', 'api'));
+    expect(table.table.backends).toEqual([
+      { key: '10.1.0.1', weight: 50 },
+      { key: '10.1.0.2', weight: 0 },
+    ]);
+    const vip = await until('status', async () => {
+      const v = await getJson(['-n', 'shop', 'get', 'vip', 'api']);
+      return v.status?.backendsSummary === '1/2' ? v : null;
+    });
+    expect(vip.status.table.digest).toBe(table.digest);
+    // The terminating endpoint goes away: only the ready one is left.
+    await cp.kubectl(['-n', 'shop', 'patch', 'endpointslice', 'api-1', '--type=json', '-p', JSON.stringify([{ op: 'remove', path: '/endpoints/1' }])]);
+    const next = await until('the next generation', async () => {
+      const t = await published('shop', 'api');
+      return t !== null && t.generation === table.generation + 1 ? t : null;
+    });
+    expect(next.table.backends.map((b) => b.key)).toEqual(['10.1.0.1']);
+  });
+
   it('deleting a VIP removes its published table and then the VIP (finalizer)', async () => {
     await cp.kubectl(['-n', 'shop', 'delete', 'vip', 'web', '--wait=false']);
     await until('the VIP is gone', async () => {
