@@ -1,7 +1,6 @@
 // flags.ts: `xdplb agent` flags, parsed and validated once (zod), frozen.
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { ErrorCodes, XdplbError } from '../core/errors.js';
+import { parseFlags } from '../cli/flags.js';
 import { parseListenAddress } from './metrics.js';
 
 export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | --kubernetes) [flags]
@@ -23,7 +22,7 @@ export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | -
 
 const schema = z
   .object({
-    interface: z.string().regex(/^[^\s/]{1,15}$/, { message: '--interface must be an interface name (1 to 15 characters)' }),
+    interface: z.string({ message: '--interface IF is required' }).regex(/^[^\s/]{1,15}$/, { message: '--interface must be an interface name (1 to 15 characters)' }),
     'xdp-mode': z.enum(['auto', 'native', 'generic']).default('auto'),
     config: z.string().min(1, { message: '--config needs a file path' }).optional(),
     kubernetes: z.boolean().default(false),
@@ -47,48 +46,29 @@ const schema = z
     resync: z.coerce.number().positive().max(3600).default(10),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     cleanup: z.boolean().default(false),
-    help: z.boolean().default(false),
   })
   .superRefine((f, ctx) => {
-    if (f.cleanup || f.help) return;
+    if (f.cleanup) return;
     if ((f.config === undefined) === !f.kubernetes) ctx.addIssue({ code: 'custom', message: 'give exactly one of --config FILE (standalone) or --kubernetes' });
   });
 
 export type AgentFlags = Readonly<z.infer<typeof schema>>;
 
-export function parseAgentFlags(argv: readonly string[]): AgentFlags {
-  let values: Record<string, unknown>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        interface: { type: 'string' },
-        'xdp-mode': { type: 'string' },
-        config: { type: 'string' },
-        kubernetes: { type: 'boolean' },
-        kubeconfig: { type: 'string' },
-        'node-name': { type: 'string' },
-        namespace: { type: 'string' },
-        'metrics-address': { type: 'string' },
-        'pin-dir': { type: 'string' },
-        object: { type: 'string' },
-        resync: { type: 'string' },
-        'log-level': { type: 'string' },
-        cleanup: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (e) {
-    throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message, { cause: e });
-  }
-  if (values.help === true) return Object.freeze({ help: true } as AgentFlags);
-  const parsed = schema.safeParse(values);
-  if (!parsed.success) {
-    const first = parsed.error.issues[0]!;
-    const message = first.path.length > 0 && first.message.startsWith('Invalid') ? `--${first.path.join('.')}: ${first.message}` : first.message;
-    throw new XdplbError(ErrorCodes.BAD_FLAG, first.path[0] === 'interface' && values.interface === undefined ? '--interface IF is required' : message);
-  }
-  return Object.freeze(parsed.data);
+/** The agent's flags, or null for --help. Throws BAD_FLAG naming the problem. */
+export function parseAgentFlags(argv: readonly string[]): AgentFlags | null {
+  return parseFlags(argv, {
+    interface: { type: 'string' },
+    'xdp-mode': { type: 'string' },
+    config: { type: 'string' },
+    kubernetes: { type: 'boolean' },
+    kubeconfig: { type: 'string' },
+    'node-name': { type: 'string' },
+    namespace: { type: 'string' },
+    'metrics-address': { type: 'string' },
+    'pin-dir': { type: 'string' },
+    object: { type: 'string' },
+    resync: { type: 'string' },
+    'log-level': { type: 'string' },
+    cleanup: { type: 'boolean' },
+  }, schema);
 }

@@ -29,7 +29,7 @@ export interface AgentIo {
 
 /** Runs the agent until SIGTERM/SIGINT; resolves with the exit status. */
 export async function runAgent(argv: readonly string[], io: AgentIo): Promise<number> {
-  let flags: AgentFlags;
+  let flags: AgentFlags | null;
   try {
     flags = parseAgentFlags(argv);
   } catch (e) {
@@ -39,7 +39,7 @@ export async function runAgent(argv: readonly string[], io: AgentIo): Promise<nu
     }
     throw e;
   }
-  if (flags.help) {
+  if (flags === null) {
     io.out(AGENT_USAGE);
     return 0;
   }

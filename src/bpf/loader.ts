@@ -44,6 +44,24 @@ export const TestRunFlags = { RUN_ON_CPU: 1 << 0, XDP_LIVE_FRAMES: 1 << 1 } as c
 /** XDP actions. */
 export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 
+export type Verdict = 'PASS' | 'TX' | 'DROP' | 'ABORTED' | 'REDIRECT';
+
+/** The name of an XDP program's return value (unknown values count as ABORTED, as the kernel treats them). */
+export function verdictName(retval: number): Verdict {
+  switch (retval) {
+    case XdpAction.PASS:
+      return 'PASS';
+    case XdpAction.TX:
+      return 'TX';
+    case XdpAction.DROP:
+      return 'DROP';
+    case XdpAction.REDIRECT:
+      return 'REDIRECT';
+    default:
+      return 'ABORTED';
+  }
+}
+
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
 /** Throw the XdplbError for a failed libbpf call (err = -errno or errno). */

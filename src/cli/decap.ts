@@ -6,7 +6,6 @@
 // (pinned) after the command exits; --cleanup removes it.
 import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { checkDecapAbi, decapMaps } from '../bpf/datapath.js';
 import { BpfObject, closeFd, openPinnedMap, pinFd, unpin, xdpLinkCreate, XdpFlags } from '../bpf/loader.js';
@@ -15,6 +14,7 @@ import { applyDecapVips } from '../bpf/programmer.js';
 import { ensureBpffs, interfaceIndex } from '../agent/lifecycle.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { canonicalIp } from '../core/net.js';
+import { parseFlags } from './flags.js';
 import { EXIT_USAGE, type CliIo } from './io.js';
 
 export const DECAP_USAGE = `usage: xdplb decap --interface IF --vip ADDR [--vip ADDR ...] [--pin-dir DIR] [--xdp-mode auto|native|generic]
@@ -34,31 +34,15 @@ const schema = z.object({
 
 export function runDecap(argv: readonly string[], io: CliIo): number {
   try {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: [...argv],
-        strict: true,
-        allowPositionals: false,
-        options: {
-          interface: { type: 'string' },
-          vip: { type: 'string', multiple: true },
-          'pin-dir': { type: 'string' },
-          'xdp-mode': { type: 'string' },
-          cleanup: { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      }));
-    } catch (e) {
-      throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message, { cause: e });
-    }
-    if (values.help === true) {
+    const f = parseFlags(
+      argv,
+      { interface: { type: 'string' }, vip: { type: 'string', multiple: true }, 'pin-dir': { type: 'string' }, 'xdp-mode': { type: 'string' }, cleanup: { type: 'boolean' } },
+      schema,
+    );
+    if (f === null) {
       io.out(DECAP_USAGE);
       return 0;
     }
-    const parsed = schema.safeParse(values);
-    if (!parsed.success) throw new XdplbError(ErrorCodes.BAD_FLAG, parsed.error.issues[0]!.message);
-    const f = parsed.data;
     const dir = join(f['pin-dir'], f.interface);
     if (f.cleanup) {
       if (existsSync(dir)) {

@@ -1,6 +1,5 @@
 // ring.ts: `xdplb ring`, compute a lookup table (or the minimal-disruption
 // successor of a saved one) and report its balance, digest and cost.
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import type { BackendWeight } from '../core/backends.js';
 import { tableDigest } from '../core/digest.js';
@@ -8,6 +7,7 @@ import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { buildTable, imbalance, slotCounts, successorTable, tableChange, type Table } from '../core/maglev.js';
 import { decodeTable, encodeTable } from '../core/table-codec.js';
 import { DEFAULT_TABLE_SIZE, MIN_SLOTS_PER_BACKEND } from '../core/table-sizes.js';
+import { parseFlags } from './flags.js';
 import { EXIT_USAGE, type CliIo } from './io.js';
 
 export const RING_USAGE = `usage: xdplb ring [--size M] --backend KEY=WEIGHT [--backend ...] [--previous FILE] [--out FILE] [--json]
@@ -121,31 +121,16 @@ function printHuman(io: CliIo, r: RingReport): void {
 
 export function runRing(argv: readonly string[], io: CliIo): number {
   try {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: [...argv],
-        options: {
-          size: { type: 'string' },
-          backend: { type: 'string', multiple: true },
-          previous: { type: 'string' },
-          out: { type: 'string' },
-          json: { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }));
-    } catch (e) {
-      throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message, { cause: e });
-    }
-    if (values.help) {
+    const flags = parseFlags(
+      argv,
+      { size: { type: 'string' }, backend: { type: 'string', multiple: true }, previous: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' } },
+      flagsSchema,
+      (v) => ({ ...v, backend: v.backend ?? [] }),
+    );
+    if (flags === null) {
       io.out(RING_USAGE);
       return 0;
     }
-    const parsed = flagsSchema.safeParse({ ...values, backend: values.backend ?? [] });
-    if (!parsed.success) throw new XdplbError(ErrorCodes.BAD_FLAG, parsed.error.issues[0]!.message);
-    const flags = parsed.data;
     const backends = flags.backend.map(parseBackend);
 
     let previous: Table | null = null;

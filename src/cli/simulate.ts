@@ -3,11 +3,10 @@
 // would program it, and report what happens to every packet.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { isEvent, type ReasonName } from '../bpf/abi.js';
 import { lbMaps, readCounter, readReasons, reasonDelta, checkLbAbi } from '../bpf/datapath.js';
-import { BpfObject, XdpAction } from '../bpf/loader.js';
+import { BpfObject, verdictName, type Verdict } from '../bpf/loader.js';
 import { MapWriter } from '../bpf/map-writer.js';
 import { objectPath } from '../bpf/objects.js';
 import { parseStandaloneConfig, staticMacs, vipSpecs } from '../config/standalone.js';
@@ -15,6 +14,7 @@ import { EMPTY_IMAGE, planDatapath } from '../core/datapath-plan.js';
 import { desiredState } from '../core/desired-state.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { LINKTYPE_ETHERNET, parsePcap, writePcap, type PcapPacket } from '../core/pcap.js';
+import { parseFlags } from './flags.js';
 import { EXIT_USAGE, type CliIo } from './io.js';
 
 export const SIMULATE_USAGE = `usage: xdplb simulate --config FILE --pcap IN [--out OUT.pcap] [--json] [--src-mac MAC] [--mtu N]
@@ -49,7 +49,7 @@ const flagsSchema = z.object({
 
 interface PacketReport {
   n: number;
-  verdict: 'PASS' | 'TX' | 'DROP' | 'ABORTED' | 'REDIRECT';
+  verdict: Verdict;
   vip: string | null;
   backend: string | null;
   reason: ReasonName | null;
@@ -59,21 +59,6 @@ interface PacketReport {
 function placeholderMac(address: string): string {
   const h = createHash('sha256').update(address).digest();
   return ['02', ...Array.from(h.subarray(0, 5), (b) => b.toString(16).padStart(2, '0'))].join(':');
-}
-
-function verdictOf(retval: number): PacketReport['verdict'] {
-  switch (retval) {
-    case XdpAction.PASS:
-      return 'PASS';
-    case XdpAction.TX:
-      return 'TX';
-    case XdpAction.DROP:
-      return 'DROP';
-    case XdpAction.REDIRECT:
-      return 'REDIRECT';
-    default:
-      return 'ABORTED';
-  }
 }
 
 function readInput(io: CliIo, path: string, what: string): Buffer {
@@ -86,32 +71,15 @@ function readInput(io: CliIo, path: string, what: string): Buffer {
 
 export function runSimulate(argv: readonly string[], io: CliIo): number {
   try {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: [...argv],
-        strict: true,
-        allowPositionals: false,
-        options: {
-          config: { type: 'string' },
-          pcap: { type: 'string' },
-          out: { type: 'string' },
-          json: { type: 'boolean' },
-          'src-mac': { type: 'string' },
-          mtu: { type: 'string' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      }));
-    } catch (e) {
-      throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message, { cause: e });
-    }
-    if (values.help === true) {
+    const flags = parseFlags(
+      argv,
+      { config: { type: 'string' }, pcap: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, 'src-mac': { type: 'string' }, mtu: { type: 'string' } },
+      flagsSchema,
+    );
+    if (flags === null) {
       io.out(SIMULATE_USAGE);
       return 0;
     }
-    const parsed = flagsSchema.safeParse(values);
-    if (!parsed.success) throw new XdplbError(ErrorCodes.BAD_FLAG, parsed.error.issues[0]!.message);
-    const flags = parsed.data;
 
     const config = parseStandaloneConfig(readInput(io, flags.config, 'config').toString('utf8'), flags.config);
     const capture = parsePcap(readInput(io, flags.pcap, 'capture'));
@@ -166,7 +134,7 @@ export function runSimulate(argv: readonly string[], io: CliIo): number {
         const names = Object.keys(delta) as ReasonName[];
         const report: PacketReport = {
           n: i + 1,
-          verdict: verdictOf(r.retval),
+          verdict: verdictName(r.retval),
           vip: vipId === undefined ? null : vipNames.get(vipId) ?? null,
           backend: backendIndex === undefined ? null : backendNames.get(backendIndex) ?? null,
           reason: names.find((n) => !isEvent(n)) ?? null,

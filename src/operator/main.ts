@@ -2,10 +2,10 @@
 // runs until SIGTERM, releasing the lease on the way out so a standby takes
 // over at once; exits when it loses the lease.
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
+import { parseFlags } from '../cli/flags.js';
+import { isXdplbError } from '../core/errors.js';
 import { Kube, loadKubeConfig } from './k8s.js';
 import { Operator } from './operator.js';
 
@@ -32,46 +32,33 @@ const schema = z.object({
 });
 
 export async function runOperator(argv: readonly string[], io: { out(l: string): void; err(l: string): void }): Promise<number> {
-  let flags: z.infer<typeof schema>;
+  let flags: z.infer<typeof schema> | null;
   try {
-    let values: Record<string, unknown>;
-    try {
-      ({ values } = parseArgs({
-        args: [...argv],
-        strict: true,
-        allowPositionals: false,
-        options: {
-          kubeconfig: { type: 'string' },
-          namespace: { type: 'string' },
-          identity: { type: 'string' },
-          'leader-elect': { type: 'string' },
-          'lease-seconds': { type: 'string' },
-          resync: { type: 'string' },
-          workers: { type: 'string' },
-          'log-level': { type: 'string' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      }));
-    } catch (e) {
-      throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message);
-    }
-    if (values.help === true) {
-      io.out(OPERATOR_USAGE);
-      return 0;
-    }
-    const parsed = schema.safeParse({
-      ...values,
-      namespace: values.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system',
-      identity: values.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`,
-    });
-    if (!parsed.success) throw new XdplbError(ErrorCodes.BAD_FLAG, `${parsed.error.issues[0]!.path.join('.')}: ${parsed.error.issues[0]!.message}`);
-    flags = parsed.data;
+    flags = parseFlags(
+      argv,
+      {
+        kubeconfig: { type: 'string' },
+        namespace: { type: 'string' },
+        identity: { type: 'string' },
+        'leader-elect': { type: 'string' },
+        'lease-seconds': { type: 'string' },
+        resync: { type: 'string' },
+        workers: { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      schema,
+      (v) => ({ ...v, namespace: v.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', identity: v.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}` }),
+    );
   } catch (e) {
     if (isXdplbError(e)) {
       io.err(`xdplb operator: ${e.message}`);
       return 2;
     }
     throw e;
+  }
+  if (flags === null) {
+    io.out(OPERATOR_USAGE);
+    return 0;
   }
   const log = pino({ level: flags['log-level'], base: { component: 'operator', identity: flags.identity } });
   const kube = new Kube(loadKubeConfig(flags.kubeconfig));

@@ -4,28 +4,13 @@
 
 import { resolve } from 'node:path';
 import { reasonDelta, readReasons, lbMaps, decapMaps, type LbMaps, type DecapMaps } from '../../../src/bpf/datapath.js';
-import { BpfObject, XdpAction, type BpfProgram } from '../../../src/bpf/loader.js';
+import { BpfObject, verdictName, type BpfProgram, type Verdict } from '../../../src/bpf/loader.js';
 import { DatapathProgrammer } from '../../../src/bpf/programmer.js';
 import type { ReasonName } from '../../../src/bpf/abi.js';
 
 export const BUILD_DIR = resolve(import.meta.dirname, '../../../bpf/build');
 
-export type Verdict = 'PASS' | 'TX' | 'DROP' | 'ABORTED' | 'REDIRECT';
-
-export function verdictName(retval: number): Verdict {
-  switch (retval) {
-    case XdpAction.PASS:
-      return 'PASS';
-    case XdpAction.TX:
-      return 'TX';
-    case XdpAction.DROP:
-      return 'DROP';
-    case XdpAction.REDIRECT:
-      return 'REDIRECT';
-    default:
-      return 'ABORTED';
-  }
-}
+export { verdictName, type Verdict } from '../../../src/bpf/loader.js';
 
 export interface RunResult {
   verdict: Verdict;

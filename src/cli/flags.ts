@@ -1,0 +1,24 @@
+// flags.ts: how every subcommand reads its flags: node's parseArgs (strict: an
+// unknown flag is an error), then one zod schema, frozen. Any problem becomes
+// one BAD_FLAG error whose message names the flag.
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import type { z } from 'zod';
+import { ErrorCodes, XdplbError } from '../core/errors.js';
+
+/** The flags, or null when --help/-h was given. */
+export function parseFlags<S extends z.ZodType>(argv: readonly string[], options: ParseArgsOptionsConfig, schema: S, fill: (values: Record<string, unknown>) => Record<string, unknown> = (v) => v): Readonly<z.infer<S>> | null {
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+  } catch (e) {
+    throw new XdplbError(ErrorCodes.BAD_FLAG, (e as Error).message, { cause: e });
+  }
+  if (values.help === true) return null;
+  const parsed = schema.safeParse(fill(values));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const message = issue.message.includes('--') || issue.path.length === 0 ? issue.message : `--${issue.path.join('.')}: ${issue.message}`;
+    throw new XdplbError(ErrorCodes.BAD_FLAG, message);
+  }
+  return Object.freeze(parsed.data) as Readonly<z.infer<S>>;
+}
