@@ -64,8 +64,15 @@ export class Kube {
     );
   }
 
-  endpointSliceInformer(): Cached<Obj> {
-    return makeInformer<Obj>(this.kc, '/apis/discovery.k8s.io/v1/endpointslices', () => this.discovery.listEndpointSliceForAllNamespaces() as never);
+  /** EndpointSlices of the given Services only (label kubernetes.io/service-name). */
+  endpointSliceInformer(serviceNames: readonly string[]): Cached<Obj> {
+    const labelSelector = `kubernetes.io/service-name in (${serviceNames.join(',')})`;
+    return makeInformer<Obj>(
+      this.kc,
+      '/apis/discovery.k8s.io/v1/endpointslices',
+      () => this.discovery.listEndpointSliceForAllNamespaces({ labelSelector }) as never,
+      labelSelector,
+    );
   }
 
   nodeInformer(): Cached<Obj> {

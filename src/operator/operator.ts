@@ -1,7 +1,9 @@
 // operator.ts: the operator assembled: informers over VIPs, Backends,
 // EndpointSlices, published tables, node reports and Nodes feed a keyed work
 // queue; only the leader (Lease) reconciles; every resync period every VIP is
-// queued again, so a missed event is repaired (level-triggered).
+// queued again, so a missed event is repaired (level-triggered). Only the
+// EndpointSlices of Services some VIP references are watched: the slice
+// informer is restarted with a new label selector when that set changes.
 import type { Logger } from 'pino';
 import { Kube, PLURALS, type Cached, type Obj } from './k8s.js';
 import { LeaderElector } from './leader.js';
@@ -22,9 +24,20 @@ export interface OperatorOptions {
   readonly onLostLeadership?: () => void;
 }
 
+/** A cache that holds nothing (no VIP references a Service). */
+const emptySlices = {
+  list: () => [],
+  get: () => undefined,
+  on: () => undefined,
+  off: () => undefined,
+  start: async () => undefined,
+  stop: async () => undefined,
+} as unknown as Cached<Obj>;
+
 export class Operator {
   readonly #o: OperatorOptions;
-  readonly caches: Caches;
+  readonly caches: { -readonly [K in keyof Caches]: Caches[K] };
+  #sliceServices = '';
   readonly queue: WorkQueue;
   readonly #elector: LeaderElector | null;
   #resync: NodeJS.Timeout | null = null;
@@ -36,7 +49,7 @@ export class Operator {
     this.caches = {
       vips: k.customInformer(PLURALS.vips),
       backends: k.customInformer(PLURALS.backends),
-      endpointSlices: k.endpointSliceInformer(),
+      endpointSlices: emptySlices,
       tables: k.customInformer(PLURALS.tables),
       reports: k.customInformer(PLURALS.reports, o.namespace),
       nodes: k.nodeInformer(),
@@ -70,7 +83,7 @@ export class Operator {
   }
 
   async start(): Promise<void> {
-    const watch = (informer: Cached<Obj>, kind: Parameters<typeof affectedVips>[1]): void => {
+    this.#watch = (informer: Cached<Obj>, kind: Parameters<typeof affectedVips>[1]): void => {
       const enqueue = (o: Obj): void => {
         if (!this.#leading) return;
         for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
@@ -83,16 +96,43 @@ export class Operator {
         setTimeout(() => void informer.start().catch(() => undefined), 1000);
       });
     };
+    const watch = this.#watch;
     watch(this.caches.vips, 'vip');
     watch(this.caches.backends, 'backend');
-    watch(this.caches.endpointSlices, 'slice');
     watch(this.caches.tables, 'table');
     watch(this.caches.reports, 'report');
     watch(this.caches.nodes, 'node');
     await Promise.all(Object.values(this.caches).map((i: Cached<Obj>) => i.start()));
+    await this.#followServices();
+    const follow = (): void => void this.#followServices().catch((err: unknown) => this.#o.log.warn({ err }, 'EndpointSlice watch not updated'));
+    this.caches.vips.on('add', follow);
+    this.caches.vips.on('update', follow);
+    this.caches.vips.on('delete', follow);
     this.#o.log.info('Caches synced');
     if (this.#elector === null) this.#lead();
     else this.#elector.start();
+  }
+
+  #watch: (informer: Cached<Obj>, kind: Parameters<typeof affectedVips>[1]) => void = () => undefined;
+
+  /** Restarts the EndpointSlice informer when the set of Services VIPs reference changes. */
+  async #followServices(): Promise<void> {
+    const names = [
+      ...new Set(this.caches.vips.list().map((v) => ((v.spec?.backends as { service?: { name?: string } } | undefined)?.service?.name ?? '')).filter((n) => /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n))),
+    ].sort();
+    const key = names.join(',');
+    if (key === this.#sliceServices) return;
+    this.#sliceServices = key;
+    const old = this.caches.endpointSlices;
+    const next = names.length === 0 ? emptySlices : this.#o.kube.endpointSliceInformer(names);
+    if (next !== emptySlices) {
+      this.#watch(next, 'slice');
+      await next.start();
+    }
+    this.caches.endpointSlices = next;
+    await old.stop();
+    // The set changed: VIPs using Services may have gained or lost endpoints.
+    if (this.#leading) this.#enqueueAll();
   }
 
   #lead(): void {

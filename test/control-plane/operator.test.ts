@@ -209,6 +209,16 @@ spec:
   backends: { service: { name: api, weight: 50 } }
 `);
     const table = await until('the api table', () => published('shop', 'api'));
+    // Only slices of Services a VIP references are watched and cached.
+    await apply(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: unrelated-1, namespace: shop, labels: { kubernetes.io/service-name: unrelated } }
+addressType: IPv4
+endpoints: [{ addresses: [10.9.9.9], conditions: { ready: true } }]
+`);
+    await new Promise((r) => setTimeout(r, 500));
+    const cached = running.find((o) => o.leading)!.caches.endpointSlices.list().map((o) => o.metadata!.name);
+    expect(cached).toEqual(['api-1']);
     expect(table.table.backends).toEqual([
       { key: '10.1.0.1', weight: 50 },
       { key: '10.1.0.2', weight: 0 },
