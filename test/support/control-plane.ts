@@ -1,7 +1,8 @@
 // control-plane.ts: a real Kubernetes control plane for tests: etcd and
 // kube-apiserver on loopback (random free ports, throwaway certificates made
-// with openssl, RBAC on), plus kubectl and helm pointed at it. One per test
-// suite: start it in beforeAll, stop() it in afterAll.
+// with openssl, RBAC on), optionally kube-controller-manager running only the
+// garbage collector and the namespace controller, plus kubectl and helm
+// pointed at it. One per test suite: start it in beforeAll, stop() it in afterAll.
 //
 // The binaries are the pinned ones scripts/build-control-plane builds and
 // caches outside the repo ($XDPLB_CACHE_DIR/bin/<name>-<version>, pins in
@@ -37,6 +38,8 @@ export interface ControlPlaneVersions {
 
 export interface ControlPlaneBinaries {
   kubeApiserver: string;
+  /** Only checked to exist when a control plane with `controllerManager` asks for it. */
+  kubeControllerManager: string;
   kubectl: string;
   etcd: string;
   helm: string;
@@ -75,18 +78,26 @@ function isExecutableFile(path: string): boolean {
   }
 }
 
+export interface BinaryOptions {
+  /** Also require kube-controller-manager (default false: a cache built before it was added still serves). */
+  controllerManager?: boolean;
+}
+
 /** Paths of the cached binaries; throws, saying how to build them, when one is missing. */
-export function findControlPlaneBinaries(): ControlPlaneBinaries {
+export function findControlPlaneBinaries(opts: BinaryOptions = {}): ControlPlaneBinaries {
   const versions = controlPlaneVersions();
   const bin = join(controlPlaneCacheDir(), 'bin');
   const b: ControlPlaneBinaries = {
     kubeApiserver: join(bin, `kube-apiserver-${versions.kubernetes}`),
+    kubeControllerManager: join(bin, `kube-controller-manager-${versions.kubernetes}`),
     kubectl: join(bin, `kubectl-${versions.kubernetes}`),
     etcd: join(bin, `etcd-${versions.etcd}`),
     helm: join(bin, `helm-${versions.helm}`),
     versions,
   };
-  const missing = [b.kubeApiserver, b.kubectl, b.etcd, b.helm].filter((p) => !isExecutableFile(p));
+  const needed = [b.kubeApiserver, b.kubectl, b.etcd, b.helm];
+  if (opts.controllerManager === true) needed.push(b.kubeControllerManager);
+  const missing = needed.filter((p) => !isExecutableFile(p));
   if (missing.length > 0) {
     throw new Error(
       `control-plane binaries missing: ${missing.join(', ')}.\n` +
@@ -106,16 +117,18 @@ export function findControlPlaneBinaries(): ControlPlaneBinaries {
  * cores): give the calling hook a timeout to match.
  */
 export async function ensureControlPlaneBinaries(
-  opts: { build?: boolean } = {},
+  opts: { build?: boolean } & BinaryOptions = {},
 ): Promise<ControlPlaneBinaries> {
+  const find = (): ControlPlaneBinaries =>
+    findControlPlaneBinaries(opts.controllerManager === undefined ? {} : { controllerManager: opts.controllerManager });
   try {
-    return findControlPlaneBinaries();
+    return find();
   } catch (e) {
     if (!(opts.build ?? process.env.XDPLB_BUILD_CONTROL_PLANE === '1')) throw e;
   }
   const res = await run(BUILD_SCRIPT, [], { stdio: 'inherit-stderr' });
   if (res.exitCode !== 0) throw new Error(`scripts/build-control-plane failed (exit ${res.exitCode})`);
-  return findControlPlaneBinaries();
+  return find();
 }
 
 // --- processes -----------------------------------------------------------------
@@ -388,7 +401,15 @@ export interface ControlPlaneOptions {
   crdDir?: string;
   /** Extra kube-apiserver flags (appended; a later flag wins). */
   apiserverArgs?: string[];
-  /** How long to wait for etcd and /readyz (default 90 s). */
+  /**
+   * Also run kube-controller-manager (default false) with only the garbage
+   * collector (ownerReferences) and the namespace controller (deleting a
+   * namespace empties it), as the admin, leader election off. It starts after
+   * the CRDs of `crdDir`, so the garbage collector watches them at once; for
+   * CRDs installed later it needs up to its 30 s discovery resync.
+   */
+  controllerManager?: boolean;
+  /** How long to wait for etcd, /readyz and the controller manager's /healthz (default 90 s). */
   startTimeoutMs?: number;
   /** Build missing binaries first (default: XDPLB_BUILD_CONTROL_PLANE=1). */
   build?: boolean;
@@ -414,11 +435,13 @@ export interface ControlPlane {
   clientKeyFile: string;
   /** http://127.0.0.1:<port> */
   etcdEndpoint: string;
+  /** https://127.0.0.1:<port> of kube-controller-manager (admin cert; CA caFile), when started. */
+  controllerManagerServer?: string;
   /** The temp dir holding everything (data, certs, logs); removed by stop(). */
   dir: string;
-  pids: { etcd: number; apiserver: number; watchdog: number };
+  pids: { etcd: number; apiserver: number; controllerManager?: number; watchdog: number };
   binaries: ControlPlaneBinaries;
-  /** Seconds from the call to /readyz answering ok (and CRDs established). */
+  /** Seconds from the call to /readyz answering ok (and CRDs established, and the controller manager healthy). */
   startSeconds: number;
   /** Environment for kubectl/helm run by hand: KUBECONFIG, caches and helm dirs inside `dir`. */
   env: Record<string, string>;
@@ -434,8 +457,8 @@ export interface ControlPlane {
   request(method: string, path: string, opts?: RequestOptions): Promise<HttpResult>;
   /** Applies every CRD under `dir` (server-side) and waits until they are Established. */
   installCrds(dir: string): Promise<string[]>;
-  /** The last lines of the etcd or kube-apiserver log. */
-  logTail(which: 'etcd' | 'apiserver', lines?: number): Promise<string>;
+  /** The last lines of the etcd, kube-apiserver or kube-controller-manager log ('' when it is not running). */
+  logTail(which: 'etcd' | 'apiserver' | 'controller-manager', lines?: number): Promise<string>;
   /** Kills the servers and removes `dir`. Idempotent. */
   stop(): Promise<void>;
 }
@@ -468,6 +491,13 @@ function httpGet(url: string): Promise<HttpResult> {
   });
 }
 
+// The controllers kube-controller-manager runs: its --controllers name (an alias
+// the project promises to keep) and the name of its /healthz check.
+const KCM_CONTROLLERS = [
+  { flag: 'garbagecollector', check: 'garbage-collector-controller' },
+  { flag: 'namespace', check: 'namespace-controller' },
+] as const;
+
 class StartError extends Error {
   readonly portClash: boolean;
   constructor(message: string, portClash: boolean) {
@@ -477,13 +507,17 @@ class StartError extends Error {
 }
 
 /**
- * Starts etcd and kube-apiserver on loopback and waits for /readyz. Call
- * stop() in afterAll; if the test process dies first, the exit hook and the
- * watchdog clean up.
+ * Starts etcd and kube-apiserver on loopback and waits for /readyz, installs
+ * crdDir, then, if asked, starts kube-controller-manager and waits for its
+ * /healthz. Call stop() in afterAll; if the test process dies first, the exit
+ * hook and the watchdog clean up.
  */
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const t0 = performance.now();
-  const binaries = await ensureControlPlaneBinaries(opts.build === undefined ? {} : { build: opts.build });
+  const binaries = await ensureControlPlaneBinaries({
+    ...(opts.build === undefined ? {} : { build: opts.build }),
+    controllerManager: opts.controllerManager === true,
+  });
   sweepStaleControlPlanes();
   installExitHook();
   for (let attempt = 1; ; attempt++) {
@@ -518,7 +552,8 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       agent?.destroy();
-      // kube-apiserver first (it would keep retrying etcd), then etcd.
+      // In reverse start order: the controller manager, kube-apiserver (it would
+      // keep retrying etcd), then etcd.
       for (const s of [...servers].reverse()) await s.stop(5_000);
       watchdog.kill('SIGTERM');
       await Promise.race([watchdogGone, sleep(2_000)]);
@@ -527,7 +562,7 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
     })());
 
   try {
-    const [etcdClientPort, etcdPeerPort, apiPort] = (await freePorts(3)) as [number, number, number];
+    const [etcdClientPort, etcdPeerPort, apiPort, kcmPort] = (await freePorts(4)) as [number, number, number, number];
     const etcdEndpoint = `http://127.0.0.1:${etcdClientPort}`;
     const peer = `http://127.0.0.1:${etcdPeerPort}`;
     const logs = join(dir, 'logs');
@@ -600,11 +635,11 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
     ) as [Buffer, Buffer, Buffer];
     agent = new Agent({ ca, cert, key, keepAlive: false });
     const httpsAgent = agent;
-    const request = (method: string, path: string, o: RequestOptions = {}): Promise<HttpResult> =>
+    const requestTo = (base: string) => (method: string, path: string, o: RequestOptions = {}): Promise<HttpResult> =>
       new Promise((res, rej) => {
         const payload =
           o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
-        const req = httpsRequest(`${server}${path}`, {
+        const req = httpsRequest(`${base}${path}`, {
           method,
           agent: httpsAgent,
           timeout: 10_000,
@@ -618,6 +653,7 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
         req.on('error', rej);
         req.end(payload);
       });
+    const request = requestTo(server);
 
     for (;;) {
       if (!etcd.running) throw await failure('etcd exited');
@@ -674,6 +710,38 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
     };
     if (opts.crdDir !== undefined) await installCrds(opts.crdDir);
 
+    let controllerManager: Server | undefined;
+    let controllerManagerServer: string | undefined;
+    if (opts.controllerManager === true) {
+      controllerManager = new Server('kube-controller-manager', binaries.kubeControllerManager, [
+        `--kubeconfig=${kubeconfigPath}`, // the admin: system:masters may do every controller's job
+        `--controllers=${KCM_CONTROLLERS.map((c) => c.flag).join(',')}`,
+        '--use-service-account-credentials=false',
+        '--leader-elect=false',
+        '--bind-address=127.0.0.1',
+        `--secure-port=${kcmPort}`, // 0 would turn HTTPS (and /healthz) off, not pick a port
+        // The apiserver's serving certificate is for 127.0.0.1 too: clients verify it with caFile.
+        `--tls-cert-file=${pki.serverCertFile}`,
+        `--tls-private-key-file=${pki.serverKeyFile}`,
+        // Client certificates of this CA authenticate; system:masters (the admin) is always
+        // authorized, anyone may read /healthz, /readyz, /livez. No delegated authn/authz lookups.
+        `--client-ca-file=${pki.caFile}`,
+        '--profiling=false',
+      ], join(logs, 'kube-controller-manager.log'));
+      servers.push(controllerManager);
+      controllerManagerServer = `https://127.0.0.1:${kcmPort}`;
+      // /healthz lists a check per controller once they are built, just before they run.
+      const kcmRequest = requestTo(controllerManagerServer);
+      for (;;) {
+        if (!controllerManager.running) throw await failure('kube-controller-manager exited');
+        if (!apiserver.running) throw await failure('kube-apiserver exited');
+        if (Date.now() > deadline) throw await failure(`kube-controller-manager not healthy after ${timeoutMs} ms`);
+        const r = await kcmRequest('GET', '/healthz?verbose').catch(() => undefined);
+        if (r?.status === 200 && KCM_CONTROLLERS.every((c) => r.body.includes(`[+]${c.check} ok`))) break;
+        await sleep(100);
+      }
+    }
+
     return {
       server,
       kubeconfigPath,
@@ -681,8 +749,14 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
       clientCertFile: pki.clientCertFile,
       clientKeyFile: pki.clientKeyFile,
       etcdEndpoint,
+      ...(controllerManagerServer === undefined ? {} : { controllerManagerServer }),
       dir,
-      pids: { etcd: etcd.child.pid ?? -1, apiserver: apiserver.child.pid ?? -1, watchdog: watchdog.pid ?? -1 },
+      pids: {
+        etcd: etcd.child.pid ?? -1,
+        apiserver: apiserver.child.pid ?? -1,
+        ...(controllerManager === undefined ? {} : { controllerManager: controllerManager.child.pid ?? -1 }),
+        watchdog: watchdog.pid ?? -1,
+      },
       binaries,
       startSeconds: (performance.now() - t0) / 1000,
       env,
@@ -690,7 +764,10 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
       helm: tool(binaries.helm, 'helm'),
       request,
       installCrds,
-      logTail: (which, lines) => (which === 'etcd' ? etcd : apiserver).logTail(lines),
+      logTail: async (which, lines) => {
+        const s = which === 'etcd' ? etcd : which === 'apiserver' ? apiserver : controllerManager;
+        return s === undefined ? '' : s.logTail(lines);
+      },
       stop,
     };
   } catch (e) {
