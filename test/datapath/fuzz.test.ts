@@ -28,22 +28,12 @@ import {
   type Bytes,
 } from '../../src/bpf/packet.js';
 import { LbHarness } from './lib/harness.js';
+import { prng } from './lib/prng.js';
 import { baseState, MAC_LB, MAC_ROUTER, VIPS } from './lib/fixture.js';
 
 const RANDOM_FRAMES = 10_000;
 const MUTATED_FRAMES = 30_000;
 
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 const vipAddresses = new Set(Object.values(VIPS).map((v) => Buffer.from(ipBytes(v.address)).toString('hex')));
 

@@ -10,22 +10,11 @@ import { ipBytes, ipText } from '../../src/core/net.js';
 import type { DatapathBackend, DatapathVip } from '../../src/bpf/programmer.js';
 import { ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, PROTO_TCP, PROTO_UDP, tcp, udp, type Bytes } from '../../src/bpf/packet.js';
 import { LbHarness } from './lib/harness.js';
+import { prng } from './lib/prng.js';
 import { CONTROL, MAC_LB, MAC_ROUTER } from './lib/fixture.js';
 
 const FLOWS = 100_000;
 
-/** Deterministic PRNG (xorshift32) so a failure replays. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 interface ModelVip {
   vip: DatapathVip;
