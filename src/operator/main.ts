@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseFlags } from '../cli/flags.js';
 import { isXdplbError } from '../core/errors.js';
 import { Kube, loadKubeConfig } from './k8s.js';
+import { serveHealth } from './health.js';
 import { Operator } from './operator.js';
 
 export const OPERATOR_USAGE = `usage: xdplb operator [flags]
@@ -18,6 +19,7 @@ export const OPERATOR_USAGE = `usage: xdplb operator [flags]
   --lease-seconds N        a standby takes over after N seconds without renewal (default 15)
   --resync SECONDS         queue every VIP again this often (default 60)
   --workers N              VIPs reconciled at once (default 2)
+  --health-address ADDR    serve /healthz and /readyz on ADDR (default 0.0.0.0:8081; "off" disables)
   --log-level LEVEL        trace, debug, info, warn, error (default info)`;
 
 const schema = z.object({
@@ -29,6 +31,10 @@ const schema = z.object({
   resync: z.coerce.number().positive().max(86400).default(60),
   workers: z.coerce.number().int().min(1).max(64).default(2),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  'health-address': z
+    .string()
+    .default('0.0.0.0:8081')
+    .refine((a) => a === 'off' || /^(?:\[[^\]]+\]|[^:]*):\d{1,5}$/.test(a), { message: '--health-address must be HOST:PORT or off' }),
 });
 
 export async function runOperator(argv: readonly string[], io: { out(l: string): void; err(l: string): void }): Promise<number> {
@@ -45,6 +51,7 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
         resync: { type: 'string' },
         workers: { type: 'string' },
         'log-level': { type: 'string' },
+        'health-address': { type: 'string' },
       },
       schema,
       (v) => ({ ...v, namespace: v.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', identity: v.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}` }),
@@ -78,12 +85,16 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
       process.kill(process.pid, 'SIGTERM');
     },
   });
+  let synced = false;
+  const health = flags['health-address'] === 'off' ? null : await serveHealth(flags['health-address'], () => synced);
   await operator.start();
+  synced = true;
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
   });
   log.info('Stopping');
+  health?.close();
   await operator.stop();
   return lost ? 1 : 0;
 }

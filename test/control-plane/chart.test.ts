@@ -195,6 +195,9 @@ describe('charts/xdplb', () => {
         seccompProfile: { type: 'RuntimeDefault' },
       });
       expect(c.securityContext.capabilities?.add).toBeUndefined();
+      expect(c.livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'health' } });
+      expect((c as { readinessProbe?: unknown }).readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 'health' } });
+      expect(c.args.join(' ')).toContain('--health-address 0.0.0.0:8081');
       expect(c.resources?.requests).toBeDefined();
       expect(c.resources?.limits).toBeDefined();
       const pdb = await get<{ spec: { minAvailable: number } }>('poddisruptionbudget', 'xdplb-operator');

@@ -44,3 +44,25 @@ describe('operator flags', () => {
     expect(err[0]).toMatch(message);
   });
 });
+
+describe('operator health endpoints', () => {
+  it('answers /healthz always and /readyz only once ready', async () => {
+    const { serveHealth } = await import('../../src/operator/health.js');
+    let ready = false;
+    const server = await serveHealth('127.0.0.1:0', () => ready);
+    const port = (server.address() as { port: number }).port;
+    const get = async (path: string) => (await fetch(`http://127.0.0.1:${port}${path}`)).status;
+    expect(await get('/healthz')).toBe(200);
+    expect(await get('/readyz')).toBe(503);
+    ready = true;
+    expect(await get('/readyz')).toBe(200);
+    expect(await get('/other')).toBe(404);
+    server.close();
+  });
+
+  it('refuses a bad --health-address', async () => {
+    const err: string[] = [];
+    expect(await runOperator(['--health-address', 'nowhere'], { out: () => undefined, err: (l) => err.push(l) })).toBe(2);
+    expect(err[0]).toMatch(/--health-address must be HOST:PORT or off/);
+  });
+});
