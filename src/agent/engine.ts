@@ -64,7 +64,6 @@ export class Engine {
   #lastStatus: VipStatus[] = [];
   #vipIds = new Map<string, number>();
   readonly #memo = new DesiredMemo();
-  #passes = 0;
 
   #seed: DatapathImage | null;
 
@@ -95,11 +94,6 @@ export class Engine {
   /** VIP name -> its id (counter index), as of the last pass. */
   get vipIds(): ReadonlyMap<string, number> {
     return this.#vipIds;
-  }
-
-  /** Completed reconcile passes (tests wait on it). */
-  get passes(): number {
-    return this.#passes;
   }
 
   setSource(source: DesiredSource): void {
@@ -165,7 +159,6 @@ export class Engine {
         if (this.#retry !== null) clearTimeout(this.#retry);
         this.#retry = setTimeout(() => this.trigger('retry'), wait);
       }
-      this.#passes++;
     } while (this.#dirty && !this.#stopped);
   }
 

@@ -106,7 +106,6 @@ export class AgentMetrics {
 
   /** Serves /metrics (and /healthz) on host:port; resolves once listening. */
   async serve(address: string): Promise<Server> {
-    const { host, port } = parseListenAddress(address);
     const server = createServer((req, res) => {
       if (req.url === '/metrics') {
         this.registry
@@ -126,12 +125,18 @@ export class AgentMetrics {
         res.end();
       }
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, resolve);
-    });
-    return server;
+    return listenOn(server, address);
   }
+}
+
+/** Starts `server` listening on HOST:PORT; resolves once it listens. */
+export async function listenOn<S extends Server>(server: S, address: string): Promise<S> {
+  const { host, port } = parseListenAddress(address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  return server;
 }
 
 export function parseListenAddress(address: string): { host: string; port: number } {

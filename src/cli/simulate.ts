@@ -61,7 +61,7 @@ function placeholderMac(address: string): string {
   return ['02', ...Array.from(h.subarray(0, 5), (b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
-function readInput(io: CliIo, path: string, what: string): Buffer {
+function readInput(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
@@ -81,8 +81,8 @@ export function runSimulate(argv: readonly string[], io: CliIo): number {
       return 0;
     }
 
-    const config = parseStandaloneConfig(readInput(io, flags.config, 'config').toString('utf8'), flags.config);
-    const capture = parsePcap(readInput(io, flags.pcap, 'capture'));
+    const config = parseStandaloneConfig(readInput(flags.config, 'config').toString('utf8'), flags.config);
+    const capture = parsePcap(readInput(flags.pcap, 'capture'));
     if (capture.linkType !== LINKTYPE_ETHERNET) {
       throw new XdplbError(ErrorCodes.BAD_PCAP, `${flags.pcap} has link type ${capture.linkType}; the XDP program sees Ethernet frames (link type 1)`);
     }

@@ -2,10 +2,9 @@
 // answers while the process's event loop runs; /readyz once the informers'
 // caches have synced (a replica that cannot list the API is not ready).
 import { createServer, type Server } from 'node:http';
-import { parseListenAddress } from '../agent/metrics.js';
+import { listenOn } from '../agent/metrics.js';
 
 export async function serveHealth(address: string, ready: () => boolean): Promise<Server> {
-  const { host, port } = parseListenAddress(address);
   const server = createServer((req, res) => {
     if (req.url === '/healthz') {
       res.end('ok\n');
@@ -18,9 +17,5 @@ export async function serveHealth(address: string, ready: () => boolean): Promis
       res.end();
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  return server;
+  return listenOn(server, address);
 }

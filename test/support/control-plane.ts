@@ -22,6 +22,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pidAlive } from './process.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const BUILD_SCRIPT = join(REPO_ROOT, 'scripts/build-control-plane');
@@ -185,15 +186,6 @@ function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promi
     child.stdin?.on('error', () => {}); // the command may exit before reading its input
     child.stdin?.end(opts.input ?? '');
   });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Pids of processes whose command line mentions a path inside `dir`. */

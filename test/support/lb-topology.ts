@@ -4,7 +4,7 @@
 // on lo (l2dsr) and can run the decap program (ipip). The agent runs as a
 // process inside the node's namespace, as a hostNetwork DaemonSet pod would,
 // with its pins on a bpffs mounted for this topology (a hostPath in a cluster).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, macOf, sh, type Netns } from './netns.js';

@@ -4,20 +4,12 @@
 // sweep at start removes what a crashed earlier run (a dead pid) left behind.
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { pidAlive } from './process.js';
 
 const PREFIX = `xlb${process.pid}-`;
 
 export function sh(cmd: string, args: readonly string[]): string {
   return execFileSync(cmd, [...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Deletes namespaces left by test processes that are no longer running. */
