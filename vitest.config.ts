@@ -1,7 +1,8 @@
 // vitest.config.ts: test projects. `unit` is pure TypeScript and runs anywhere;
 // `datapath` loads real BPF programs into the running kernel and `agent` runs
 // the agent in network namespaces (root); `control-plane` runs a real etcd and
-// kube-apiserver (built by scripts/build-control-plane).
+// kube-apiserver (built by scripts/build-control-plane); `e2e` runs the whole
+// system (src/lab: control plane, operators, two nodes, backends, clients).
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -40,6 +41,16 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // Each file starts its own etcd + kube-apiserver: one at a time on 2 cores.
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 900_000,
+          // The whole system per file (control plane, nodes, backends): one at a time.
           fileParallelism: false,
         },
       },

@@ -10,7 +10,7 @@ import { openPinnedMap } from '../../src/bpf/loader.js';
 import { MapWriter } from '../../src/bpf/map-writer.js';
 import { buildTable, successorTable, tableChange } from '../../src/core/maglev.js';
 import { tableFromImage } from '../../src/core/desired-state.js';
-import { LbTopology, type AgentProcess } from '../support/lb-topology.js';
+import { LbTopology, type AgentProcess } from '../../src/lab/topology.js';
 
 let topo: LbTopology;
 let agent: AgentProcess;

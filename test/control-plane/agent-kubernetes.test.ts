@@ -12,8 +12,8 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kube, loadKubeConfig } from '../../src/operator/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
-import { LbTopology, ROOT, type AgentProcess } from '../support/lb-topology.js';
+import { startControlPlane, type ControlPlane } from '../../src/lab/control-plane.js';
+import { LbTopology, ROOT, type AgentProcess } from '../../src/lab/topology.js';
 
 let cp: ControlPlane;
 let topo: LbTopology;
@@ -66,7 +66,7 @@ beforeAll(async () => {
   execFileSync('ip', ['link', 'set', host, 'up']);
   topo.lb.ip('addr', 'add', '10.99.0.2/30', 'dev', `${host}n`);
   topo.lb.ip('link', 'set', `${host}n`, 'up');
-  const forward = topo.lb.spawn(process.execPath, [join(ROOT, 'test/support/tcp-forward.mjs'), '127.0.0.1', port, '10.99.0.1', port]);
+  const forward = topo.lb.spawn(process.execPath, [join(ROOT, 'src/lab/bin/tcp-forward.mjs'), '127.0.0.1', port, '10.99.0.1', port]);
   await new Promise((r) => forward.stdout!.once('data', r));
   const kubeconfig = join(topo.dir, 'kubeconfig');
   writeFileSync(kubeconfig, readFileSync(cp.kubeconfigPath, 'utf8'));

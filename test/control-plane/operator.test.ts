@@ -11,7 +11,7 @@ import { assembleShards, type TableShardSpec } from '../../src/core/table-shards
 import { tableChange } from '../../src/core/maglev.js';
 import { Kube, loadKubeConfig } from '../../src/operator/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
+import { startControlPlane, type ControlPlane } from '../../src/lab/control-plane.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 let cp: ControlPlane;

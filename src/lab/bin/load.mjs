@@ -1,11 +1,13 @@
-// load.mjs: a client for namespace tests. Opens real TCP connections to a
+// load.mjs: the lab's client (tests and the demo). Opens real TCP connections to a
 // URL (one HTTP request each, connection closed), and prints one JSON object:
 // ok and failed counts, answers per backend name, errors by code, and for
 // each connection (with --trace) its local port and answer.
 //   node load.mjs URL --count N [--concurrency C] [--local-port P] [--trace]
-//   node load.mjs URL --rate R (until SIGTERM/SIGINT, then prints)
+//   node load.mjs URL --rate R [--report-ms M] (until SIGTERM/SIGINT, then prints;
+//     with --report-ms, running totals {"t":ms,...} every M ms before that)
 //   node load.mjs URL --keepalive N [--gap-ms G]  (one connection, N requests on it)
 import { request } from 'node:http';
+import { connect } from 'node:net';
 
 const args = process.argv.slice(2);
 const url = new URL(args[0]);
@@ -23,7 +25,42 @@ const trace = args.includes('--trace');
 const result = { ok: 0, failed: 0, byBackend: {}, errors: {}, trace: [], firstFailureAt: null, lastFailureAt: null };
 const start = Date.now();
 
+// With a fixed local port, every connection is the same 5-tuple: the client
+// lets the server close first (it then holds TIME_WAIT, which accepts a new
+// SYN of the same 4-tuple), so the port can be bound again at once.
+function onceSamePort() {
+  return new Promise((resolve) => {
+    let done = false;
+    let body = '';
+    const socket = connect({ host: url.hostname, port: Number(url.port || 80), localPort: Number(localPort) });
+    const finish = (error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      const answer = body.slice(body.indexOf('\r\n\r\n') + 4);
+      if (error === null && /^HTTP\/1\.1 200/.test(body)) {
+        result.ok++;
+        result.byBackend[answer] = (result.byBackend[answer] ?? 0) + 1;
+      } else {
+        result.failed++;
+        const code = error ?? 'EBODY';
+        result.errors[code] = (result.errors[code] ?? 0) + 1;
+      }
+      socket.destroy();
+      resolve();
+    };
+    const timer = setTimeout(() => finish('TIMEOUT'), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`));
+    socket.on('data', (d) => (body += d));
+    // 'close' after the server's FIN: node answers it with ours (allowHalfOpen off).
+    socket.on('close', () => finish(null));
+    socket.on('error', (e) => finish(e.code ?? e.message));
+  });
+}
+
 function once() {
+  if (localPort !== undefined) return onceSamePort();
   return new Promise((resolve) => {
     let done = false;
     const finish = (answer, error) => {
@@ -80,6 +117,11 @@ async function paced() {
   const gap = 1000 / rate;
   let due = Date.now();
   process.stdout.write('started\n');
+  const reportMs = Number(opt('report-ms', '0'));
+  const reporter = reportMs > 0 ? setInterval(() => {
+    const { ok, failed, byBackend, errors } = result;
+    process.stdout.write(`${JSON.stringify({ t: Date.now(), ok, failed, byBackend, errors })}\n`);
+  }, reportMs) : null;
   while (!stop) {
     const p = once().then(() => inflight.delete(p));
     inflight.add(p);
@@ -88,6 +130,7 @@ async function paced() {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
   await Promise.all(inflight);
+  if (reporter !== null) clearInterval(reporter);
 }
 
 async function keepalive(n, gapMs) {

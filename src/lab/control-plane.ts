@@ -1,4 +1,4 @@
-// control-plane.ts: a real Kubernetes control plane for tests: etcd and
+// control-plane.ts: a real Kubernetes control plane for tests and the demo: etcd and
 // kube-apiserver on loopback (random free ports, throwaway certificates made
 // with openssl, RBAC on), optionally kube-controller-manager running only the
 // garbage collector and the namespace controller, plus kubectl and helm
@@ -20,13 +20,12 @@ import { Agent, request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { pidAlive } from './process.js';
+import { ROOT } from './root.js';
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const BUILD_SCRIPT = join(REPO_ROOT, 'scripts/build-control-plane');
-const VERSIONS_FILE = join(REPO_ROOT, 'tools/k8s-build/versions.env');
+const BUILD_SCRIPT = join(ROOT, 'scripts/build-control-plane');
+const VERSIONS_FILE = join(ROOT, 'tools/k8s-build/versions.env');
 const DIR_PREFIX = 'xdplb-cp-';
 
 // --- binaries ------------------------------------------------------------------
@@ -451,6 +450,10 @@ export interface ControlPlane {
   installCrds(dir: string): Promise<string[]>;
   /** The last lines of the etcd, kube-apiserver or kube-controller-manager log ('' when it is not running). */
   logTail(which: 'etcd' | 'apiserver' | 'controller-manager', lines?: number): Promise<string>;
+  /** Stops kube-apiserver alone (SIGTERM), as an outage would; etcd keeps the data. */
+  stopApiserver(): Promise<void>;
+  /** Starts kube-apiserver again, same port and flags, and waits for /readyz. */
+  startApiserver(): Promise<void>;
   /** Kills the servers and removes `dir`. Idempotent. */
   stop(): Promise<void>;
 }
@@ -594,7 +597,7 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
       await sleep(50);
     }
 
-    const apiserver = new Server('kube-apiserver', binaries.kubeApiserver, [
+    const apiserverArgv = [
       `--etcd-servers=${etcdEndpoint}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -618,7 +621,8 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
       '--endpoint-reconciler-type=none',
       '--profiling=false',
       ...(opts.apiserverArgs ?? []),
-    ], join(logs, 'kube-apiserver.log'));
+    ];
+    let apiserver = new Server('kube-apiserver', binaries.kubeApiserver, apiserverArgv, join(logs, 'kube-apiserver.log'));
     servers.push(apiserver);
 
     const server = `https://127.0.0.1:${apiPort}`;
@@ -647,14 +651,17 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
       });
     const request = requestTo(server);
 
-    for (;;) {
-      if (!etcd.running) throw await failure('etcd exited');
-      if (!apiserver.running) throw await failure('kube-apiserver exited');
-      if (Date.now() > deadline) throw await failure(`kube-apiserver not ready after ${timeoutMs} ms`);
-      const r = await request('GET', '/readyz').catch(() => undefined);
-      if (r?.status === 200) break;
-      await sleep(100);
-    }
+    const apiserverReady = async (until: number): Promise<void> => {
+      for (;;) {
+        if (!etcd.running) throw await failure('etcd exited');
+        if (!apiserver.running) throw await failure('kube-apiserver exited');
+        if (Date.now() > until) throw await failure(`kube-apiserver not ready after ${timeoutMs} ms`);
+        const r = await request('GET', '/readyz').catch(() => undefined);
+        if (r?.status === 200) break;
+        await sleep(100);
+      }
+    };
+    await apiserverReady(deadline);
 
     const kubeconfigPath = join(dir, 'kubeconfig');
     await writeFile(kubeconfigPath, JSON.stringify({
@@ -756,6 +763,14 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
       helm: tool(binaries.helm, 'helm'),
       request,
       installCrds,
+      stopApiserver: () => apiserver.stop(5_000),
+      startApiserver: async () => {
+        if (apiserver.running) return;
+        const at = servers.indexOf(apiserver);
+        apiserver = new Server('kube-apiserver', binaries.kubeApiserver, apiserverArgv, join(logs, 'kube-apiserver.log'));
+        servers.splice(at, 1, apiserver);
+        await apiserverReady(Date.now() + timeoutMs);
+      },
       logTail: async (which, lines) => {
         const s = which === 'etcd' ? etcd : which === 'apiserver' ? apiserver : controllerManager;
         return s === undefined ? '' : s.logTail(lines);
