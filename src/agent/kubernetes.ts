@@ -127,19 +127,25 @@ export class KubernetesMode {
     if (jsonEqual(body, this.#lastReport)) return;
     const api = this.#kube.custom;
     const ns = this.#o.namespace;
-    try {
-      await api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURALS.reports, name: this.node });
-    } catch (e) {
-      if (statusCode(e) !== 404) throw e;
-      await api.createNamespacedCustomObject({
+    const create = (): Promise<unknown> =>
+      api.createNamespacedCustomObject({
         group: GROUP,
         version: VERSION,
         namespace: ns,
         plural: PLURALS.reports,
         body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NodeReport', metadata: { name: this.node, namespace: ns }, spec: { node: this.node } } as Obj,
       });
+    const patch = (): Promise<void> => this.#kube.patchStatus(PLURALS.reports, ns, this.node, { ...body, observedTime: new Date().toISOString() });
+    // One round trip on the failover path: patch, and create the report only when it is missing.
+    try {
+      await patch();
+    } catch (e) {
+      if (statusCode(e) !== 404) throw e;
+      await create().catch((c: unknown) => {
+        if (statusCode(c) !== 409) throw c;
+      });
+      await patch();
     }
-    await this.#kube.patchStatus(PLURALS.reports, ns, this.node, { ...body, observedTime: new Date().toISOString() });
     this.#lastReport = body;
   }
 }

@@ -38,6 +38,13 @@ export function loadKubeConfig(path?: string): KubeConfig {
   const kc = new KubeConfig();
   if (path !== undefined) kc.loadFromFile(path);
   else kc.loadFromDefault();
+  // client-node makes one https.Agent per cluster and user, without keep-alive:
+  // every API call would pay a new TCP and TLS handshake, tens of
+  // milliseconds on the failover path (report -> decide -> publish). Its
+  // agent factory is private; we only add keepAlive to the options it is given.
+  const hooks = kc as unknown as { createAgent(cluster: unknown, options: Record<string, unknown>): unknown };
+  const createAgent = hooks.createAgent.bind(kc);
+  hooks.createAgent = (cluster, options) => createAgent(cluster, { ...options, keepAlive: true });
   return kc;
 }
 
@@ -93,8 +100,21 @@ export class Kube {
     );
   }
 
-  async apply(plural: string, namespace: string, body: Obj): Promise<void> {
+  /**
+   * Creates or replaces the object. With the resourceVersion the caller's
+   * cache holds, a replace is tried first (one round trip on the hot path);
+   * a conflict or a missing object falls back to create, then read and replace.
+   */
+  async apply(plural: string, namespace: string, body: Obj, cachedVersion?: string): Promise<void> {
     const name = body.metadata!.name!;
+    if (cachedVersion !== undefined) {
+      try {
+        await this.custom.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name, body: { ...body, metadata: { ...body.metadata, resourceVersion: cachedVersion } } });
+        return;
+      } catch (e) {
+        if (statusCode(e) !== 409 && statusCode(e) !== 404) throw e;
+      }
+    }
     try {
       await this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, body });
     } catch (e) {

@@ -161,13 +161,15 @@ export class Reconciler {
     if (decision.table !== null && (published === null || decision.generation !== published.generation)) {
       const owner = { apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancerVip', name, uid: obj.metadata!.uid!, controller: true, blockOwnerDeletion: true };
       const specs = encodeShards(name, decision.generation, decision.table);
+      const versions = new Map(shards.map((s) => [s.metadata!.name!, s.metadata!.resourceVersion]));
       for (const spec of specs) {
+        const shardName = `${name}-${spec.shard.index}`;
         await kube.apply(PLURALS.tables, namespace, {
           apiVersion: `${GROUP}/${VERSION}`,
           kind: 'VipTable',
-          metadata: { name: `${name}-${spec.shard.index}`, namespace, labels: { [VIP_LABEL]: name }, ownerReferences: [owner] },
+          metadata: { name: shardName, namespace, labels: { [VIP_LABEL]: name }, ownerReferences: [owner] },
           spec: spec as unknown as Record<string, unknown>,
-        });
+        }, versions.get(shardName));
       }
       for (const s of shards) if (Number((s.spec as Spec).shard && ((s.spec as Spec).shard as Spec).index) >= specs.length) await kube.delete(PLURALS.tables, namespace, s.metadata!.name!);
       log.info({ generation: decision.generation, digest: decision.digest, size: decision.table.size, backends: decision.backends.length }, 'Published table of VIP');
