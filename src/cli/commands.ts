@@ -4,6 +4,7 @@ import { EXIT_USAGE, type CliIo } from './io.js';
 import { runAgent } from '../agent/main.js';
 import { runOperator } from '../operator/main.js';
 import { runDecap } from './decap.js';
+import { runDemoCommand } from './demo.js';
 import { runRing } from './ring.js';
 import { runSimulate } from './simulate.js';
 
@@ -11,6 +12,7 @@ type Subcommand = (argv: readonly string[], io: CliIo) => number | Promise<numbe
 
 const subcommands: Record<string, { run: Subcommand; summary: string }> = {
   agent: { run: runAgent, summary: 'run the node agent: load, attach and program the XDP load balancer (root)' },
+  demo: { run: runDemoCommand, summary: 'run the whole system live on this machine: control plane, two nodes, traffic, failures (root)' },
   decap: { run: runDecap, summary: 'attach the backend decapsulation program for ipip VIPs (root)' },
   operator: { run: runOperator, summary: 'run the operator: decide backends, publish tables, report status (Kubernetes)' },
   ring: { run: runRing, summary: 'compute a Maglev lookup table or its minimal-disruption successor' },

@@ -36,9 +36,14 @@ export class ConnectionPool {
     });
   }
 
+  get #exited(): boolean {
+    return this.#child.exitCode !== null || this.#child.signalCode !== null;
+  }
+
   async #call(cmd: object): Promise<Record<string, unknown>> {
     await this.#ready;
     return new Promise((resolve, reject) => {
+      if (this.#exited) return reject(new Error('conns.mjs has exited'));
       const onExit = (): void => reject(new Error('conns.mjs exited'));
       this.#child.once('exit', onExit);
       this.#replies.push((line) => {
@@ -60,7 +65,7 @@ export class ConnectionPool {
   }
 
   async close(): Promise<void> {
-    if (this.#child.exitCode !== null) return;
+    if (this.#exited) return;
     await this.#call({ op: 'close' }).catch(() => undefined);
     this.#child.kill('SIGKILL');
   }

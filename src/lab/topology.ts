@@ -9,9 +9,10 @@
 // hostPath in a cluster). destroy() leaves no namespace, link, pin or process.
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, macOf, sh, type Netns } from './netns.js';
+import { pidAlive } from './process.js';
 import { LAB_BIN, ROOT, XDPLB } from './root.js';
 
 export { ROOT, XDPLB } from './root.js';
@@ -60,6 +61,29 @@ export interface LoadResult {
   ms: number;
 }
 
+const TOPOLOGY_ROOT = '/run/xdplb-test';
+
+/** Unmounts and removes the pin directories of topologies whose process died (their namespaces go with Lab's sweep). */
+function sweepStaleTopologies(): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(TOPOLOGY_ROOT);
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const m = /^(\d+)-/.exec(name);
+    if (m === null || pidAlive(Number(m[1]))) continue;
+    const dir = join(TOPOLOGY_ROOT, name);
+    try {
+      sh('umount', ['-R', join(dir, 'bpf')]);
+    } catch {
+      /* not mounted */
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export class LbTopology {
   readonly lab = new Lab();
   readonly sw: Netns;
@@ -77,7 +101,8 @@ export class LbTopology {
 
   constructor(readonly tag: string, backendCount: number, options: TopologyOptions = {}) {
     this.vips = options.vips ?? ['10.60.0.10'];
-    this.dir = join('/run/xdplb-test', `${process.pid}-${tag}`);
+    sweepStaleTopologies();
+    this.dir = join(TOPOLOGY_ROOT, `${process.pid}-${tag}`);
     this.pinDir = join(this.dir, 'bpf');
     mkdirSync(this.pinDir, { recursive: true });
     sh('mount', ['-t', 'bpf', 'bpf', this.pinDir]);
