@@ -163,6 +163,7 @@ spec:
     const old = await cluster.publishedTable(NS, VIP.name);
     const added = cluster.topo.addBackend(cluster.backends.length + 1);
     if (o.mode === 'ipip') cluster.topo.decap(added, [VIP.address]);
+    await added.ready;
     const addMark = marks();
     await cluster.apply(backendYaml(NS, added, 100, { app: 'web' }));
     backends.push(info(added, 100));

@@ -40,6 +40,8 @@ export interface BackendNode {
   readonly address: string;
   readonly mac: string;
   server: ChildProcess | null;
+  /** Resolves once the server started with the backend listens. */
+  ready: Promise<void>;
 }
 
 export interface AgentProcess {
@@ -176,9 +178,10 @@ export class LbTopology {
     ns.sysctl('net.ipv4.conf.all.arp_announce', 2);
     ns.sysctl('net.ipv4.conf.all.rp_filter', 0);
     ns.sysctl('net.ipv4.conf.eth0.rp_filter', 0);
-    const node: BackendNode = { name, ns, address, mac: macOf(ns, 'eth0'), server: null };
+    const node: BackendNode = { name, ns, address, mac: macOf(ns, 'eth0'), server: null, ready: Promise.resolve() };
     this.backends.push(node);
-    void this.startServer(node).catch(() => undefined);
+    node.ready = this.startServer(node);
+    node.ready.catch(() => undefined); // killed before it listened: the caller that awaits sees it
     return node;
   }
 
