@@ -339,7 +339,8 @@ describe('two load-balancer nodes behind ECMP, a real control plane', () => {
     expect((await c.kubectl(['-n', NS, 'get', 'vip', 'web', '-o', 'jsonpath={.spec.mode}'])).stdout).toBe('ipip');
     await sleep(1500);
     const r = await c.topo.load(['--count', '300'], VIPS.web.address);
-    console.log(`[9] rejected: ${fresh.stderr.trim().split('\n')[0]} | ${update.stderr.trim().split('\n')[0]}; datapath changes: ${programmedSince(m).length}; 300 connections after: ${r.failed} failed`);
+    const reason = (r: { stderr: string }, field: string): string => r.stderr.split('\n').find((l) => l.includes(field))?.trim() ?? r.stderr.trim();
+    console.log(`[9] rejected: ${reason(fresh, 'tableSize')} | ${reason(update, 'mode')}; datapath changes: ${programmedSince(m).length}; 300 connections after: ${r.failed} failed`);
     expect(r.failed).toBe(0);
     expect(programmedSince(m)).toEqual([]);
     expect(NAMES.map((v) => c.digests(key(v)))).toEqual(before);

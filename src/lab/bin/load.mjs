@@ -28,13 +28,16 @@ const start = Date.now();
 // With a fixed local port, every connection is the same 5-tuple: the client
 // lets the server close first (it then holds TIME_WAIT, which accepts a new
 // SYN of the same 4-tuple), so the port can be bound again at once.
+const LOCAL_BUSY = new Set(['EADDRINUSE', 'EADDRNOTAVAIL']);
+
 async function onceSamePort() {
-  // The previous connection's socket can linger a moment in the kernel after
-  // close (LAST_ACK): binding its port fails until then. Not a failure of
-  // the path under test: bind again shortly.
+  // The previous connection's socket can linger a moment in the client's
+  // kernel after close (LAST_ACK): binding the port (EADDRINUSE) or
+  // connecting the same 4-tuple (EADDRNOTAVAIL) fails until then. No packet
+  // left the client: not a failure of the path under test; try again shortly.
   for (let attempt = 0; ; attempt++) {
-    const error = await onceSamePortAttempt(attempt < 100);
-    if (error !== 'EADDRINUSE') return;
+    const error = await onceSamePortAttempt(attempt < 300);
+    if (!LOCAL_BUSY.has(error)) return;
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -48,7 +51,7 @@ function onceSamePortAttempt(retryBind) {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (error === 'EADDRINUSE' && retryBind) {
+      if (LOCAL_BUSY.has(error) && retryBind) {
         socket.destroy();
         return resolve(error);
       }
