@@ -5,8 +5,6 @@
 // namespaces. `kubectl apply` of a VIP makes its maps appear on the node; a
 // Backend change reaches the maps (time measured over 100 changes); a backend
 // whose server dies leaves the table by the node's report.
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,18 +56,7 @@ beforeAll(async () => {
 
   topo = new LbTopology('k8', 3);
   // The node reaches the API server over a veth to the host, through a forwarder on its loopback.
-  const port = new URL(cp.server).port;
-  const host = `vk${process.pid % 100000}`;
-  execFileSync('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', `${host}n`]);
-  execFileSync('ip', ['link', 'set', `${host}n`, 'netns', topo.lb.name]);
-  execFileSync('ip', ['addr', 'add', '10.99.0.1/30', 'dev', host]);
-  execFileSync('ip', ['link', 'set', host, 'up']);
-  topo.lb.ip('addr', 'add', '10.99.0.2/30', 'dev', `${host}n`);
-  topo.lb.ip('link', 'set', `${host}n`, 'up');
-  const forward = topo.lb.spawn(process.execPath, [join(ROOT, 'src/lab/bin/tcp-forward.mjs'), '127.0.0.1', port, '10.99.0.1', port]);
-  await new Promise((r) => forward.stdout!.once('data', r));
-  const kubeconfig = join(topo.dir, 'kubeconfig');
-  writeFileSync(kubeconfig, readFileSync(cp.kubeconfigPath, 'utf8'));
+  const kubeconfig = await topo.connectToApiserver(topo.nodes[0]!, cp.server, cp.kubeconfigPath);
 
   await apply(
     topo.backends
