@@ -104,8 +104,9 @@ static __always_inline int parse_iphdr(struct cursor *c, struct iphdr **iphp, __
 }
 
 /* IPv6 header and the extension headers a load balancer must step over
- * (hop-by-hop, routing, destination options, fragment). Returns the upper
- * protocol; stops at the fragment header of a non-first fragment, whose
+ * (hop-by-hop, routing, destination options, fragment), at most
+ * XDPLB_MAX_IPV6_EXT_HDRS of them: PARSE_INVALID if more follow. Returns the
+ * upper protocol; stops at the fragment header of a non-first fragment, whose
  * payload is not a header. *frag gets FRAG_*; an atomic fragment (offset 0,
  * no M flag, RFC 6946) is not a fragment. */
 static __always_inline int parse_ipv6hdr(struct cursor *c, struct ipv6hdr **ip6p, __u8 *frag)
@@ -153,8 +154,18 @@ static __always_inline int parse_ipv6hdr(struct cursor *c, struct ipv6hdr **ip6p
 			return nexthdr;
 		}
 	}
-	/* More extension headers than we walk: the caller cannot find L4. */
-	return PARSE_INVALID;
+	/* XDPLB_MAX_IPV6_EXT_HDRS headers walked: what follows the last one is
+	 * the upper protocol, unless it is one more extension header, which we
+	 * do not walk (the caller cannot find L4: malformed for us). */
+	switch (nexthdr) {
+	case XDPLB_IPPROTO_HOPOPTS:
+	case XDPLB_IPPROTO_ROUTING:
+	case XDPLB_IPPROTO_DSTOPTS:
+	case XDPLB_IPPROTO_FRAGMENT:
+		return PARSE_INVALID;
+	default:
+		return nexthdr;
+	}
 }
 
 /* The first 4 bytes of a TCP or UDP header: source and destination port as

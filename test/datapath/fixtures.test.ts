@@ -67,6 +67,10 @@ function udp6(dst: string, dport: number, o: { sport?: number; payload?: Bytes }
   return eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst, proto: PROTO_UDP }, udp(CLIENT6, dst, { sport: o.sport ?? 40003, dport }, o.payload)));
 }
 
+function udp6ext(dst: string, dport: number, extensions: { type: number; body?: Bytes }[]): Bytes {
+  return eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst, proto: PROTO_UDP, extensions }, udp(CLIENT6, dst, { sport: 40003, dport })));
+}
+
 /** Expected IPIP output for a frame of a VIP, predicted from the flow. */
 function ipipFor(vip: VipName, frame: Bytes, src: string, sport: number, proto: number): Bytes {
   const v = VIPS[vip];
@@ -140,6 +144,21 @@ function fixtures(): Fixture[] {
   fwd('IPv4 with options', x, ipipFor('v4TcpIpip', x, CLIENT4, 40000, PROTO_TCP), 'FWD_IPIP');
   x = tcp6('2001:db8:100::1', 443, { extensions: [{ type: 0 }, { type: 60 }, { type: 43, body: Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) }] });
   fwd('IPv6 with hop-by-hop, destination options and routing headers', x, ipipFor('v6TcpIpip', x, CLIENT6, 40002, PROTO_TCP), 'FWD_IPIP');
+  {
+    // docs/datapath.md: at most 4 extension headers are walked (XDPLB_MAX_IPV6_EXT_HDRS).
+    // Regression (issue 11, item 10): exactly 4 was passed as malformed.
+    const chain = (n: number) => [{ type: 0 }, ...Array.from({ length: n - 1 }, () => ({ type: 60 }))];
+    x = tcp6('2001:db8:100::1', 443, { extensions: chain(4) });
+    fwd('IPv6 with 4 extension headers (the documented limit): forwarded', x, ipipFor('v6TcpIpip', x, CLIENT6, 40002, PROTO_TCP), 'FWD_IPIP');
+    x = udp6ext('2001:db8:100::2', 53, chain(4));
+    fwd('IPv6 UDP with 4 extension headers to an L2 DSR VIP: forwarded', x, dsrFor('v6UdpDsr', x, CLIENT6, 40003, PROTO_UDP), 'FWD_L2DSR');
+    x = eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [...chain(3), { type: 44, body: ipv6FragmentBody(0, false, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443 }, payload(10))));
+    fwd('IPv6 with 3 extension headers then an atomic fragment header: forwarded', x, ipipFor('v6UdpIpip', x, CLIENT6, 40003, PROTO_UDP), 'FWD_IPIP');
+    pass('IPv6 with 5 extension headers (over the limit): passed as malformed', tcp6('2001:db8:100::1', 443, { extensions: chain(5) }), 'PASS_MALFORMED');
+    pass('IPv6 with 4 extension headers then a fragment header (5): passed as malformed',
+      eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [...chain(4), { type: 44, body: ipv6FragmentBody(0, false, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443 }, payload(10)))),
+      'PASS_MALFORMED');
+  }
   {
     // Ethernet padding after a short IP datagram stays where it is
     const padded = concat(tcp4('10.100.0.1', 80), new Uint8Array(6));
