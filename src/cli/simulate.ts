@@ -23,7 +23,10 @@ Loads the XDP load balancer (needs root), programs it with the VIPs and
 backends of a standalone config file (every backend healthy; a backend without
 a static "mac" gets a placeholder 02:... MAC derived from its address), runs
 every packet of an Ethernet pcap through it with BPF_PROG_TEST_RUN, and prints
-one line per packet (verdict, VIP, backend, reason) and totals.
+one line per packet (verdict, VIP, backend, reason) and totals. A frame shorter
+than an Ethernet header (14 bytes) cannot be run (the kernel refuses it); it is
+reported as PASS_MALFORMED, what the program does with any frame it cannot
+parse, and marked "not run".
 
   --out FILE      write the packets the program transmits or passes (dropped ones are left out)
   --json          print one JSON object instead
@@ -54,6 +57,17 @@ interface PacketReport {
   backend: string | null;
   reason: ReasonName | null;
   events: ReasonName[];
+  /** false: the frame never reached the program (shorter than TEST_RUN_MIN_FRAME). */
+  ran: boolean;
+}
+
+/** BPF_PROG_TEST_RUN refuses XDP input shorter than an Ethernet header with
+ * EINVAL (no driver delivers such a frame). simulate reports such a frame as
+ * the program treats every frame it cannot parse: passed, PASS_MALFORMED. */
+const TEST_RUN_MIN_FRAME = 14;
+
+function notRunReport(n: number): PacketReport {
+  return { n, verdict: 'PASS', vip: null, backend: null, reason: 'PASS_MALFORMED', events: [], ran: false };
 }
 
 function placeholderMac(address: string): string {
@@ -123,6 +137,11 @@ export function runSimulate(argv: readonly string[], io: CliIo): number {
       const vipCount = (): Map<number, bigint> => new Map([...vipNames.keys()].map((id) => [id, readCounter(maps.vipStats, id).packets]));
       const backendCount = (): Map<number, bigint> => new Map([...backendNames.keys()].map((i) => [i, readCounter(maps.backendStats, i).packets]));
       capture.packets.forEach((pkt, i) => {
+        if (pkt.data.length < TEST_RUN_MIN_FRAME) {
+          reports.push(notRunReport(i + 1));
+          outputs.push({ tsSec: pkt.tsSec, tsFrac: pkt.tsFrac, data: pkt.data, origLen: pkt.origLen });
+          return;
+        }
         const reasons0 = readReasons(maps.reasonStats);
         const vips0 = vipCount();
         const backends0 = backendCount();
@@ -139,6 +158,7 @@ export function runSimulate(argv: readonly string[], io: CliIo): number {
           backend: backendIndex === undefined ? null : backendNames.get(backendIndex) ?? null,
           reason: names.find((n) => !isEvent(n)) ?? null,
           events: names.filter((n) => isEvent(n)),
+          ran: true,
         };
         reports.push(report);
         if (report.verdict === 'TX' || report.verdict === 'PASS') {
@@ -165,18 +185,23 @@ export function runSimulate(argv: readonly string[], io: CliIo): number {
         events: tally(reports.flatMap((r) => r.events)),
         vips: tally(reports.map((r) => r.vip)),
         backends: tally(reports.map((r) => r.backend)),
+        notRun: reports.filter((r) => !r.ran).length,
       };
       if (flags.json) {
         io.out(JSON.stringify({ packets: reports, totals }));
       } else {
         for (const r of reports) {
           const where = r.vip === null ? '-' : `${r.vip}${r.backend === null ? '' : ` -> ${r.backend}`}`;
-          io.out(`#${r.n} ${r.verdict.padEnd(4)} ${where.padEnd(28)} ${r.reason ?? '-'}${r.events.length > 0 ? ` (${r.events.join(', ')})` : ''}`);
+          const note = r.ran ? (r.events.length > 0 ? ` (${r.events.join(', ')})` : '') : ` (not run: ${capture.packets[r.n - 1]!.data.length}-byte frame, shorter than an Ethernet header)`;
+          io.out(`#${r.n} ${r.verdict.padEnd(4)} ${where.padEnd(28)} ${r.reason ?? '-'}${note}`);
         }
         const fmt = (o: Record<string, number>): string => Object.entries(o).map(([k, v]) => `${k}=${v}`).join(' ') || '-';
         io.out(`total ${totals.packets} packets: ${fmt(totals.verdicts)}`);
         io.out(`reasons: ${fmt(totals.reasons)}`);
         if (Object.keys(totals.events).length > 0) io.out(`events: ${fmt(totals.events)}`);
+        if (totals.notRun > 0) {
+          io.out(`not run: ${totals.notRun} frame${totals.notRun === 1 ? '' : 's'} shorter than ${TEST_RUN_MIN_FRAME} bytes (BPF_PROG_TEST_RUN refuses them), counted PASS_MALFORMED`);
+        }
         io.out(`per VIP: ${fmt(totals.vips)}`);
         io.out(`per backend: ${fmt(totals.backends)}`);
       }

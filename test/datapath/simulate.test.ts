@@ -101,6 +101,47 @@ describe('xdplb simulate', () => {
     expect(r.stderr).toMatch(message);
   });
 
+  // Regression (issue 11, item 11): one frame shorter than an Ethernet header
+  // (BPF_PROG_TEST_RUN refuses it with EINVAL) made the whole run exit 2.
+  it('counts a frame shorter than 14 bytes as malformed and runs the others', () => {
+    const short = Uint8Array.of(0x02, 0, 0, 0, 0, 1, 0x02, 0xcc, 0, 0); // 10 bytes: cut inside the source MAC
+    const mixed = [frames[0]!, short, frames[2]!, new Uint8Array(0), frames[1]!];
+    const pcap = join(dir, 'short.pcap');
+    writeFileSync(pcap, writePcap({ nanosecond: false, linkType: LINKTYPE_ETHERNET, snapLen: 65535, packets: mixed.map((data, i) => ({ tsSec: 200 + i, tsFrac: 0, data, origLen: data.length })) }));
+    const out = join(dir, 'short-out.pcap');
+
+    const r = simulate('--config', config, '--pcap', pcap, '--out', out, '--json');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout) as {
+      packets: { n: number; verdict: string; vip: string | null; reason: string; ran: boolean }[];
+      totals: { packets: number; verdicts: Record<string, number>; reasons: Record<string, number>; notRun: number };
+    };
+    expect(report.packets.map((p) => [p.n, p.verdict, p.vip, p.reason, p.ran])).toEqual([
+      [1, 'TX', 'web', 'FWD_L2DSR', true],
+      [2, 'PASS', null, 'PASS_MALFORMED', false],
+      [3, 'PASS', null, 'PASS_NOT_VIP', true],
+      [4, 'PASS', null, 'PASS_MALFORMED', false],
+      [5, 'TX', 'web', 'FWD_L2DSR', true],
+    ]);
+    expect(report.totals.packets).toBe(5);
+    expect(report.totals.verdicts).toEqual({ TX: 2, PASS: 3 });
+    expect(report.totals.reasons).toEqual({ FWD_L2DSR: 2, PASS_MALFORMED: 2, PASS_NOT_VIP: 1 });
+    expect(report.totals.notRun).toBe(2);
+    // passed frames go to --out as they came, the short ones too
+    const written = parsePcap(readFileSync(out));
+    expect(written.packets.map((p) => p.tsSec)).toEqual([200, 201, 202, 203, 204]);
+    expect(Buffer.from(written.packets[1]!.data).equals(Buffer.from(short))).toBe(true);
+
+    const text = simulate('--config', config, '--pcap', pcap);
+    expect(text.status).toBe(0);
+    const lines = text.stdout.trim().split('\n');
+    expect(lines[1]).toMatch(/^#2 PASS\s+-\s+PASS_MALFORMED \(not run: 10-byte frame, shorter than an Ethernet header\)$/);
+    expect(lines).toContain('total 5 packets: TX=2 PASS=3');
+    expect(lines).toContain('reasons: FWD_L2DSR=2 PASS_MALFORMED=2 PASS_NOT_VIP=1');
+    expect(lines).toContain('not run: 2 frames shorter than 14 bytes (BPF_PROG_TEST_RUN refuses them), counted PASS_MALFORMED');
+  });
+
   it('says it needs root when run without privileges', () => {
     // setpriv drops to nobody with no capabilities: a real missing privilege.
     for (const p of [dir, config, pcapIn]) chmodSync(p, p === dir ? 0o755 : 0o644);
