@@ -2,8 +2,13 @@
 // operator's replicas exactly one reconciles. The holder renews every
 // renewMs; another replica takes over when it has seen no change of the lease
 // for leaseSeconds (judged by its own clock from when it last saw the record
-// change, so clocks need not agree). Losing the lease stops the leader's work
-// at once (the caller exits, as client-go's leader election does).
+// change, so clocks need not agree). A holder that cannot renew for
+// leaseSeconds (counted from when it sent its last successful renewal, so it
+// steps down no later than a standby may take over; a request that hangs
+// counts as failed when the lease would run out), or that finds the lease
+// held by another, steps down at once (onStoppedLeading) and keeps
+// campaigning: the elector ticks until stop(), and onStartedLeading runs each
+// time it wins the lease again. Transitions are logged once each.
 import { CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { statusCode, type Kube } from './k8s.js';
@@ -60,12 +65,16 @@ export class LeaderElector {
   }
 
   async #tick(): Promise<void> {
+    const leaseMs = (this.#o.leaseSeconds ?? 15) * 1000;
+    // A leader's attempt may last only until its lease runs out: a request
+    // that hangs (a partition) must not keep it leading past that.
+    const deadlineMs = this.#leading ? Math.max(0, this.#observedAt + leaseMs - performance.now()) : leaseMs;
     let leading = false;
     try {
-      leading = await this.#tryAcquireOrRenew();
+      leading = await withDeadline(this.#tryAcquireOrRenew(), deadlineMs);
     } catch (e) {
-      this.#o.log.warn({ err: e }, 'Lease update failed');
-      leading = this.#leading && performance.now() - this.#observedAt < (this.#o.leaseSeconds ?? 15) * 1000;
+      this.#o.log.warn({ err: e, lease: this.#o.name }, 'Lease update failed');
+      leading = this.#leading && performance.now() - this.#observedAt < leaseMs;
     }
     if (this.#stopped) return;
     if (leading && !this.#leading) {
@@ -74,7 +83,7 @@ export class LeaderElector {
       this.#o.onStartedLeading();
     } else if (!leading && this.#leading) {
       this.#leading = false;
-      this.#o.log.warn({ lease: this.#o.name }, 'Lost the leadership');
+      this.#o.log.warn({ lease: this.#o.name, identity: this.#o.identity }, 'Lost the leadership; campaigning again');
       this.#o.onStoppedLeading();
     }
     this.#timer = setTimeout(() => void this.#tick(), this.#o.renewMs ?? 2000);
@@ -83,6 +92,9 @@ export class LeaderElector {
   async #tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.#o;
     const duration = this.#o.leaseSeconds ?? 15;
+    // Our own renewal counts from before it was sent: a standby that sees it
+    // saw it after this instant, so we step down before it may take over.
+    const sent = performance.now();
     const now = microTime(new Date());
     let lease: V1Lease;
     try {
@@ -93,7 +105,7 @@ export class LeaderElector {
         namespace,
         body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: duration, acquireTime: now as never, renewTime: now as never, leaseTransitions: 0 } },
       });
-      this.#observedAt = performance.now();
+      this.#observedAt = sent;
       return true;
     }
     const spec = lease.spec ?? {};
@@ -119,10 +131,19 @@ export class LeaderElector {
       if (statusCode(e) === 409) return false; // someone else wrote it first
       throw e;
     }
-    this.#observedAt = performance.now();
+    this.#observedAt = sent;
     this.#observedRecord = JSON.stringify([identity, lease.spec.renewTime, lease.spec.leaseTransitions]);
     return true;
   }
+}
+
+/** Rejects when the promise has not settled within ms (the promise itself is left to settle). */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from the API server within ${Math.round(ms)} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** A Lease's times are MicroTime: RFC 3339 with exactly six fractional digits. */

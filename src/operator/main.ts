@@ -1,6 +1,9 @@
 // main.ts: `xdplb operator`: the Deployment's process. Flags parsed once (zod);
-// runs until SIGTERM, releasing the lease on the way out so a standby takes
-// over at once; exits when it loses the lease.
+// runs until SIGTERM or SIGINT, releasing the lease on the way out so a
+// standby takes over at once. Losing the lease (an API outage, another
+// holder) does not end it: it stops reconciling, keeps its caches and
+// campaigns again in-process, with /healthz answering throughout (it is
+// alive) and /readyz while every watch runs.
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { z } from 'zod';
@@ -69,7 +72,6 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
   }
   const log = pino({ level: flags['log-level'], base: { component: 'operator', identity: flags.identity } });
   const kube = new Kube(loadKubeConfig(flags.kubeconfig));
-  let lost = false;
   const operator = new Operator({
     kube,
     namespace: flags.namespace,
@@ -80,15 +82,9 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
     resyncSeconds: flags.resync,
     workers: flags.workers,
     log,
-    onLostLeadership: () => {
-      lost = true;
-      process.kill(process.pid, 'SIGTERM');
-    },
   });
-  let synced = false;
-  const health = flags['health-address'] === 'off' ? null : await serveHealth(flags['health-address'], () => synced);
+  const health = flags['health-address'] === 'off' ? null : await serveHealth(flags['health-address'], () => operator.synced);
   await operator.start();
-  synced = true;
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
@@ -96,5 +92,5 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
   log.info('Stopping');
   health?.close();
   await operator.stop();
-  return lost ? 1 : 0;
+  return 0;
 }

@@ -3,7 +3,11 @@
 // only add keys. A key waiting is never queued twice; a key being reconciled
 // is never reconciled concurrently (added again meanwhile, it runs once more
 // after); a failed reconcile is retried with per-key exponential backoff; a
-// success resets it. Timers come from an injected clock, so tests control time.
+// success resets it. stop() drops everything waiting and refuses keys until
+// start() (a leader that lost its lease stops, and starts again when it wins
+// it back: one queue for the process, so a reconcile still running from the
+// last term never overlaps the next term's run of the same key). Timers come
+// from an injected clock, so tests control time.
 
 export interface Clock {
   now(): number;
@@ -97,12 +101,29 @@ export class WorkQueue {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
+  /**
+   * Drops waiting keys, pending retries and backoff state, and ignores adds
+   * until start(). Reconciles already running finish (their keys stay
+   * exclusive: added after a restart, they run once more when done).
+   */
   stop(): void {
     this.#stopped = true;
     for (const h of this.#delayed.values()) this.#clock.clearTimeout(h);
     this.#delayed.clear();
     this.#waiting.length = 0;
     this.#queued.clear();
+    this.#again.clear();
+    this.#failures.clear();
+    this.#pump();
+  }
+
+  /** Accepts keys again after stop() (a new queue starts accepting at once). */
+  start(): void {
+    this.#stopped = false;
+  }
+
+  get stopped(): boolean {
+    return this.#stopped;
   }
 
   #pump(): void {

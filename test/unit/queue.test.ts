@@ -1,5 +1,6 @@
 // queue.test.ts: the operator's keyed work queue: de-duplication, one
-// reconcile per key at a time, backoff on errors, reset on success.
+// reconcile per key at a time, backoff on errors, reset on success, and a
+// stop (lost leadership) followed by a start (leadership won again).
 import { describe, expect, it } from 'vitest';
 import { WorkQueue, type Clock } from '../../src/operator/queue.js';
 
@@ -137,5 +138,47 @@ describe('work queue', () => {
     expect(clock.timers).toHaveLength(0);
     q.add('j');
     expect(q.length).toBe(0);
+  });
+
+  it('starts again after stop (leadership regained): new keys run, a key still running from before never overlaps', async () => {
+    const clock = new ManualClock();
+    const running = new Set<string>();
+    let overlapped = false;
+    const runs: string[] = [];
+    const gate = deferred();
+    const q = new WorkQueue(
+      async (k) => {
+        overlapped ||= running.has(k);
+        running.add(k);
+        runs.push(k);
+        try {
+          if (k === 'slow' && runs.length === 1) await gate.promise;
+          if (k === 'failing') throw new Error('boom');
+        } finally {
+          running.delete(k);
+        }
+      },
+      { clock, workers: 4, baseBackoffMs: 100 },
+    );
+    q.add('slow');
+    q.add('failing');
+    await new Promise((r) => setTimeout(r, 0));
+    expect(clock.timers).toHaveLength(1); // the retry of 'failing'
+    q.stop();
+    expect(q.stopped).toBe(true);
+    expect(clock.timers).toHaveLength(0);
+    q.add('dropped');
+    q.start();
+    expect(q.stopped).toBe(false);
+    q.add('slow'); // still running from the last term: runs once more after it
+    q.add('fresh');
+    gate.resolve();
+    await q.idle();
+    expect(runs).toEqual(['slow', 'failing', 'fresh', 'slow']);
+    expect(overlapped).toBe(false);
+    // Backoff state was reset by the stop: the first failure of the new term waits the base delay.
+    q.add('failing');
+    await q.idle();
+    expect(clock.timers.map((t) => t.at - clock.now())).toEqual([100]);
   });
 });
