@@ -24,6 +24,12 @@ export const ErrorCodes = {
   ABI_MISMATCH: 'XDPLB_ABI_MISMATCH',
   /** A packet capture file is malformed. */
   BAD_PCAP: 'XDPLB_BAD_PCAP',
+  /** The running kernel is older than the datapath needs (src/core/kernel.ts), or its version is unreadable. */
+  KERNEL_TOO_OLD: 'XDPLB_KERNEL_TOO_OLD',
+  /** An object exists with other content than the one being written (a stale cache); retry from fresh state. */
+  CONFLICT: 'XDPLB_CONFLICT',
+  /** What is wanted does not fit the datapath's capacities (VIP keys, tables, backends). */
+  CAPACITY: 'XDPLB_CAPACITY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -31,7 +31,8 @@ import { murmur3 } from './murmur3.js';
 import { isTableSize, TABLE_SIZES, type TableSize } from './table-sizes.js';
 
 export interface Table {
-  readonly size: TableSize;
+  /** 0 only for the empty table (no backend takes new flows: every packet dropped). */
+  readonly size: TableSize | 0;
   /** The backend set, sorted by key. Weight-0 backends are listed with no slots. */
   readonly backends: readonly BackendWeight[];
   /** slots[s] = index into `backends` of the backend that owns slot s. */

@@ -36,6 +36,7 @@ function encodingFor(backendCount: number): SlotEncoding {
 const WIDTH: Record<SlotEncoding, number> = { u8: 1, u16: 2 };
 
 export function encodeTable(table: Table): TableDocument {
+  if (table.size === 0) throw bad('the empty table (no backend) has no table document');
   const encoding = encodingFor(table.backends.length);
   const width = WIDTH[encoding];
   const raw = Buffer.alloc(table.size * width);

@@ -1,8 +1,13 @@
 // table-shards.ts: a table as the operator publishes it: VipTable objects,
 // each carrying a range of at most SHARD_SLOTS slots (so the largest table
 // stays well inside the API's object size limit), the whole table's backend
-// list, size, generation and digest. An agent programs a generation only when
-// every shard of it is present and the assembled table has the digest.
+// list, size, generation and digest. A generation is immutable: its shards
+// are named after it, a new generation is written beside the old one, and the
+// old one is removed only once the new one is whole. An agent programs a
+// generation only when every shard of it is present and the assembled table
+// has the digest. The empty table (no backend takes new flows) is one shard of
+// size 0 with no backends: nodes drop the VIP's packets.
+import { createHash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { canonicalBackends, type BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
@@ -23,11 +28,26 @@ export interface TableShardSpec {
   readonly slots: { readonly encoding: 'u8' | 'u16'; readonly deflated: string };
 }
 
+/** Longest VipTable name the API accepts (a DNS subdomain). */
+const MAX_NAME = 253;
+
+/**
+ * The VipTable object name of one shard of one generation: `<vip>-g<generation>-<index>`.
+ * A VIP name too long for the suffix is cut and given a hash of the whole name, so
+ * names stay unique and within the limit.
+ */
+export function shardObjectName(vip: string, generation: number, index: number): string {
+  const suffix = `-g${generation}-${index}`;
+  if (vip.length + suffix.length <= MAX_NAME) return `${vip}${suffix}`;
+  const hash = createHash('sha256').update(vip).digest('hex').slice(0, 10);
+  return `${vip.slice(0, MAX_NAME - suffix.length - hash.length - 1).replace(/[-.]+$/, '')}-${hash}${suffix}`;
+}
+
 export function encodeShards(vip: string, generation: number, table: Table): TableShardSpec[] {
   const digest = tableDigest(table);
   const encoding = table.backends.length <= 256 ? 'u8' : 'u16';
   const width = encoding === 'u8' ? 1 : 2;
-  const count = Math.ceil(table.size / SHARD_SLOTS);
+  const count = Math.max(1, Math.ceil(table.size / SHARD_SLOTS));
   const backends = table.backends.map((b) => ({ key: b.key, weight: b.weight }));
   return Array.from({ length: count }, (_, index) => {
     const start = index * SHARD_SLOTS;
@@ -60,8 +80,8 @@ export function assembleShards(shards: readonly TableShardSpec[]): { table: Tabl
     const count = first.shard.count;
     const complete = new Map(list.filter((s) => s.digest === first.digest && s.shard.count === count).map((s) => [s.shard.index, s]));
     if (complete.size !== count) continue;
-    if (!isTableSize(first.size)) throw bad(`VipTable ${first.vip} generation ${generation}: size ${first.size} is not allowed`);
-    const backends = canonicalBackends(first.backends);
+    if (!isTableSize(first.size) && !(first.size === 0 && first.backends.length === 0)) throw bad(`VipTable ${first.vip} generation ${generation}: size ${first.size} is not allowed`);
+    const backends = first.size === 0 ? [] : canonicalBackends(first.backends);
     const slots = new Uint32Array(first.size);
     let covered = 0;
     for (let index = 0; index < count; index++) {

@@ -6,12 +6,17 @@
 //     minus backends a majority of its nodes report unhealthy (unless that is
 //     every one: then all stay, reported as Degraded)
 //   - its table: the minimal-disruption successor of the one published last,
-//     and the generation to publish it under
+//     and the generation to publish it under; an empty table when no backend
+//     takes new flows (nodes then drop the VIP's packets, counted)
 //   - its status: observedGeneration, conditions, counts, summaries
 import type { BackendWeight } from './backends.js';
+import { findConflict as findClaimConflict, portClaimsOf, type Conflict, type VipClaim } from './claims.js';
 import { setCondition, type Condition, type ConditionInput } from './conditions.js';
 import { tableDigest } from './digest.js';
 import { buildTable, successorTable, type Table } from './maglev.js';
+
+/** The table of a VIP with no backend that takes new flows: size 0, every packet dropped (no-backend). */
+export const EMPTY_TABLE: Table = { size: 0, backends: [], slots: new Uint32Array(0) };
 
 export type Protocol = 'TCP' | 'UDP';
 
@@ -66,6 +71,8 @@ export interface NodeView {
   readonly programmed: { readonly generation: number; readonly digest: string } | null;
   /** Backend addresses this node finds unhealthy or cannot resolve. */
   readonly unhealthy: readonly string[];
+  /** Why this node left the VIP out of its datapath (it does not fit), or null. */
+  readonly refused?: string | null;
 }
 
 export interface PublishedTable {
@@ -82,6 +89,8 @@ export interface VipWorld {
   /** The load-balancer nodes that should serve the VIP (running an agent, matching nodeSelector). */
   readonly nodes: readonly NodeView[];
   readonly published: PublishedTable | null;
+  /** The highest generation any shard present carries, whole or not (a new one goes above it). */
+  readonly highestGeneration?: number;
   readonly now: Date;
 }
 
@@ -95,7 +104,7 @@ export interface BackendDecision {
 export interface VipDecision {
   readonly conflict: { readonly with: string; readonly claim: string } | null;
   readonly backends: readonly BackendDecision[];
-  /** The table to publish (null: nothing to publish: conflict or no serving backend). */
+  /** The table to publish (null: nothing to publish: conflict; EMPTY_TABLE: no serving backend, drop). */
   readonly table: Table | null;
   readonly generation: number;
   readonly digest: string | null;
@@ -130,32 +139,28 @@ export function selectorMatches(sel: LabelSelector | undefined, labels: Readonly
 const familyOf = (address: string): 4 | 6 => (address.includes(':') ? 6 : 4);
 const vipId = (v: { namespace: string; name: string }): string => `${v.namespace}/${v.name}`;
 
+/** The VIP as a claim on (address, protocol, port): the rule agents apply too. */
+export function claimOf(v: VipObject): VipClaim {
+  return { id: vipId(v), address: v.spec.address, creationTimestamp: v.creationTimestamp, ports: v.spec.ports };
+}
+
 /** "TCP/80", "UDP/*": one string per port entry. */
 export function portClaims(v: VipObject): string[] {
-  return v.spec.ports.map((p) => `${p.protocol}/${p.allPorts === true ? '*' : String(p.port)}`);
+  return portClaimsOf(v.spec.ports);
 }
 
-function overlaps(a: string, b: string): boolean {
-  const [pa, na] = a.split('/');
-  const [pb, nb] = b.split('/');
-  return pa === pb && (na === nb || na === '*' || nb === '*');
+/** The first claim of `vip` that an older VIP on the same (canonical) address holds, if any. */
+export function findConflict(vip: VipObject, all: readonly VipObject[]): Conflict | null {
+  return findClaimConflict(claimOf(vip), all.map(claimOf));
 }
 
-/** Older first: creation time, then namespace/name. The older VIP keeps a contested claim. */
-function older(a: VipObject, b: VipObject): boolean {
-  return a.creationTimestamp < b.creationTimestamp || (a.creationTimestamp === b.creationTimestamp && vipId(a) < vipId(b));
-}
+/** Votes needed to call a backend unhealthy: a majority of the VIP's nodes. */
+const quorumOf = (nodes: number): number => Math.floor(nodes / 2) + 1;
 
-/** The first claim of `vip` that an older VIP on the same address holds, if any. */
-export function findConflict(vip: VipObject, all: readonly VipObject[]): { with: string; claim: string } | null {
-  for (const other of all) {
-    if (vipId(other) === vipId(vip) || other.spec.address !== vip.spec.address || !older(other, vip)) continue;
-    for (const mine of portClaims(vip)) {
-      const theirs = portClaims(other).find((c) => overlaps(mine, c));
-      if (theirs !== undefined) return { with: vipId(other), claim: `${vip.spec.address} ${mine}` };
-    }
-  }
-  return null;
+function unhealthyVotes(nodes: readonly NodeView[]): Map<string, number> {
+  const votes = new Map<string, number>();
+  for (const n of nodes) for (const a of new Set(n.unhealthy)) votes.set(a, (votes.get(a) ?? 0) + 1);
+  return votes;
 }
 
 export function decideBackends(w: VipWorld): BackendDecision[] {
@@ -184,9 +189,8 @@ export function decideBackends(w: VipWorld): BackendDecision[] {
   let out = [...byAddress.values()].map((b) => (vip.spec.mode === 'ipip' && familyOf(b.address) !== family ? { ...b, state: 'WrongFamily' as const } : b));
 
   // Unhealthy by quorum: more than half of the VIP's nodes report it.
-  const quorum = Math.floor(w.nodes.length / 2) + 1;
-  const votes = new Map<string, number>();
-  for (const n of w.nodes) for (const a of new Set(n.unhealthy)) votes.set(a, (votes.get(a) ?? 0) + 1);
+  const quorum = quorumOf(w.nodes.length);
+  const votes = unhealthyVotes(w.nodes);
   const marked = out.map((b) => (b.state === 'Serving' && w.nodes.length > 0 && (votes.get(b.address) ?? 0) >= quorum ? { ...b, state: 'Unhealthy' as const } : b));
   // Every serving backend unhealthy: fail open rather than take the service down.
   if (marked.some((b) => b.state === 'Unhealthy') && !marked.some((b) => b.state === 'Serving')) return out.sort((a, b) => (a.address < b.address ? -1 : 1));
@@ -205,20 +209,32 @@ export function decideVip(w: VipWorld): VipDecision {
     .map((b) => ({ key: b.address, weight: b.state === 'Unhealthy' ? 0 : b.weight }));
   const size = vip.spec.hashing.tableSize;
 
+  // A table needs a backend that takes new flows. With none (every backend
+  // removed, deleted, draining or of the wrong family), an empty table is
+  // published: nodes keep the VIP and drop its packets, counted as
+  // no-backend, instead of sending them to backends that are gone.
   let table: Table | null = null;
   let generation = w.published?.generation ?? 0;
-  if (conflict === null && serving.some((b) => b.weight > 0)) {
-    table = w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving });
-    const digest = tableDigest(table);
-    if (w.published === null || tableDigest(w.published.table) !== digest) generation += 1;
+  if (conflict === null) {
+    if (serving.some((b) => b.weight > 0)) {
+      table = w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving });
+    } else {
+      table = EMPTY_TABLE;
+    }
+    if (w.published === null || tableDigest(w.published.table) !== tableDigest(table)) generation = Math.max(generation, w.highestGeneration ?? 0) + 1;
   }
   const digest = table === null ? null : tableDigest(table);
+  const empty = table !== null && table.size === 0;
 
   const expected = w.nodes.length;
   const programmed = digest === null ? 0 : w.nodes.filter((n) => n.programmed?.digest === digest).length;
   const ready = backends.filter((b) => b.state === 'Serving').length;
   const degradedBy = backends.filter((b) => b.state === 'Unhealthy' || b.state === 'WrongFamily');
-  const allUnhealthyKeptServing = w.nodes.length > 0 && serving.length > 0 && serving.every((s) => w.nodes.filter((n) => n.unhealthy.includes(s.key)).length > w.nodes.length / 2);
+  // Failed open: every backend that takes new flows is unhealthy on a majority of nodes, and all were kept.
+  const quorum = quorumOf(w.nodes.length);
+  const votes = unhealthyVotes(w.nodes);
+  const active = backends.filter((b) => b.state === 'Serving');
+  const allUnhealthyKeptServing = w.nodes.length > 0 && active.length > 0 && active.every((b) => (votes.get(b.address) ?? 0) >= quorum);
 
   const g = vip.generation;
   const conds: ConditionInput[] = [];
@@ -228,24 +244,27 @@ export function decideVip(w: VipWorld): VipDecision {
       : { type: 'Conflict', status: 'True', reason: 'AddressInUse', message: `${conflict.claim} is already served by ${conflict.with}, which is older; this VIP is not programmed`, observedGeneration: g },
   );
   let programmedCond: ConditionInput;
-  if (table === null) programmedCond = { type: 'Programmed', status: 'False', reason: conflict !== null ? 'Conflict' : 'NoBackends', message: conflict !== null ? 'not programmed while in conflict' : 'no backend can take new flows', observedGeneration: g };
-  else if (expected === 0) programmedCond = { type: 'Programmed', status: 'False', reason: 'NoNodes', message: 'no load-balancer node runs an agent that matches the nodeSelector', observedGeneration: g };
+  if (table === null) programmedCond = { type: 'Programmed', status: 'False', reason: 'Conflict', message: 'not programmed while in conflict', observedGeneration: g };
+  else if (w.nodes.some((n) => (n.refused ?? null) !== null)) {
+    const full = w.nodes.filter((n) => (n.refused ?? null) !== null);
+    programmedCond = { type: 'Programmed', status: 'False', reason: 'DatapathFull', message: `${full.length} of ${expected} nodes left this VIP out: ${full.map((n) => `${n.node}: ${n.refused!}`).join('; ')}`, observedGeneration: g };
+  } else if (expected === 0) programmedCond = { type: 'Programmed', status: 'False', reason: 'NoNodes', message: 'no load-balancer node runs an agent that matches the nodeSelector', observedGeneration: g };
   else if (programmed < expected) programmedCond = { type: 'Programmed', status: 'False', reason: 'NodesPending', message: `${programmed} of ${expected} nodes programmed table ${digest!.slice(0, 19)} (generation ${generation})`, observedGeneration: g };
   else programmedCond = { type: 'Programmed', status: 'True', reason: 'AllNodesProgrammed', message: `${expected} of ${expected} nodes programmed table ${digest!.slice(0, 19)} (generation ${generation})`, observedGeneration: g };
   conds.push(programmedCond);
   conds.push(
     allUnhealthyKeptServing
-      ? { type: 'Degraded', status: 'True', reason: 'AllBackendsUnhealthy', message: 'a majority of nodes report every backend unhealthy; serving all of them rather than none', observedGeneration: g }
+      ? { type: 'Degraded', status: 'True', reason: 'AllBackendsUnhealthy', message: 'a majority of nodes report every backend that takes new flows unhealthy; serving all of them rather than none', observedGeneration: g }
       : degradedBy.length > 0
         ? { type: 'Degraded', status: 'True', reason: degradedBy.some((b) => b.state === 'Unhealthy') ? 'BackendsUnhealthy' : 'BackendsWrongFamily', message: `left out: ${degradedBy.map((b) => `${b.address} (${b.state === 'Unhealthy' ? 'unhealthy on a majority of nodes' : 'not the VIP address family, needed by ipip'})`).join(', ')}`, observedGeneration: g }
         : { type: 'Degraded', status: 'False', reason: 'AllBackendsHealthy', message: 'no backend is left out', observedGeneration: g },
   );
-  const isReady = conflict === null && table !== null && programmedCond.status === 'True';
-  conds.push(
-    isReady
-      ? { type: 'Ready', status: 'True', reason: 'Serving', message: `${ready} backends serve on ${expected} nodes`, observedGeneration: g }
-      : { type: 'Ready', status: 'False', reason: conflict !== null ? 'Conflict' : table === null ? 'NoBackends' : programmedCond.reason, message: programmedCond.message, observedGeneration: g },
-  );
+  const isReady = conflict === null && table !== null && !empty && programmedCond.status === 'True';
+  let notReady: ConditionInput;
+  if (conflict !== null) notReady = { type: 'Ready', status: 'False', reason: 'Conflict', message: programmedCond.message, observedGeneration: g };
+  else if (empty) notReady = { type: 'Ready', status: 'False', reason: 'NoBackends', message: `no backend can take new flows: an empty table is published and nodes drop the VIP's packets (counted as no-backend); ${programmed} of ${expected} nodes programmed it`, observedGeneration: g };
+  else notReady = { type: 'Ready', status: 'False', reason: programmedCond.reason, message: programmedCond.message, observedGeneration: g };
+  conds.push(isReady ? { type: 'Ready', status: 'True', reason: 'Serving', message: `${ready} backends serve on ${expected} nodes`, observedGeneration: g } : notReady);
   let conditions: Condition[] = [...vip.conditions];
   for (const c of conds) conditions = setCondition(conditions, c, w.now);
 

@@ -14,6 +14,7 @@ import {
   type KubernetesObject,
   type ObjectCache,
 } from '@kubernetes/client-node';
+import { ErrorCodes, XdplbError } from '../core/errors.js';
 
 export const GROUP = 'xdplb.io';
 export const VERSION = 'v1alpha1';
@@ -128,6 +129,25 @@ export class Kube {
         name,
         body: { ...body, metadata: { ...body.metadata, resourceVersion: current.metadata!.resourceVersion } },
       });
+    }
+  }
+
+  /**
+   * Creates an object that is never changed once written (a published table
+   * shard). If it exists already with the same spec (a retried create), that
+   * is success; with another spec it is a CONFLICT error: the caller's cache
+   * was behind, and the retry plans again from a fresher one.
+   */
+  async createImmutable(plural: string, namespace: string, body: Obj): Promise<void> {
+    try {
+      await this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, body });
+    } catch (e) {
+      if (statusCode(e) !== 409) throw e;
+      const name = body.metadata!.name!;
+      const current = (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name })) as Obj;
+      if (JSON.stringify(current.spec) !== JSON.stringify(body.spec)) {
+        throw new XdplbError(ErrorCodes.CONFLICT, `${plural} ${namespace}/${name} exists with another spec; a published generation is never changed`, { cause: e, retryable: true });
+      }
     }
   }
 

@@ -4,9 +4,18 @@
 // queued again, so a missed event is repaired (level-triggered). Only the
 // EndpointSlices of Services some VIP references are watched: the slice
 // informer is restarted with a new label selector when that set changes.
+// Losing the Lease stops reconciling at once (the queue drops its work, the
+// resync stops) while the informers keep running and the elector keeps
+// campaigning; winning it again queues every VIP. A watch that fails (an API
+// outage) is restarted with backoff until it succeeds, then every VIP is
+// queued again. The process stays up throughout: only stop() ends it.
+// NodeReports count only while fresh (node-liveness.ts): a report's content
+// changing, or its node going stale or fresh again, queues every VIP; a
+// heartbeat alone does not. The leader removes the reports of deleted Nodes.
 import type { Logger } from 'pino';
-import { Kube, PLURALS, type Cached, type Obj } from './k8s.js';
+import { Kube, PLURALS, statusCode, type Cached, type Obj } from './k8s.js';
 import { LeaderElector } from './leader.js';
+import { NodeLiveness } from './node-liveness.js';
 import { WorkQueue } from './queue.js';
 import { affectedVips, Reconciler, type Caches } from './reconciler.js';
 
@@ -20,9 +29,14 @@ export interface OperatorOptions {
   readonly resyncSeconds: number;
   readonly workers: number;
   readonly log: Logger;
-  /** Called when leadership is lost (the CLI exits; tests observe). */
-  readonly onLostLeadership?: () => void;
 }
+
+/**
+ * First and largest wait before restarting a failed watch (doubling between),
+ * and the wait after a 429: the API server is up but asks to come back (its
+ * watch cache is still filling after a restart; Retry-After is 1 s).
+ */
+const WATCH_RETRY_MS = { base: 500, max: 5000, tooManyRequests: 1000 } as const;
 
 /** A cache that holds nothing (no VIP references a Service). */
 const emptySlices = {
@@ -42,6 +56,15 @@ export class Operator {
   readonly #elector: LeaderElector | null;
   #resync: NodeJS.Timeout | null = null;
   #leading = false;
+  #started = false;
+  #stopped = false;
+  /** Informers the operator runs (a replaced slice informer leaves this set). */
+  readonly #watched = new Set<Cached<Obj>>();
+  /** Failed informers waiting for their restart, and their failures in a row. */
+  readonly #retrying = new Map<Cached<Obj>, NodeJS.Timeout>();
+  readonly #failures = new Map<Cached<Obj>, number>();
+  readonly #liveness: NodeLiveness;
+  #sweep: NodeJS.Timeout | null = null;
 
   constructor(o: OperatorOptions) {
     this.#o = o;
@@ -54,7 +77,21 @@ export class Operator {
       reports: k.customInformer(PLURALS.reports, o.namespace),
       nodes: k.nodeInformer(),
     };
-    const reconciler = new Reconciler({ kube: k, caches: this.caches, reportNamespace: o.namespace, log: o.log.child({ component: 'reconciler' }), now: () => new Date() });
+    this.#liveness = new NodeLiveness({
+      now: () => performance.now(),
+      changed: () => {
+        if (this.#leading) this.#enqueueAll();
+      },
+      log: o.log.child({ component: 'liveness' }),
+    });
+    const reconciler = new Reconciler({
+      kube: k,
+      caches: this.caches,
+      reportNamespace: o.namespace,
+      log: o.log.child({ component: 'reconciler' }),
+      now: () => new Date(),
+      reportFresh: (name) => this.#liveness.fresh(name),
+    });
     this.queue = new WorkQueue((key) => reconciler.reconcile(key), {
       workers: o.workers,
       onError: (key, err, retryInMs) => o.log.warn({ key, err, retryInMs }, 'Reconcile failed; retrying'),
@@ -69,17 +106,19 @@ export class Operator {
           renewMs: o.renewMs,
           log: o.log.child({ component: 'leader' }),
           onStartedLeading: () => this.#lead(),
-          onStoppedLeading: () => {
-            this.#leading = false;
-            this.queue.stop();
-            o.onLostLeadership?.();
-          },
+          onStoppedLeading: () => this.#stepDown(),
         })
       : null;
   }
 
+  /** True while this replica holds the Lease and reconciles. */
   get leading(): boolean {
     return this.#leading;
+  }
+
+  /** True once started while every watch runs (none failed and waiting for its restart). */
+  get synced(): boolean {
+    return this.#started && this.#retrying.size === 0 && !this.#stopped;
   }
 
   async start(): Promise<void> {
@@ -88,13 +127,18 @@ export class Operator {
         if (!this.#leading) return;
         for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
       };
-      informer.on('add', enqueue);
-      informer.on('update', enqueue);
-      informer.on('delete', enqueue);
-      informer.on('error', (err: unknown) => {
-        this.#o.log.warn({ err, kind }, 'Watch failed; restarting it');
-        setTimeout(() => void informer.start().catch(() => undefined), 1000);
-      });
+      if (kind === 'report') {
+        // Reports queue VIPs through their liveness: content changes and staleness, not heartbeats.
+        informer.on('add', (o) => this.#liveness.observe(o));
+        informer.on('update', (o) => this.#liveness.observe(o));
+        informer.on('delete', (o) => this.#liveness.forget(o.metadata!.name!));
+      } else {
+        informer.on('add', enqueue);
+        informer.on('update', enqueue);
+        informer.on('delete', enqueue);
+      }
+      informer.on('error', (err: unknown) => this.#restartLater(informer, kind, err));
+      this.#watched.add(informer);
     };
     const watch = this.#watch;
     watch(this.caches.vips, 'vip');
@@ -108,6 +152,12 @@ export class Operator {
     this.caches.vips.on('add', follow);
     this.caches.vips.on('update', follow);
     this.caches.vips.on('delete', follow);
+    // A deleted Node's report goes at once (the leader deletes it).
+    this.caches.nodes.on('delete', (n: Obj) => {
+      if (this.#leading) void this.#removeReport(n.metadata!.name!);
+    });
+    this.#scheduleSweep();
+    this.#started = true;
     this.#o.log.info('Caches synced');
     if (this.#elector === null) this.#lead();
     else this.#elector.start();
@@ -117,6 +167,7 @@ export class Operator {
 
   /** Restarts the EndpointSlice informer when the set of Services VIPs reference changes. */
   async #followServices(): Promise<void> {
+    if (this.#stopped) return;
     const names = [
       ...new Set(this.caches.vips.list().map((v) => ((v.spec?.backends as { service?: { name?: string } } | undefined)?.service?.name ?? '')).filter((n) => /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n))),
     ].sort();
@@ -130,15 +181,94 @@ export class Operator {
       await next.start();
     }
     this.caches.endpointSlices = next;
-    await old.stop();
+    await this.#unwatch(old);
     // The set changed: VIPs using Services may have gained or lost endpoints.
     if (this.#leading) this.#enqueueAll();
   }
 
+  /**
+   * client-node reports a failed list or watch through 'error' and then stops
+   * the informer; it is started again after a backoff, until it succeeds. It
+   * resumes from its last resourceVersion: the API server replays every
+   * change since, or answers 410 Gone and client-node lists again.
+   */
+  #restartLater(informer: Cached<Obj>, kind: string, err: unknown): void {
+    if (this.#stopped || !this.#watched.has(informer) || this.#retrying.has(informer)) return;
+    const failures = (this.#failures.get(informer) ?? 0) + 1;
+    this.#failures.set(informer, failures);
+    const retryInMs = statusCode(err) === 429 ? WATCH_RETRY_MS.tooManyRequests : Math.min(WATCH_RETRY_MS.max, WATCH_RETRY_MS.base * 2 ** (failures - 1));
+    this.#o.log.warn({ err, kind, retryInMs }, 'Watch failed; restarting it');
+    this.#retrying.set(
+      informer,
+      setTimeout(() => void this.#restart(informer, kind), retryInMs),
+    );
+  }
+
+  async #restart(informer: Cached<Obj>, kind: string): Promise<void> {
+    this.#retrying.delete(informer);
+    if (this.#stopped || !this.#watched.has(informer)) return;
+    try {
+      await informer.start();
+    } catch (err) {
+      this.#restartLater(informer, kind, err);
+    }
+    // A failure during start() was reported through 'error' and scheduled the next attempt.
+    if (this.#retrying.has(informer) || !this.#watched.has(informer) || this.#stopped) return;
+    this.#failures.delete(informer);
+    this.#o.log.info({ kind }, 'Watch restarted');
+    // Events may have been missed meanwhile: converge every VIP (level-triggered).
+    if (this.#leading) this.#enqueueAll();
+  }
+
+  async #unwatch(informer: Cached<Obj>): Promise<void> {
+    this.#watched.delete(informer);
+    clearTimeout(this.#retrying.get(informer));
+    this.#retrying.delete(informer);
+    this.#failures.delete(informer);
+    await informer.stop();
+  }
+
+  /** Marks reports that went stale; the leader removes stale reports whose Node does not exist. */
+  #scheduleSweep(): void {
+    this.#sweep = setTimeout(() => {
+      if (this.#stopped) return;
+      this.#liveness.sweep();
+      if (this.#leading) {
+        const nodes = new Set(this.caches.nodes.list().map((n) => n.metadata!.name!));
+        for (const name of this.#liveness.staleReports()) {
+          const report = this.caches.reports.get(name, this.#o.namespace);
+          const node = String((report?.spec as { node?: string } | undefined)?.node ?? name);
+          if (report !== undefined && !nodes.has(node)) void this.#removeReport(name);
+        }
+      }
+      this.#scheduleSweep();
+    }, this.#liveness.sweepEveryMs());
+  }
+
+  async #removeReport(name: string): Promise<void> {
+    try {
+      await this.#o.kube.delete(PLURALS.reports, this.#o.namespace, name);
+      this.#o.log.info({ kind: 'NodeReport', namespace: this.#o.namespace, name }, 'Removed the NodeReport of a node that is gone');
+    } catch (err) {
+      this.#o.log.warn({ err, kind: 'NodeReport', name }, 'NodeReport not removed');
+    }
+  }
+
   #lead(): void {
+    if (this.#stopped) return;
     this.#leading = true;
+    this.queue.start();
     this.#enqueueAll();
+    if (this.#resync !== null) clearInterval(this.#resync);
     this.#resync = setInterval(() => this.#enqueueAll(), this.#o.resyncSeconds * 1000);
+  }
+
+  /** Lost the Lease: stop reconciling at once; the informers and the elector keep running. */
+  #stepDown(): void {
+    this.#leading = false;
+    if (this.#resync !== null) clearInterval(this.#resync);
+    this.#resync = null;
+    this.queue.stop();
   }
 
   #enqueueAll(): void {
@@ -146,9 +276,10 @@ export class Operator {
   }
 
   async stop(): Promise<void> {
-    if (this.#resync !== null) clearInterval(this.#resync);
-    this.queue.stop();
+    this.#stopped = true;
+    if (this.#sweep !== null) clearTimeout(this.#sweep);
+    this.#stepDown();
     await this.#elector?.stop();
-    await Promise.all(Object.values(this.caches).map((i: Cached<Obj>) => i.stop()));
+    await Promise.all(Object.values(this.caches).map((i: Cached<Obj>) => this.#unwatch(i)));
   }
 }

@@ -1,10 +1,12 @@
 // reconciler.ts: one pass for one LoadBalancerVip, level-triggered: read the
 // informers' caches, let core/vip-decision decide, then converge the world:
-// finalizer, VipTable shards of the decided table (stale shards removed), one
-// status write when the status differs, Events on condition transitions only.
+// finalizer, VipTable shards of the decided table (a new generation beside
+// the old, which goes once the new one is whole), one status write when the
+// status differs, Events on condition transitions only. Only fresh NodeReports
+// count (node-liveness.ts).
 import type { Logger } from 'pino';
 import { findCondition, jsonEqual, transitions, type Condition } from '../core/conditions.js';
-import { assembleShards, encodeShards, type TableShardSpec } from '../core/table-shards.js';
+import { assembleShards, encodeShards, shardObjectName, type TableShardSpec } from '../core/table-shards.js';
 import { decideVip, selectorMatches, type BackendObject, type EndpointSliceObject, type NodeView, type VipObject } from '../core/vip-decision.js';
 import { FINALIZER, GROUP, PLURALS, VERSION, VIP_LABEL, type Cached, type Kube, type Obj } from './k8s.js';
 
@@ -24,6 +26,8 @@ export interface ReconcilerDeps {
   readonly reportNamespace: string;
   readonly log: Logger;
   readonly now: () => Date;
+  /** Whether a NodeReport (by name) is fresh: stale reports' nodes neither vote nor count as expected. */
+  readonly reportFresh: (name: string) => boolean;
 }
 
 type Spec = Record<string, unknown>;
@@ -129,6 +133,7 @@ export class Reconciler {
     const nodeLabels = new Map(caches.nodes.list().map((n) => [n.metadata!.name!, n.metadata!.labels ?? {}]));
     const nodes: NodeView[] = [];
     for (const r of caches.reports.list(this.#d.reportNamespace)) {
+      if (!this.#d.reportFresh(r.metadata!.name!)) continue;
       const node = String((r.spec as Spec | undefined)?.node ?? r.metadata!.name);
       const labels = nodeLabels.get(node) ?? {};
       if (vip.spec.nodeSelector !== undefined && !Object.entries(vip.spec.nodeSelector).every(([k, v]) => labels[k] === v)) continue;
@@ -137,7 +142,12 @@ export class Reconciler {
       const unhealthy = ((st.backends ?? []) as Spec[])
         .filter((b) => ((b.vips ?? []) as string[]).includes(key) && (b.healthy === false || b.resolved === false))
         .map((b) => String(b.address));
-      nodes.push({ node, programmed: mine?.programmed === true ? { generation: Number(mine.generation), digest: String(mine.digest) } : null, unhealthy });
+      nodes.push({
+        node,
+        programmed: mine?.programmed === true ? { generation: Number(mine.generation), digest: String(mine.digest) } : null,
+        unhealthy,
+        refused: mine?.state === 'Refused' ? String(mine.message ?? 'does not fit the datapath') : null,
+      });
     }
     let published = null;
     try {
@@ -149,31 +159,36 @@ export class Reconciler {
 
     const decision = decideVip({
       vip,
-      allVips: caches.vips.list().map(toVip),
+      // A VIP being deleted no longer holds its claims (agents stop programming it at once too).
+      allVips: caches.vips.list().filter((o) => o.metadata?.deletionTimestamp === undefined).map(toVip),
       backends: caches.backends.list().map(toBackend),
       endpointSlices: caches.endpointSlices.list().map(toSlice),
       nodes,
       published,
+      highestGeneration: Math.max(0, ...shards.map((s) => Number(toShard(s).generation) || 0)),
       now: this.#d.now(),
     });
 
-    // Publish: shards of the decided table, then remove shards it no longer has.
-    if (decision.table !== null && (published === null || decision.generation !== published.generation)) {
-      const owner = { apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancerVip', name, uid: obj.metadata!.uid!, controller: true, blockOwnerDeletion: true };
-      const specs = encodeShards(name, decision.generation, decision.table);
-      const versions = new Map(shards.map((s) => [s.metadata!.name!, s.metadata!.resourceVersion]));
-      for (const spec of specs) {
-        const shardName = `${name}-${spec.shard.index}`;
-        await kube.apply(PLURALS.tables, namespace, {
-          apiVersion: `${GROUP}/${VERSION}`,
-          kind: 'VipTable',
-          metadata: { name: shardName, namespace, labels: { [VIP_LABEL]: name }, ownerReferences: [owner] },
-          spec: spec as unknown as Record<string, unknown>,
-        }, versions.get(shardName));
+    // Publish: a new generation is written beside the published one (never
+    // over it), and older or unfinished generations are removed only once the
+    // current one is whole, so an agent always finds a complete generation.
+    if (decision.table !== null) {
+      let current = published?.generation ?? null;
+      if (published === null || decision.generation !== published.generation) {
+        const owner = { apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancerVip', name, uid: obj.metadata!.uid!, controller: true, blockOwnerDeletion: true };
+        for (const spec of encodeShards(name, decision.generation, decision.table)) {
+          await kube.createImmutable(PLURALS.tables, namespace, {
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind: 'VipTable',
+            metadata: { name: shardObjectName(name, spec.generation, spec.shard.index), namespace, labels: { [VIP_LABEL]: name }, ownerReferences: [owner] },
+            spec: spec as unknown as Record<string, unknown>,
+          });
+        }
+        current = decision.generation;
+        log.info({ generation: decision.generation, digest: decision.digest, size: decision.table.size, backends: decision.backends.length }, 'Published table of VIP');
       }
-      for (const s of shards) if (Number((s.spec as Spec).shard && ((s.spec as Spec).shard as Spec).index) >= specs.length) await kube.delete(PLURALS.tables, namespace, s.metadata!.name!);
-      log.info({ generation: decision.generation, digest: decision.digest, size: decision.table.size, backends: decision.backends.length }, 'Published table of VIP');
-    } else if (decision.table === null && shards.length > 0 && decision.conflict !== null) {
+      for (const s of shards) if (toShard(s).generation !== current) await kube.delete(PLURALS.tables, namespace, s.metadata!.name!);
+    } else if (shards.length > 0 && decision.conflict !== null) {
       for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.metadata!.name!);
     }
 

@@ -233,11 +233,23 @@ describe('CRDs', () => {
     ['VipTable slots that are not base64', vipTable('bad-slots', { slots: { encoding: 'u8', deflated: 'not base64!' } }),
       /spec\.slots\.deflated: Invalid value: "not base64!": .*must be of type byte/],
     ['a VipTable size that is not an allowed prime', vipTable('bad-table-size', { size: 256 }),
-      /spec\.size: Unsupported value: 256: supported values: "251"/],
+      /spec\.size: Unsupported value: 256: supported values: "0", "251"/],
+    ['a VipTable of size 0 (the empty table) that lists backends', vipTable('bad-empty', { size: 0, shard: { index: 0, count: 1, start: 0, end: 0 } }),
+      /a table has backends unless it is the empty table \(size 0\)/],
     ['a NodeReport not named after its node', nodeReport('node-a', 'node-b'),
       /spec\.node: Invalid value: .*a NodeReport is named after its node; metadata\.name must equal spec\.node/],
   ])('refuse %s', async (_, o, message) => {
     expect(await refused(o)).toMatch(message);
+  });
+
+  it('take the empty table (size 0, no backends, one shard [0, 0)) and refuse any change to a published generation', async () => {
+    const empty = vipTable('empty-table', { size: 0, backends: [], shard: { index: 0, count: 1, start: 0, end: 0 }, slots: { encoding: 'u8', deflated: 'AwA=' } });
+    await plane().kubectl(['apply', '-f', '-'], { input: JSON.stringify(empty) });
+    expect((await get('viptables', 'empty-table')).spec).toMatchObject({ size: 0, backends: [] });
+    const r = await plane().kubectl(['-n', NS, 'patch', 'viptable', 'empty-table', '--type=merge', '-p', JSON.stringify({ spec: { generation: 2 } })], { allowFailure: true });
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/a published table generation is immutable; publish a new generation instead/);
+    expect((await get('viptables', 'empty-table')).spec).toMatchObject({ generation: 1 });
   });
 
   it('print their columns, status included', async () => {

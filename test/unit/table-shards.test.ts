@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { tableDigest } from '../../src/core/digest.js';
 import { ErrorCodes } from '../../src/core/errors.js';
 import { buildTable, successorTable } from '../../src/core/maglev.js';
-import { assembleShards, encodeShards, SHARD_SLOTS } from '../../src/core/table-shards.js';
+import { assembleShards, encodeShards, shardObjectName, SHARD_SLOTS } from '../../src/core/table-shards.js';
+import { EMPTY_TABLE } from '../../src/core/vip-decision.js';
 
 const backends = (n: number) => Array.from({ length: n }, (_, i) => ({ key: `10.1.${i >> 8}.${i & 255}`, weight: 1 + (i % 3) }));
 
@@ -33,5 +34,24 @@ describe('table shards', () => {
     const shards = encodeShards('web', 1, buildTable({ size: 251, backends: backends(3) }));
     const tampered = [{ ...shards[0]!, backends: [...shards[0]!.backends.slice(0, 2), { key: shards[0]!.backends[2]!.key, weight: 9 }] }];
     expect(() => assembleShards(tampered)).toThrowError(expect.objectContaining({ code: ErrorCodes.BAD_TABLE_FILE }));
+  });
+
+  it('the empty table (no backend) is one shard of size 0 that assembles to its own digest (issue 11 item 3)', () => {
+    const shards = encodeShards('web', 7, EMPTY_TABLE);
+    expect(shards).toHaveLength(1);
+    expect(shards[0]!.shard).toEqual({ index: 0, count: 1, start: 0, end: 0 });
+    const back = assembleShards(JSON.parse(JSON.stringify(shards)));
+    expect(back).toMatchObject({ generation: 7, digest: tableDigest(EMPTY_TABLE) });
+    expect(back!.table.size).toBe(0);
+  });
+
+  it('names each generation apart, so a new one is written beside the published one (issue 11 item 2)', () => {
+    expect(shardObjectName('web', 3, 1)).toBe('web-g3-1');
+    expect(shardObjectName('web', 4, 1)).not.toBe(shardObjectName('web', 3, 1));
+    const long = 'a'.repeat(253);
+    const n = shardObjectName(long, 123, 3);
+    expect(n.length).toBeLessThanOrEqual(253);
+    expect(n.endsWith('-g123-3')).toBe(true);
+    expect(shardObjectName(`${'a'.repeat(252)}b`, 123, 3)).not.toBe(n);
   });
 });

@@ -1,0 +1,62 @@
+// claims.ts: who may serve an (address, protocol, port). Two VIPs that claim
+// the same canonical address and an overlapping port (a port, or every port of
+// the protocol) conflict; the older claim wins: earlier creation time, then
+// namespace/name. The operator reports the loser as Conflict=True and agents
+// apply the same rule themselves, whatever the status says, so a new duplicate
+// never reaches the datapath even while the operator is down. Pure.
+import { canonicalIp } from './net.js';
+
+export interface VipClaim {
+  /** namespace/name */
+  readonly id: string;
+  readonly address: string;
+  /** RFC 3339; compared as text after normalisation to ISO form by the caller. */
+  readonly creationTimestamp: string;
+  readonly ports: readonly { readonly protocol: 'TCP' | 'UDP'; readonly port?: number; readonly allPorts?: boolean }[];
+}
+
+export interface Conflict {
+  /** The id of the older VIP that holds the claim. */
+  readonly with: string;
+  /** "address PROTOCOL/port", e.g. "2001:db8::1 TCP/80". */
+  readonly claim: string;
+}
+
+/** Canonical text of an address; text that is not an address is compared as given. */
+export function addressKey(address: string): string {
+  try {
+    return canonicalIp(address);
+  } catch {
+    return address;
+  }
+}
+
+/** "TCP/80", "UDP/*": one string per port entry. */
+export function portClaimsOf(ports: VipClaim['ports']): string[] {
+  return ports.map((p) => `${p.protocol}/${p.allPorts === true ? '*' : String(p.port)}`);
+}
+
+function overlaps(a: string, b: string): boolean {
+  const [pa, na] = a.split('/');
+  const [pb, nb] = b.split('/');
+  return pa === pb && (na === nb || na === '*' || nb === '*');
+}
+
+/** True when `a` holds a contested claim against `b`: older creation time, then namespace/name. */
+export function olderClaim(a: VipClaim, b: VipClaim): boolean {
+  return a.creationTimestamp < b.creationTimestamp || (a.creationTimestamp === b.creationTimestamp && a.id < b.id);
+}
+
+/** The first claim of `vip` that an older VIP on the same address holds, if any. */
+export function findConflict(vip: VipClaim, all: readonly VipClaim[]): Conflict | null {
+  const address = addressKey(vip.address);
+  const mine = portClaimsOf(vip.ports);
+  for (const other of all) {
+    if (other.id === vip.id || addressKey(other.address) !== address || !olderClaim(other, vip)) continue;
+    const theirs = portClaimsOf(other.ports);
+    for (const m of mine) {
+      if (theirs.some((t) => overlaps(m, t))) return { with: other.id, claim: `${address} ${m}` };
+    }
+  }
+  return null;
+}

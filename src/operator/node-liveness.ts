@@ -1,0 +1,102 @@
+// node-liveness.ts: which NodeReports still count. An agent rewrites its
+// report at least every `reportIntervalSeconds` (it says the interval in the
+// report); a report the operator has not seen change for three intervals, by
+// the operator's own clock (so agents' clocks need not agree with it), is
+// stale: its node no longer votes in the health quorum and is not expected
+// to program anything. A report whose Node was deleted is removed. Staleness
+// turning on or off, or a report's content changing, re-queues every VIP;
+// a heartbeat that changes nothing else does not.
+import type { Logger } from 'pino';
+import { jsonEqual } from '../core/conditions.js';
+import type { Obj } from './k8s.js';
+
+/** Intervals without a change after which a report is stale. */
+export const STALE_INTERVALS = 3;
+/** The interval assumed for a report that does not state one. */
+export const DEFAULT_REPORT_INTERVAL_SECONDS = 10;
+
+export interface LivenessDeps {
+  readonly now: () => number;
+  /** Something that decides changed: re-queue every VIP. */
+  readonly changed: () => void;
+  readonly log: Logger;
+}
+
+interface Seen {
+  version: string;
+  content: unknown;
+  at: number;
+  staleAfterMs: number;
+  stale: boolean;
+}
+
+/** What of a report the operator decides on: its status without the heartbeat time. */
+function contentOf(o: Obj): unknown {
+  const { observedTime: _t, ...rest } = (o.status ?? {}) as Record<string, unknown>;
+  return rest;
+}
+
+function intervalOf(o: Obj): number {
+  const n = Number((o.status as Record<string, unknown> | undefined)?.reportIntervalSeconds);
+  return Number.isFinite(n) && n > 0 ? n : DEFAULT_REPORT_INTERVAL_SECONDS;
+}
+
+export class NodeLiveness {
+  readonly #d: LivenessDeps;
+  readonly #seen = new Map<string, Seen>();
+
+  constructor(deps: LivenessDeps) {
+    this.#d = deps;
+  }
+
+  /** A report was added or updated (informer event). */
+  observe(o: Obj): void {
+    const name = o.metadata!.name!;
+    const version = o.metadata!.resourceVersion ?? '';
+    const prev = this.#seen.get(name);
+    const content = contentOf(o);
+    const staleAfterMs = intervalOf(o) * STALE_INTERVALS * 1000;
+    if (prev !== undefined && prev.version === version) return;
+    const wasStale = prev?.stale ?? false;
+    this.#seen.set(name, { version, content, at: this.#d.now(), staleAfterMs, stale: false });
+    if (wasStale) this.#d.log.info({ kind: 'NodeReport', name }, 'NodeReport is fresh again; its node counts');
+    if (prev === undefined || wasStale || !jsonEqual(prev.content, content)) this.#d.changed();
+  }
+
+  /** A report was deleted. */
+  forget(name: string): void {
+    if (this.#seen.delete(name)) this.#d.changed();
+  }
+
+  /** Whether the report counts now. Unknown reports do not. */
+  fresh(name: string): boolean {
+    const s = this.#seen.get(name);
+    return s !== undefined && !s.stale && this.#d.now() - s.at <= s.staleAfterMs;
+  }
+
+  /** Marks reports that went stale since the last sweep; re-queues when any did. Returns their names. */
+  sweep(): string[] {
+    const now = this.#d.now();
+    const newlyStale: string[] = [];
+    for (const [name, s] of this.#seen) {
+      if (!s.stale && now - s.at > s.staleAfterMs) {
+        s.stale = true;
+        newlyStale.push(name);
+        this.#d.log.warn({ kind: 'NodeReport', name, silentMs: now - s.at }, 'NodeReport went stale; its node no longer counts');
+      }
+    }
+    if (newlyStale.length > 0) this.#d.changed();
+    return newlyStale;
+  }
+
+  /** Names of reports that are stale now. */
+  staleReports(): string[] {
+    return [...this.#seen.entries()].filter(([name]) => !this.fresh(name)).map(([name]) => name);
+  }
+
+  /** How often sweep() should run to notice staleness within a fraction of the shortest interval. */
+  sweepEveryMs(): number {
+    const shortest = Math.min(DEFAULT_REPORT_INTERVAL_SECONDS * STALE_INTERVALS * 1000, ...[...this.#seen.values()].map((s) => s.staleAfterMs));
+    return Math.max(250, Math.floor(shortest / 6));
+  }
+}

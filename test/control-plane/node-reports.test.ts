@@ -1,0 +1,141 @@
+// node-reports.test.ts: nodes that are gone stop voting (issue 11, item 6),
+// against a real kube-apiserver and etcd. Two Nodes report on a VIP; one
+// finds a backend unhealthy, which is not a majority of two. The other
+// node's agent stops reporting: once its report is stale (three of its
+// stated intervals without a change, by the operator's clock) it no longer
+// counts, so the one fresh node is the majority and the backend leaves the
+// table. Deleting the silent node's Node removes its report. The reports are
+// written here as the agent writes them (status subresource, heartbeat every
+// 500 ms): what is under test is the operator's reading of them.
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assembleShards, type TableShardSpec } from '../../src/core/table-shards.js';
+import { Kube, loadKubeConfig, PLURALS } from '../../src/operator/k8s.js';
+import { Operator } from '../../src/operator/operator.js';
+import { startControlPlane, type ControlPlane } from '../../src/lab/control-plane.js';
+
+const ROOT = join(import.meta.dirname, '../..');
+let cp: ControlPlane;
+let kube: Kube;
+let op: Operator;
+const beats = new Map<string, NodeJS.Timeout>();
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== null && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function published() {
+  const list = JSON.parse((await cp.kubectl(['-n', 'shop', 'get', 'viptables', '-l', 'xdplb.io/vip=web', '-o', 'json'])).stdout) as { items: { spec: TableShardSpec }[] };
+  return assembleShards(list.items.map((i) => i.spec));
+}
+
+async function vipStatus(): Promise<{ nodes?: { programmed: number; expected: number } }> {
+  return (JSON.parse((await cp.kubectl(['-n', 'shop', 'get', 'vip', 'web', '-o', 'json'])).stdout) as { status?: Record<string, never> }).status ?? {};
+}
+
+/** What an agent writes: its report, with `unhealthy` backends, every 500 ms (interval stated as 1 s). */
+async function startReporting(node: string, unhealthy: string[]): Promise<void> {
+  await cp.kubectl(['apply', '-f', '-'], { input: `apiVersion: xdplb.io/v1alpha1\nkind: NodeReport\nmetadata: { name: ${node}, namespace: xdplb-system }\nspec: { node: ${node} }\n` });
+  const write = async (): Promise<void> => {
+    await kube.patchStatus(PLURALS.reports, 'xdplb-system', node, {
+      observedTime: new Date().toISOString(),
+      reportIntervalSeconds: 1,
+      vips: [],
+      backends: ['10.0.0.1', '10.0.0.2'].map((address) => ({ address, vips: ['shop/web'], healthy: !unhealthy.includes(address), resolved: true })),
+    });
+  };
+  await write();
+  beats.set(node, setInterval(() => void write().catch(() => undefined), 500));
+}
+
+beforeAll(async () => {
+  cp = await startControlPlane({ crdDir: join(ROOT, 'crds') });
+  kube = new Kube(loadKubeConfig(cp.kubeconfigPath));
+  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
+  await cp.kubectl(['create', 'namespace', 'shop']);
+  // Node objects as the kubelets would register them (no kubelet runs here).
+  for (const n of ['lb-1', 'lb-2']) await cp.kubectl(['apply', '-f', '-'], { input: `apiVersion: v1\nkind: Node\nmetadata: { name: ${n} }\n` });
+  op = new Operator({ kube, namespace: 'xdplb-system', identity: 'op', leaderElect: true, leaseSeconds: 3, renewMs: 500, resyncSeconds: 30, workers: 2, log: pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' }) });
+  await op.start();
+}, 180_000);
+
+afterAll(async () => {
+  for (const t of beats.values()) clearInterval(t);
+  await op?.stop();
+  await cp?.stop();
+});
+
+describe('NodeReports count only while fresh', () => {
+  it('a node that stops reporting stops voting: the one fresh node is the majority', async () => {
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: `apiVersion: xdplb.io/v1alpha1
+kind: Backend
+metadata: { name: a, namespace: shop, labels: { app: web } }
+spec: { address: 10.0.0.1 }
+---
+apiVersion: xdplb.io/v1alpha1
+kind: Backend
+metadata: { name: b, namespace: shop, labels: { app: web } }
+spec: { address: 10.0.0.2 }
+---
+apiVersion: xdplb.io/v1alpha1
+kind: LoadBalancerVip
+metadata: { name: web, namespace: shop }
+spec:
+  address: 192.0.2.10
+  ports: [{ port: 80 }]
+  hashing: { tableSize: 251 }
+  backends: { selector: { matchLabels: { app: web } } }
+`,
+    });
+    await startReporting('lb-1', ['10.0.0.1']);
+    await startReporting('lb-2', []);
+    // One vote of two is no majority: 10.0.0.1 keeps its slots, both nodes expected.
+    await until('two nodes expected', async () => (await vipStatus()).nodes?.expected === 2);
+    await new Promise((r) => setTimeout(r, 1500));
+    const both = (await published())!;
+    expect(both.table.backends.find((b) => b.key === '10.0.0.1')?.weight).toBe(100);
+
+    // lb-2's agent goes silent (the node died with it).
+    const silentAt = Date.now();
+    clearInterval(beats.get('lb-2'));
+    const alone = await until('10.0.0.1 out of the table by lb-1 alone', async () => {
+      const t = await published();
+      return t !== null && t.table.backends.find((b) => b.key === '10.0.0.1')?.weight === 0 ? t : null;
+    });
+    const took = Date.now() - silentAt;
+    console.log(`silent node stopped counting after ${took} ms (report interval 1 s, stale after 3)`);
+    expect(took).toBeGreaterThanOrEqual(2000);
+    expect(alone.generation).toBeGreaterThan(both.generation);
+    expect((await vipStatus()).nodes?.expected).toBe(1);
+  });
+
+  it('deleting a Node removes its report; a stale report without a Node is removed too', async () => {
+    await cp.kubectl(['delete', 'node', 'lb-2']);
+    await until('lb-2 report removed', async () => {
+      const r = await cp.kubectl(['-n', 'xdplb-system', 'get', 'nodereport', 'lb-2'], { allowFailure: true });
+      return r.exitCode !== 0;
+    });
+    // A report with no Node at all (written once, then silent) goes once stale.
+    await startReporting('lb-9', []);
+    clearInterval(beats.get('lb-9'));
+    await until('lb-9 report removed', async () => {
+      const r = await cp.kubectl(['-n', 'xdplb-system', 'get', 'nodereport', 'lb-9'], { allowFailure: true });
+      return r.exitCode !== 0;
+    });
+    // The fresh node's report stays.
+    expect((await cp.kubectl(['-n', 'xdplb-system', 'get', 'nodereport', 'lb-1'])).exitCode).toBe(0);
+  });
+});
