@@ -3,9 +3,14 @@
 // resync timer) only calls trigger(); one pass at a time then reads the
 // observations, asks the source for the desired datapath, plans against the
 // maps' image and applies. Triggers during a pass coalesce into one more pass.
-// A failed pass re-reads the maps and retries with backoff.
+// A failed pass re-reads the maps and retries with backoff. What does not fit
+// the maps is refused by the plan (logged once, counted in a metric, reported)
+// while everything else is programmed. After writing, the tables of the VIPs
+// changed are read back from the kernel and their digests computed: what the
+// agent reports as programmed is what the kernel holds.
 import type { Logger } from 'pino';
-import { planDatapath, type DatapathImage, type DesiredDatapath } from '../core/datapath-plan.js';
+import { planDatapath, type DatapathImage, type DesiredDatapath, type DesiredVip } from '../core/datapath-plan.js';
+import { programmedDigest } from '../core/digest.js';
 import { DesiredMemo, tableFromImage, type MacResolution, type VipStatus } from '../core/desired-state.js';
 import type { Table } from '../core/maglev.js';
 import type { ControlSettings, MapWriter } from '../bpf/map-writer.js';
@@ -63,6 +68,10 @@ export class Engine {
   #generation = new Map<string, number>();
   #lastStatus: VipStatus[] = [];
   #vipIds = new Map<string, number>();
+  /** Per VIP: the digest of its table read back from the kernel after programming (null: not in the maps). */
+  readonly #programmed = new Map<string, string | null>();
+  /** Per VIP left out because it does not fit: why. */
+  #refused = new Map<string, string>();
   readonly #memo = new DesiredMemo();
 
   #seed: DatapathImage | null;
@@ -89,6 +98,16 @@ export class Engine {
 
   get status(): readonly VipStatus[] {
     return this.#lastStatus;
+  }
+
+  /** VIP name -> digest of the table the kernel holds for it, read back after programming (null: none programmed). */
+  get programmed(): ReadonlyMap<string, string | null> {
+    return this.#programmed;
+  }
+
+  /** VIP name -> why it is left out of the datapath (it does not fit), as of the last pass. */
+  get refused(): ReadonlyMap<string, string> {
+    return this.#refused;
   }
 
   /** VIP name -> its id (counter index), as of the last pass. */
@@ -122,6 +141,7 @@ export class Engine {
 
   /** Re-reads the maps (periodic resync: anything changed behind the agent's back is repaired). */
   resync(): void {
+    this.#programmed.clear(); // read every VIP's table back again on the next pass
     try {
       this.#image = this.#d.writer.readImage();
     } catch (e) {
@@ -180,27 +200,69 @@ export class Engine {
     const plan = planDatapath(image, desired, this.#d.writer.capacities());
     this.#lastStatus = status;
     this.#vipIds = new Map([...plan.vipIds].map(([name, ids]) => [name, ids.vipId]));
-    this.#exportStatus(status);
+    this.#noteRefused(plan.refused);
+    let touched: Set<string>;
     if (plan.ops.length === 0) {
       this.#memo.programmed((vip) => tableArrayOf(image, source.keysOf(vip)));
-      return false;
-    }
-    const started = performance.now();
-    this.#image = this.#d.writer.apply(image, plan.ops, this.#d.control);
-    this.#seed = null;
-    const applied = this.#image;
-    this.#memo.programmed((vip) => tableArrayOf(applied, source.keysOf(vip)));
-    for (const s of status) {
-      if (plan.ops.some((o) => (o.op === 'putTable' || o.op === 'putVip') && o.vip === s.name)) {
-        this.#generation.set(s.name, (this.#generation.get(s.name) ?? 0) + 1);
-        this.#d.log.info(
-          { vip: s.name, digest: s.digest, moved: s.moved, size: s.tableSize, serving: s.backends.filter((b) => b.slots > 0).length, panic: s.panic },
-          'Programmed VIP',
-        );
+      touched = new Set();
+    } else {
+      const started = performance.now();
+      this.#image = this.#d.writer.apply(image, plan.ops, this.#d.control);
+      this.#seed = null;
+      const applied = this.#image;
+      this.#memo.programmed((vip) => tableArrayOf(applied, source.keysOf(vip)));
+      touched = new Set(plan.ops.flatMap((o) => (o.op === 'putTable' || o.op === 'putVip' ? [o.vip] : [])));
+      for (const s of status) {
+        if (touched.has(s.name)) {
+          this.#generation.set(s.name, (this.#generation.get(s.name) ?? 0) + 1);
+          this.#d.log.info(
+            { vip: s.name, digest: s.digest, moved: s.moved, size: s.tableSize, serving: s.backends.filter((b) => b.slots > 0).length, panic: s.panic },
+            'Programmed VIP',
+          );
+        }
       }
+      this.#d.log.debug({ ops: plan.ops.length, ms: performance.now() - started }, 'Applied plan');
     }
-    this.#d.log.debug({ ops: plan.ops.length, ms: performance.now() - started }, 'Applied plan');
-    return true;
+    this.#readBack(desired.vips, status, touched, plan.refused);
+    this.#exportStatus(status);
+    // Room freed by this pass's removals may fit a VIP refused in it.
+    if (plan.retry && plan.ops.length > 0) this.trigger('capacity');
+    return plan.ops.length > 0;
+  }
+
+  /** Reads back from the kernel the tables of VIPs changed or never read, and digests them. */
+  #readBack(vips: readonly DesiredVip[], status: readonly VipStatus[], touched: ReadonlySet<string>, refused: ReadonlyMap<string, string>): void {
+    const listed = new Map(status.map((s) => [s.name, s.listed]));
+    let addresses: Map<number, string> | null = null;
+    const wanted = new Set<string>();
+    for (const vip of vips) {
+      wanted.add(vip.name);
+      if (refused.has(vip.name)) {
+        this.#programmed.set(vip.name, null);
+        continue;
+      }
+      if (!touched.has(vip.name) && this.#programmed.has(vip.name)) continue;
+      const key = vip.keys[0];
+      const held = key === undefined ? null : this.#d.writer.readVipTable(key);
+      if (held === null) {
+        this.#programmed.set(vip.name, null);
+        continue;
+      }
+      addresses ??= this.#d.writer.readBackendAddresses();
+      const names = addresses;
+      this.#programmed.set(vip.name, programmedDigest(held.tableSize, held.slots, (i) => names.get(i), listed.get(vip.name) ?? []));
+    }
+    for (const name of [...this.#programmed.keys()]) if (!wanted.has(name)) this.#programmed.delete(name);
+  }
+
+  #noteRefused(refused: ReadonlyMap<string, string>): void {
+    for (const [vip, reason] of refused) {
+      if (this.#refused.get(vip) !== reason) this.#d.log.error({ vip, reason }, 'Left VIP out of the datapath: it does not fit');
+    }
+    for (const vip of this.#refused.keys()) {
+      if (!refused.has(vip)) this.#d.log.info({ vip }, 'VIP fits the datapath again');
+    }
+    this.#refused = new Map(refused);
   }
 
   #currentTable(image: DatapathImage, vipKeys: readonly string[]): Table | undefined {
@@ -246,9 +308,12 @@ export class Engine {
     const m = this.#d.metrics;
     m.tableInfo.reset();
     m.backendServing.reset();
+    m.vipRefused.reset();
+    for (const vip of this.#refused.keys()) m.vipRefused.set({ vip }, 1);
     for (const s of status) {
       m.tableGeneration.set({ vip: s.name }, this.#generation.get(s.name) ?? 0);
-      if (s.digest !== null) m.tableInfo.set({ vip: s.name, digest: s.digest }, 1);
+      const held = this.#programmed.get(s.name);
+      if (held !== undefined && held !== null) m.tableInfo.set({ vip: s.name, digest: held }, 1);
       for (const b of s.backends) m.backendServing.set({ vip: s.name, backend: b.address }, b.slots > 0 ? 1 : 0);
     }
   }

@@ -13,6 +13,8 @@ export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | -
   --kubeconfig FILE        Kubernetes mode: kubeconfig (default: in-cluster, then $KUBECONFIG)
   --node-name NAME         Kubernetes mode: this node's name (default $NODE_NAME, then the host name)
   --namespace NS           Kubernetes mode: where NodeReports live (default $POD_NAMESPACE or xdplb-system)
+  --report-interval SECONDS  Kubernetes mode: rewrite the NodeReport at least this often, as a heartbeat;
+                           the operator stops counting a node silent for 3 intervals (default 10)
   --metrics-address ADDR   serve Prometheus /metrics on ADDR (default 0.0.0.0:9477; "off" disables)
   --pin-dir DIR            bpffs directory for pins (default /sys/fs/bpf/xdplb)
   --object FILE            the XDP object to load (default: bpf/build/xdp_lb.o next to the install)
@@ -44,6 +46,7 @@ const schema = z
     'pin-dir': z.string().startsWith('/', { message: '--pin-dir must be an absolute path' }).default('/sys/fs/bpf/xdplb'),
     object: z.string().optional(),
     resync: z.coerce.number().positive().max(3600).default(10),
+    'report-interval': z.coerce.number().min(0.5, { message: '--report-interval must be at least 0.5 seconds' }).max(300).default(10),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     cleanup: z.boolean().default(false),
   })
@@ -68,6 +71,7 @@ export function parseAgentFlags(argv: readonly string[]): AgentFlags | null {
     'pin-dir': { type: 'string' },
     object: { type: 'string' },
     resync: { type: 'string' },
+    'report-interval': { type: 'string' },
     'log-level': { type: 'string' },
     cleanup: { type: 'boolean' },
   }, schema);

@@ -63,6 +63,11 @@ export class HealthChecker {
     return this.#loops.get(key)?.state.healthy ?? true;
   }
 
+  /** What the probes of a pair found: healthy or not; null when it is not probed. */
+  measured(key: string): boolean | null {
+    return this.#loops.get(key)?.state.healthy ?? null;
+  }
+
   snapshot(): Map<string, HealthState> {
     return new Map([...this.#loops].map(([k, l]) => [k, l.state]));
   }

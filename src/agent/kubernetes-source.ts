@@ -2,14 +2,19 @@
 // from LoadBalancerVip objects, their tables from the VipTable shards the
 // operator publishes: the agent never computes a table, it programs the
 // newest whole generation whose assembled digest matches, so every node
-// forwards a flow to the same backend. VIPs that are in Conflict or whose
-// nodeSelector excludes this node are not programmed; a VIP without a
-// published table is programmed without one (its traffic is dropped and
-// counted). Health checks run here and are reported in the node's NodeReport;
-// the operator, not the agent, takes unhealthy backends out (by quorum).
+// forwards a flow to the same backend. While no generation is whole (a new one
+// half written, or an inconsistent one), it keeps the last whole one it
+// verified. Two VIPs claiming the same (address, protocol, port): the agent
+// applies the operator's rule itself (older claim wins; core/claims.ts), so a
+// duplicate never reaches the datapath, whatever the status says and even
+// while the operator is down. VIPs whose nodeSelector excludes this node are
+// not programmed; a VIP without a published table, or with the empty one, is
+// programmed without one (its traffic is dropped and counted). Health checks
+// run here and are reported in the node's NodeReport; the operator, not the
+// agent, takes unhealthy backends out (by quorum).
+import { findConflict, type VipClaim } from '../core/claims.js';
 import type { BackendImage, DesiredDatapath, DesiredVip } from '../core/datapath-plan.js';
 import { flagsOf, type VipStatus } from '../core/desired-state.js';
-import { tableDigest } from '../core/digest.js';
 import { canonicalIp } from '../core/net.js';
 import { assembleShards, type TableShardSpec } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
@@ -31,65 +36,86 @@ export interface KubeVip {
   readonly problem: string | null;
 }
 
-/** The VIPs this node should program, from the informers' objects. */
-export function kubeVips(
-  vips: readonly Obj[],
-  tables: readonly Obj[],
-  nodeLabels: Readonly<Record<string, string>>,
-  /** Assembled tables by VIP and shard resourceVersions: shards are inflated once per change. */
-  cache: Map<string, { version: string; value: KubeVip['published']; problem: string | null }> = new Map(),
-): KubeVip[] {
+/** Per VIP: the shard set last assembled (by resourceVersions) and the last whole, verified generation. */
+export type PublishedCache = Map<string, { uid: string; version: string; lastGood: KubeVip['published']; problem: string | null }>;
+
+function claimOf(v: Obj): VipClaim {
+  const s = (v.spec ?? {}) as Spec;
+  return {
+    id: `${v.metadata!.namespace}/${v.metadata!.name}`,
+    address: String(s.address),
+    creationTimestamp: new Date(v.metadata!.creationTimestamp ?? 0).toISOString(),
+    ports: ((s.ports ?? []) as Spec[]).map((p) => ({ protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP', ...(p.allPorts === true ? { allPorts: true } : { port: Number(p.port) }) })),
+  };
+}
+
+/** The VIPs this node should program, from the informers' objects, older claims first. */
+export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabels: Readonly<Record<string, string>>, cache: PublishedCache = new Map()): KubeVip[] {
+  const live = vips.filter((v) => v.metadata?.deletionTimestamp === undefined);
+  const claims = live.map(claimOf);
+  const order = live.map((v, i) => ({ v, claim: claims[i]! })).sort((a, b) => (a.claim.creationTimestamp < b.claim.creationTimestamp ? -1 : a.claim.creationTimestamp > b.claim.creationTimestamp ? 1 : a.claim.id < b.claim.id ? -1 : 1));
   const out: KubeVip[] = [];
-  for (const v of vips) {
+  const seen = new Set<string>();
+  for (const { v, claim } of order) {
     const s = (v.spec ?? {}) as Spec;
-    const conditions = (v.status?.conditions ?? []) as { type: string; status: string }[];
-    if (conditions.some((c) => c.type === 'Conflict' && c.status === 'True')) continue;
-    if (v.metadata?.deletionTimestamp !== undefined) continue;
     const selector = (s.nodeSelector ?? {}) as Record<string, string>;
     if (!Object.entries(selector).every(([k, val]) => nodeLabels[k] === val)) continue;
+    // The older claim wins, whatever the VIP's status says (it may lag, or the operator may be down).
+    if (findConflict(claim, claims) !== null) continue;
+    let address: string;
+    try {
+      address = canonicalIp(String(s.address));
+    } catch {
+      continue; // the CRD's schema refuses these; never program what cannot be parsed
+    }
     const ns = v.metadata!.namespace!;
     const name = v.metadata!.name!;
-    const address = canonicalIp(String(s.address));
+    const key = `${ns}/${name}`;
+    seen.add(key);
     const ports = (s.ports ?? []) as Spec[];
     const mine = tables.filter((t) => t.metadata?.namespace === ns && (t.spec as Spec | undefined)?.vip === name);
     const version = mine.map((t) => `${t.metadata!.name}@${t.metadata!.resourceVersion}`).sort().join(',');
-    const key = `${ns}/${name}`;
+    const uid = v.metadata!.uid ?? '';
     let hit = cache.get(key);
+    if (hit !== undefined && hit.uid !== uid) hit = undefined; // deleted and created again: nothing carries over
     if (hit === undefined || hit.version !== version) {
-      let value: KubeVip['published'] = null;
+      let lastGood = hit?.lastGood ?? null;
       let problem: string | null = null;
       try {
         const a = assembleShards(mine.map((t) => t.spec as unknown as TableShardSpec));
-        if (a !== null) value = { table: a.table, generation: a.generation, digest: a.digest };
+        // No whole generation (a new one half written): keep the last whole one.
+        if (a !== null) lastGood = { table: a.table, generation: a.generation, digest: a.digest };
       } catch (e) {
         problem = (e as Error).message;
       }
-      hit = { version, value, problem };
+      hit = { uid, version, lastGood, problem };
       cache.set(key, hit);
     }
-    const published = hit.value;
-    const problem = hit.problem;
     const hashing = (s.hashing ?? {}) as Spec;
     out.push({
-      key: `${ns}/${name}`,
+      key,
       address,
       keys: ports.map((p) => ({ address, port: p.allPorts === true ? 0 : Number(p.port), protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP' })),
       mode: s.mode === 'l2dsr' ? 'l2dsr' : 'ipip',
       flags: flagsOf({ mode: s.mode === 'l2dsr' ? 'l2dsr' : 'ipip', affinity: hashing.affinity === 'SourceIP' ? 'sourceIp' : 'fiveTuple', flowTable: ((s.flowTable ?? {}) as Spec).enabled === true }),
       healthCheck: s.healthCheck as Spec | undefined,
       firstPort: ports.map((p) => Number(p.port)).find((p) => Number.isInteger(p) && p > 0),
-      published,
-      problem,
+      published: hit.lastGood,
+      problem: hit.problem,
     });
   }
+  for (const key of cache.keys()) if (!seen.has(key)) cache.delete(key);
   return out;
 }
 
 export class KubernetesSource implements DesiredSource {
   readonly vips: KubeVip[];
+  /** What this node's probes find for a "vip|address" pair; null: not probed. */
+  readonly #measured: (key: string) => boolean | null;
 
-  constructor(vips: KubeVip[]) {
+  constructor(vips: KubeVip[], measured: (key: string) => boolean | null = () => null) {
     this.vips = vips;
+    this.#measured = measured;
   }
 
   addresses(): Map<string, { onLink: boolean }> {
@@ -107,7 +133,9 @@ export class KubernetesSource implements DesiredSource {
     const vips: DesiredVip[] = [];
     const status: VipStatus[] = [];
     for (const v of this.vips) {
-      const t = v.published?.table ?? null;
+      const published = v.published;
+      // The empty table (no backend takes new flows) is programmed as no table: packets dropped, counted.
+      const t = published === null || published.table.size === 0 ? null : published.table;
       if (t !== null) {
         for (const b of t.backends) {
           const r = observed.mac(b.key);
@@ -119,13 +147,16 @@ export class KubernetesSource implements DesiredSource {
       if (t !== null) for (let s = 0; s < t.size; s++) counts.set(t.backends[t.slots[s]!]!.key, (counts.get(t.backends[t.slots[s]!]!.key) ?? 0) + 1);
       status.push({
         name: v.key,
-        digest: t === null ? null : (v.published?.digest ?? tableDigest(t)),
+        digest: published === null ? null : published.digest,
         tableSize: t?.size ?? 0,
-        panic: false,
+        // Failing open is the operator's decision here (by quorum), not this node's.
+        panic: null,
         moved: null,
+        listed: t?.backends ?? [],
         backends: (t?.backends ?? []).map((b) => {
           const r = observed.mac(b.key);
-          return { address: b.key, weight: b.weight, healthy: true, resolved: r?.ok === true, reason: r === undefined ? 'MAC not resolved yet' : r.ok ? null : r.reason, slots: counts.get(b.key) ?? 0 };
+          const healthy = this.#measured(`${v.key}|${b.key}`);
+          return { address: b.key, weight: b.weight, healthy, resolved: r?.ok === true, reason: r === undefined ? 'MAC not resolved yet' : !r.ok ? r.reason : healthy === false ? 'failed health checks' : null, slots: counts.get(b.key) ?? 0 };
         }),
       });
     }

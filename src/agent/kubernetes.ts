@@ -1,21 +1,27 @@
 // kubernetes.ts: the agent in Kubernetes mode. Informers over LoadBalancerVips,
 // VipTables and Nodes rebuild the desired source on every change; the engine
-// programs it; after each pass the agent writes its NodeReport (what it
-// programmed, which backends it finds unhealthy or unresolved) when that
-// changed, which is what the operator's status and quorum read.
+// programs it; after each pass the agent writes its NodeReport when what it
+// says changed, and at least every report interval as a heartbeat (the
+// operator stops counting a node whose report is silent). The report says
+// what was measured: the digest of each VIP table read back from the kernel,
+// the backends' health as probed (absent: not probed), the XDP mode read back
+// from the interface ("unknown" until attached), and VIPs left out because
+// they do not fit the datapath.
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { jsonEqual } from '../core/conditions.js';
 import { GROUP, Kube, loadKubeConfig, PLURALS, statusCode, VERSION, type Obj } from '../operator/k8s.js';
 import type { Engine } from './engine.js';
 import type { HealthChecker } from './health-checker.js';
-import { kubeVips, KubernetesSource, type KubeVip } from './kubernetes-source.js';
+import { kubeVips, KubernetesSource, type PublishedCache } from './kubernetes-source.js';
 
 export interface KubernetesModeOptions {
   readonly kubeconfig: string | undefined;
   readonly nodeName: string | undefined;
   readonly namespace: string;
   readonly interfaceName: string;
+  /** The NodeReport is rewritten at least this often (a heartbeat). */
+  readonly reportIntervalSeconds: number;
   readonly log: Logger;
 }
 
@@ -26,12 +32,15 @@ export class KubernetesMode {
   readonly #vips;
   readonly #tables;
   readonly #nodes;
-  readonly #cache = new Map<string, { version: string; value: KubeVip['published']; problem: string | null }>();
+  readonly #cache: PublishedCache = new Map();
   #source: KubernetesSource = new KubernetesSource([]);
   #lastReport: unknown = null;
   #reporting = false;
   #reportAgain = false;
-  xdpMode = 'native';
+  #forceAgain = false;
+  #heartbeat: NodeJS.Timeout | null = null;
+  /** The XDP mode read back from the interface once attached; "unknown" before. */
+  xdpMode = 'unknown';
 
   constructor(o: KubernetesModeOptions) {
     this.#o = o;
@@ -46,7 +55,7 @@ export class KubernetesMode {
   async start(engine: Engine, health: HealthChecker): Promise<void> {
     const rebuild = (): void => {
       const labels = this.#nodes.get(this.node)?.metadata?.labels ?? {};
-      this.#source = new KubernetesSource(kubeVips(this.#vips.list(), this.#tables.list(), labels, this.#cache));
+      this.#source = new KubernetesSource(kubeVips(this.#vips.list(), this.#tables.list(), labels, this.#cache), (key) => health.measured(key));
       for (const v of this.#source.vips) if (v.problem !== null) this.#o.log.warn({ vip: v.key, problem: v.problem }, 'Published table of VIP is inconsistent; keeping the programmed one');
       health.setTargets(this.#source.healthTargets());
       engine.setSource(this.#source);
@@ -60,56 +69,68 @@ export class KubernetesMode {
     }
     await Promise.all([this.#vips.start(), this.#tables.start(), this.#nodes.start()]);
     rebuild();
+    this.#heartbeat = setInterval(() => this.report(engine, health, true), this.#o.reportIntervalSeconds * 1000);
   }
 
   async stop(): Promise<void> {
+    if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     await Promise.all([this.#vips.stop(), this.#tables.stop(), this.#nodes.stop()]);
   }
 
-  /** Writes the NodeReport when what it says changed (called after every engine pass). */
-  report(engine: Engine, health: HealthChecker): void {
+  /** Writes the NodeReport when what it says changed (after every engine pass), or always when `force` (the heartbeat). */
+  report(engine: Engine, health: HealthChecker, force = false): void {
     if (this.#reporting) {
       this.#reportAgain = true;
+      this.#forceAgain ||= force;
       return;
     }
     this.#reporting = true;
-    void this.#report(engine, health)
+    void this.#report(engine, health, force)
       .catch((e: unknown) => this.#o.log.warn({ err: (e as Error).message }, 'NodeReport update failed'))
       .finally(() => {
         this.#reporting = false;
         if (this.#reportAgain) {
+          const again = this.#forceAgain;
           this.#reportAgain = false;
-          this.report(engine, health);
+          this.#forceAgain = false;
+          this.report(engine, health, again);
         }
       });
   }
 
-  async #report(engine: Engine, health: HealthChecker): Promise<void> {
-    const programmed = new Map(engine.status.map((s) => [s.name, s]));
+  async #report(engine: Engine, health: HealthChecker, force: boolean): Promise<void> {
     const snapshot = health.snapshot();
     const vips = this.#source.vips.map((v) => {
-      const s = programmed.get(v.key);
-      const ok = v.published !== null && s?.digest === v.published.digest;
+      const held = engine.programmed.get(v.key);
+      const refused = engine.refused.get(v.key);
+      const ok = v.published !== null && held === v.published.digest;
       const [namespace, name] = v.key.split('/');
+      let message: string;
+      if (refused !== undefined) message = `not programmed: ${refused}`;
+      else if (v.problem !== null) message = v.problem;
+      else if (v.published === null) message = 'no table published';
+      else if (ok) message = 'programmed';
+      else message = held === undefined ? 'programming' : `the kernel holds ${held ?? 'no table'}, the published table is ${v.published.digest}`;
       return {
         namespace,
         name,
-        generation: v.published?.generation ?? 0,
-        digest: v.published?.digest ?? '',
+        ...(ok ? { generation: v.published!.generation } : {}),
+        // What the kernel holds, read back after programming; absent when not read yet.
+        ...(held === undefined ? {} : { digest: held ?? '' }),
         programmed: ok,
-        message: v.problem ?? (v.published === null ? 'no table published' : ok ? 'programmed' : 'programming'),
+        state: refused !== undefined ? 'Refused' : ok ? 'Programmed' : 'Pending',
+        message,
       };
     });
-    const byAddress = new Map<string, { address: string; vips: string[]; healthy: boolean; resolved: boolean; reason: string }>();
+    const byAddress = new Map<string, { address: string; vips: string[]; healthy?: boolean; resolved: boolean; reason: string }>();
     for (const s of engine.status) {
       for (const b of s.backends) {
         const h = snapshot.get(`${s.name}|${b.address}`);
-        const entry = byAddress.get(b.address) ?? { address: b.address, vips: [], healthy: true, resolved: b.resolved, reason: '' };
+        const entry = byAddress.get(b.address) ?? { address: b.address, vips: [], resolved: b.resolved, reason: '' };
         entry.vips.push(s.name);
-        if (h !== undefined && !h.healthy) {
-          entry.healthy = false;
-          entry.reason = 'failed health checks';
-        }
+        // Healthy only when probed: a backend no health check covers is reported without it (unknown).
+        if (h !== undefined) entry.healthy = (entry.healthy ?? true) && h.healthy;
+        if (h !== undefined && !h.healthy) entry.reason = 'failed health checks';
         if (!b.resolved) {
           entry.resolved = false;
           entry.reason = b.reason ?? 'MAC not resolved';
@@ -120,11 +141,12 @@ export class KubernetesMode {
     const body = {
       interface: this.#o.interfaceName,
       xdpMode: this.xdpMode,
+      reportIntervalSeconds: this.#o.reportIntervalSeconds,
       vips,
       backends: [...byAddress.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
       programmedSummary: `${vips.filter((v) => v.programmed).length}/${vips.length}`,
     };
-    if (jsonEqual(body, this.#lastReport)) return;
+    if (!force && jsonEqual(body, this.#lastReport)) return;
     const api = this.#kube.custom;
     const ns = this.#o.namespace;
     const create = (): Promise<unknown> =>

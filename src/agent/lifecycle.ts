@@ -39,7 +39,8 @@ import {
 } from '../bpf/loader.js';
 
 export type XdpMode = 'auto' | 'native' | 'generic';
-export type AttachedMode = 'native' | 'generic';
+/** The XDP mode read back from the interface; "unknown" when iproute2 reports one xdplb does not know. */
+export type AttachedMode = 'native' | 'generic' | 'offload' | 'unknown';
 
 export interface LifecycleOptions {
   readonly interfaceName: string;
@@ -80,8 +81,13 @@ export function interfaceMtu(ifname: string): number {
 /** The XDP mode an interface's program runs in, per iproute2 (null: none attached). */
 export function attachedMode(ifname: string): AttachedMode | null {
   const [info] = JSON.parse(execFileSync('ip', ['-j', '-d', 'link', 'show', 'dev', ifname], { encoding: 'utf8' })) as { xdp?: { mode?: number } }[];
-  const mode = info?.xdp?.mode;
-  return mode === 1 ? 'native' : mode === 2 ? 'generic' : mode === undefined ? null : 'native';
+  return modeOfAttachment(info?.xdp?.mode);
+}
+
+/** iproute2's XDP_ATTACHED_* code as a mode: 1 driver, 2 generic (skb), 3 hardware offload; anything else attached is "unknown". */
+export function modeOfAttachment(mode: number | undefined): AttachedMode | null {
+  if (mode === undefined || mode === 0) return null;
+  return mode === 1 ? 'native' : mode === 2 ? 'generic' : mode === 3 ? 'offload' : 'unknown';
 }
 
 /** Mounts bpffs at /sys/fs/bpf when the pin directory is not on one. */
@@ -190,7 +196,7 @@ export function prepare(o: LifecycleOptions): Prepared {
       version,
       maps,
       previous: null,
-      activate: () => attachedMode(o.interfaceName) ?? 'native',
+      activate: () => attachedMode(o.interfaceName) ?? 'unknown',
       close: () => {
         closeMaps(maps);
         closeFd(fd);
@@ -229,7 +235,7 @@ export function prepare(o: LifecycleOptions): Prepared {
         pinMaps(maps, mapsDir);
         linkUpdate(fd, prog.fd);
         for (const v of otherVersions) unpinDir(join(dir, v));
-        return attachedMode(o.interfaceName) ?? 'native';
+        return attachedMode(o.interfaceName) ?? 'unknown';
       },
       close: () => {
         if (previous !== null) closeMaps(previous);

@@ -4,6 +4,7 @@
 // programs the maps, attaches, then keeps the maps converged as the config,
 // health checks and neighbours change. SIGTERM leaves the datapath running.
 import { readFile } from 'node:fs/promises';
+import { release as kernelRelease } from 'node:os';
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { MapWriter, type ControlSettings } from '../bpf/map-writer.js';
@@ -12,6 +13,7 @@ import { objectPath } from '../bpf/objects.js';
 import { DEFAULT_IPIP_SOURCE_V4, DEFAULT_IPIP_SOURCE_V6, parseStandaloneConfig, type StandaloneConfig } from '../config/standalone.js';
 import { EMPTY_IMAGE } from '../core/datapath-plan.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
+import { requireKernel } from '../core/kernel.js';
 import { Engine } from './engine.js';
 import { FileWatch } from './file-watch.js';
 import { AGENT_USAGE, parseAgentFlags, type AgentFlags } from './flags.js';
@@ -72,11 +74,12 @@ async function loadConfig(path: string): Promise<{ config: StandaloneConfig; tex
 }
 
 async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
+  requireKernel(kernelRelease()); // XDPLB_KERNEL_TOO_OLD before anything touches the datapath
   const configPath = flags.config;
   const initial = configPath === undefined ? null : await loadConfig(configPath);
   let config = initial?.config ?? null;
   const k8s = flags.kubernetes
-    ? new KubernetesMode({ kubeconfig: flags.kubeconfig, nodeName: flags['node-name'], namespace: flags.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', interfaceName: flags.interface, log: log.child({ component: 'kubernetes' }) })
+    ? new KubernetesMode({ kubeconfig: flags.kubeconfig, nodeName: flags['node-name'], namespace: flags.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', interfaceName: flags.interface, reportIntervalSeconds: flags['report-interval'], log: log.child({ component: 'kubernetes' }) })
     : null;
   const metrics = new AgentMetrics({ interface: flags.interface });
   const control: ControlSettings = {

@@ -24,7 +24,8 @@ export class StandaloneSource implements DesiredSource {
     const out = new Map<string, { onLink: boolean }>();
     for (const v of this.#specs) {
       for (const b of v.backends) {
-        if (b.weight === 0 || this.#statics.has(b.address)) continue;
+        // Drained (weight 0) backends too: the flow table's flows still reach them.
+        if (this.#statics.has(b.address)) continue;
         out.set(b.address, { onLink: (out.get(b.address)?.onLink ?? false) || v.mode === 'l2dsr' });
       }
     }

@@ -131,7 +131,40 @@ export class MapWriter {
   }
 
   capacities(): Capacities {
-    return { maxBackends: this.#maps.backends.maxEntries, maxVips: this.#maps.vips.maxEntries, maxTables: this.#maps.tables.maxEntries };
+    return { maxBackends: this.#maps.backends.maxEntries, maxVips: this.#maps.vips.maxEntries, maxTables: this.#maps.tables.maxEntries, maxVipIds: this.#maps.vipStats.maxEntries };
+  }
+
+  /** The backend address of every valid-or-not backend index, read from the kernel. */
+  readBackendAddresses(): Map<number, string> {
+    const out = new Map<number, string>();
+    const raw = this.#maps.backends.readArray();
+    const size = this.#maps.backends.valueSize;
+    for (let i = 0; i < this.#maps.backends.maxEntries; i++) {
+      const entry = raw.subarray(i * size, (i + 1) * size);
+      if (entry.every((b) => b === 0)) continue;
+      out.set(i, ipText(decodeBackend(entry).address));
+    }
+    return out;
+  }
+
+  /**
+   * What the kernel holds for one VIP key: its entry's table size and the
+   * table's slots (backend indices), or null when the key is not in the map.
+   */
+  readVipTable(key: VipKeyImage): { tableSize: number; slots: Uint32Array | null } | null {
+    const value = this.#maps.vips.lookup(encodeKey(key));
+    if (value === undefined) return null;
+    const meta = decodeVipMeta(value);
+    if (meta.tableSize === 0) return { tableSize: 0, slots: null };
+    const id = this.#maps.tables.lookup(u32Key(meta.tableSlot));
+    if (id === undefined) return { tableSize: meta.tableSize, slots: null };
+    const inner = openMapById(id.readUInt32LE(0));
+    try {
+      const values = inner.readArray();
+      return { tableSize: meta.tableSize, slots: new Uint32Array(values.buffer, values.byteOffset, values.length / 4).slice() };
+    } finally {
+      inner.close();
+    }
   }
 
   /** What the maps hold now. */

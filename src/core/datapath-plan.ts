@@ -16,6 +16,11 @@
 // A VIP without any usable backend is still programmed, with table size 0:
 // the datapath then drops its packets and counts them as no-backend.
 //
+// What does not fit the maps is refused before anything is planned: the VIPs
+// the maps hold keep their place, new VIPs are admitted in order while they
+// fit, and the rest are returned as refused (with why) instead of failing the
+// whole plan on a full map.
+//
 // Identities are stable: a backend keeps its index while its address is
 // wanted, a VIP keeps its id and table slot; freed numbers are not reused in
 // the pass that frees them, so no not-yet-replaced table can point at a
@@ -92,8 +97,11 @@ export type PlanOp =
 
 export interface Capacities {
   readonly maxBackends: number;
+  /** VIP keys (address, port, protocol): the entries of the VIP map (and of the fragment-owner map). */
   readonly maxVips: number;
   readonly maxTables: number;
+  /** VIP ids (counter slots); defaults to maxVips. */
+  readonly maxVipIds?: number;
 }
 
 export interface Plan {
@@ -102,6 +110,10 @@ export interface Plan {
   readonly vipIds: ReadonlyMap<string, { readonly vipId: number; readonly tableSlot: number }>;
   /** Backend address -> index after the plan. */
   readonly backendIndex: ReadonlyMap<string, number>;
+  /** Desired VIPs left out because they do not fit, with why. Everything else is planned. */
+  readonly refused: ReadonlyMap<string, string>;
+  /** True when a refused VIP may fit once this plan's removals are done: plan again after applying. */
+  readonly retry: boolean;
 }
 
 export class CapacityError extends Error {
@@ -136,7 +148,75 @@ function* freeNumbers(used: ReadonlySet<number>, max: number, what: string): Gen
   throw new CapacityError(what, max);
 }
 
-export function planDatapath(current: DatapathImage, desired: DesiredDatapath, caps: Capacities): Plan {
+/**
+ * Which desired VIPs fit. VIPs the maps hold now come first (a running VIP is
+ * never pushed out by a new one), then new VIPs in the order given. A VIP fits
+ * when its new keys, fragment owners, id, table slot and backend indices fit
+ * beside everything the maps hold now (removals happen at the end of a pass,
+ * so their room is only usable in the next one) and beside the VIPs admitted
+ * before it. Backends that no admitted VIP's table names (drained ones) get an
+ * index only while room is left.
+ */
+function admit(current: DatapathImage, desired: DesiredDatapath, caps: Capacities): { desired: DesiredDatapath; refused: Map<string, string>; retry: boolean } {
+  const currentByKey = new Map(current.vips.map((v) => [vipKeyId(v.key), v]));
+  const keys = new Set(currentByKey.keys());
+  const frags = new Set(current.fragVips.map((v) => vipKeyId(v.key)));
+  const freeIds = (caps.maxVipIds ?? caps.maxVips) - new Set(current.vips.map((v) => v.meta.vipId)).size;
+  const freeSlots = caps.maxTables - new Set<number>([...current.tables.keys(), ...current.vips.filter((v) => v.meta.tableSize > 0).map((v) => v.meta.tableSlot)]).size;
+  const held = new Set([...current.backends.values()].map((b) => b.address));
+  const freeBackends = caps.maxBackends - current.backends.size;
+  let ids = 0;
+  let slots = 0;
+  const added = new Set<string>();
+  // What the admitted VIPs alone need, to tell "full for now" from "full".
+  let wantedKeys = 0;
+
+  const programmed = (v: DesiredVip): VipEntryImage | undefined => v.keys.map((k) => currentByKey.get(vipKeyId(k))).find((e) => e !== undefined);
+  const ordered = [...desired.vips.filter((v) => programmed(v) !== undefined), ...desired.vips.filter((v) => programmed(v) === undefined)];
+  const admitted = new Set<string>();
+  const refused = new Map<string, string>();
+  let retry = false;
+  for (const vip of ordered) {
+    const existing = programmed(vip);
+    const newKeys = vip.keys.filter((k) => !keys.has(vipKeyId(k)));
+    const newFrags = new Set(vip.keys.map((k) => vipKeyId({ address: k.address, port: 0, protocol: k.protocol })).filter((f) => !frags.has(f)));
+    const needsId = existing === undefined ? 1 : 0;
+    const needsSlot = vip.table !== null && !(existing !== undefined && existing.meta.tableSize === vip.table.size && current.tables.has(existing.meta.tableSlot)) ? 1 : 0;
+    const newBackends = new Set((vip.table?.owners ?? []).filter((a) => !held.has(a) && !added.has(a)));
+    let why: string | null = null;
+    if (keys.size + newKeys.length > caps.maxVips) why = `${caps.maxVips} VIP keys (address, port, protocol)`;
+    else if (frags.size + newFrags.size > caps.maxVips) why = `${caps.maxVips} fragment owners (address, protocol)`;
+    else if (ids + needsId > freeIds) why = `${caps.maxVipIds ?? caps.maxVips} VIPs`;
+    else if (slots + needsSlot > freeSlots) why = `${caps.maxTables} tables`;
+    else if (added.size + newBackends.size > freeBackends) why = `${caps.maxBackends} backends`;
+    if (why !== null) {
+      refused.set(vip.name, `the datapath holds at most ${why}; this VIP does not fit beside the ones programmed`);
+      if (wantedKeys + vip.keys.length <= caps.maxVips) retry = true;
+      continue;
+    }
+    admitted.add(vip.name);
+    wantedKeys += vip.keys.length;
+    for (const k of newKeys) keys.add(vipKeyId(k));
+    for (const f of newFrags) frags.add(f);
+    ids += needsId;
+    slots += needsSlot;
+    for (const a of newBackends) added.add(a);
+  }
+  if (refused.size === 0) return { desired, refused, retry: false };
+  const named = new Set(desired.vips.filter((v) => admitted.has(v.name)).flatMap((v) => v.table?.owners ?? []));
+  const backends = new Map<string, BackendImage>();
+  for (const [address, be] of desired.backends) {
+    if (named.has(address) || held.has(address)) backends.set(address, be);
+    else if (added.size < freeBackends) {
+      added.add(address);
+      backends.set(address, be);
+    }
+  }
+  return { desired: { vips: desired.vips.filter((v) => admitted.has(v.name)), backends }, refused, retry };
+}
+
+export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, caps: Capacities): Plan {
+  const { desired, refused, retry } = admit(current, wanted, caps);
   const ops: PlanOp[] = [];
 
   // --- 1. backends: keep indices of wanted addresses, allocate new ones ---
@@ -159,7 +239,7 @@ export function planDatapath(current: DatapathImage, desired: DesiredDatapath, c
   const currentByKey = new Map(current.vips.map((v) => [vipKeyId(v.key), v]));
   const usedIds = new Set(current.vips.map((v) => v.meta.vipId));
   const usedSlots = new Set<number>([...current.tables.keys(), ...current.vips.filter((v) => v.meta.tableSize > 0).map((v) => v.meta.tableSlot)]);
-  const newVipId = freeNumbers(usedIds, caps.maxVips, 'VIPs');
+  const newVipId = freeNumbers(usedIds, caps.maxVipIds ?? caps.maxVips, 'VIPs');
   const newTableSlot = freeNumbers(usedSlots, caps.maxTables, 'tables');
 
   // --- 2. tables, and 3. VIP entries ---
@@ -229,7 +309,7 @@ export function planDatapath(current: DatapathImage, desired: DesiredDatapath, c
     if (!wantedIndices.has(index)) ops.push({ op: 'clearBackend', index });
   }
 
-  return { ops, vipIds, backendIndex: indexByAddress };
+  return { ops, vipIds, backendIndex: indexByAddress, refused, retry };
 }
 
 /** Applies a plan to an image: what the maps hold once every op succeeded. */

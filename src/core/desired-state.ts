@@ -6,7 +6,9 @@
 // resolved backend the VIP fails open (all resolved backends keep serving,
 // reported as panic): a health check that is wrong everywhere must not take a
 // service down. A VIP with no resolved backend is programmed without a table
-// (its packets are dropped and counted). Pure: no I/O.
+// (its packets are dropped and counted). Every configured backend keeps its
+// datapath entry, drained or unhealthy ones too, so flows the flow table
+// holds for them continue. Pure: no I/O.
 import type { BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, Protocol } from './datapath-plan.js';
@@ -58,7 +60,8 @@ export interface Observations {
 export interface BackendStatus {
   readonly address: string;
   readonly weight: number;
-  readonly healthy: boolean;
+  /** As this node's probes find it; null: not probed (no health check). */
+  readonly healthy: boolean | null;
   readonly resolved: boolean;
   /** Why it is not serving, or null. */
   readonly reason: string | null;
@@ -67,10 +70,13 @@ export interface BackendStatus {
 
 export interface VipStatus {
   readonly name: string;
+  /** Digest of the table this node wants programmed (null: none). */
   readonly digest: string | null;
   readonly tableSize: number;
-  /** Every resolved backend failed its probes: serving all of them anyway. */
-  readonly panic: boolean;
+  /** Every resolved backend failed its probes: serving all of them anyway. null: not this node's decision (Kubernetes mode: the operator's). */
+  readonly panic: boolean | null;
+  /** The backends of the wanted table in its order, with weights (what a read-back digest is computed against). */
+  readonly listed: readonly BackendWeight[];
   readonly backends: readonly BackendStatus[];
   /** Slots moved from the previous table (null for a new or size-changed table). */
   readonly moved: number | null;
@@ -135,12 +141,15 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
         table.backends.forEach((b, i) => counts.set(b.key, perOwner[i]!));
         memo?.entries.set(vip.name, { inputs, table, counts, programmed: undefined });
       }
-      for (const b of table.backends) {
-        const r = obs.mac(b.key);
-        backends.set(b.key, { address: b.key, family: familyOf(b.key), mac: r?.ok === true ? r.mac : null });
-      }
     } else {
       memo?.entries.delete(vip.name);
+    }
+    // Every configured backend keeps its entry, not only those with slots: a
+    // drained (weight 0) or unhealthy backend has no new flows, but the flow
+    // table's established flows still point at it and keep reaching it.
+    for (const b of vip.backends) {
+      const r = obs.mac(b.address);
+      backends.set(b.address, { address: b.address, family: familyOf(b.address), mac: r?.ok === true ? r.mac : null });
     }
 
     status.push({
@@ -149,6 +158,7 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
       tableSize: size,
       panic,
       moved,
+      listed: table?.backends ?? [],
       backends: vip.backends.map((b) => {
         const r = obs.mac(b.address);
         const isHealthy = obs.healthy(vip.name, b.address);

@@ -46,3 +46,41 @@ export function tableDigest(table: Table): string {
   }
   return `sha256:${h.digest('hex')}`;
 }
+
+/**
+ * The digest of a table as the kernel holds it: `slots` are datapath backend
+ * indices read back from the maps, `addressOf` names each index's backend as
+ * read back, and `listed` is the backend list (order and weights) the table
+ * was published with, which the kernel does not hold. Equal to the published
+ * digest exactly when every slot reaches the backend the published table
+ * says; a slot naming a backend that is not listed, or a size that differs,
+ * gives another digest. Size 0 (no table) is the empty table's digest.
+ */
+export function programmedDigest(
+  size: number,
+  slots: Uint32Array | null,
+  addressOf: (index: number) => string | undefined,
+  listed: readonly { readonly key: string; readonly weight: number }[],
+): string {
+  if (size === 0 || slots === null) return tableDigest({ size: 0, backends: [], slots: new Uint32Array(0) });
+  const backends = listed.map((b) => ({ key: b.key, weight: b.weight }));
+  const position = new Map(backends.map((b, i) => [b.key, i]));
+  const byIndex = new Map<number, number>();
+  const owners = new Uint32Array(slots.length);
+  for (let s = 0; s < slots.length; s++) {
+    const index = slots[s]!;
+    let p = byIndex.get(index);
+    if (p === undefined) {
+      const key = addressOf(index) ?? `unknown backend index ${index}`;
+      p = position.get(key);
+      if (p === undefined) {
+        p = backends.length;
+        backends.push({ key, weight: 0 });
+        position.set(key, p);
+      }
+      byIndex.set(index, p);
+    }
+    owners[s] = p;
+  }
+  return tableDigest({ size: size as Table['size'], backends, slots: owners });
+}

@@ -62,6 +62,14 @@ export class OperatorReplica {
     return exited;
   }
 
+  /** Starts the replica again after stop() (a scale-up), with a new identity. */
+  resume(): void {
+    if (!this.#stopping) return;
+    this.#stopping = false;
+    this.restarts++;
+    this.#start();
+  }
+
   async stop(): Promise<void> {
     this.#stopping = true;
     const exited = this.current.exited;

@@ -2,7 +2,8 @@
 // network, real TCP through the XDP program with L2 direct server return:
 // weights show in the distribution, a 5-tuple keeps its backend, the maps
 // read back equal the intended state, and a config change moves only the
-// minimum of flows.
+// minimum of flows; with the flow table, draining a backend (weight 0) keeps
+// its established connections.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { lbMapsBy } from '../../src/bpf/datapath.js';
@@ -10,6 +11,7 @@ import { openPinnedMap } from '../../src/bpf/loader.js';
 import { MapWriter } from '../../src/bpf/map-writer.js';
 import { buildTable, successorTable, tableChange } from '../../src/core/maglev.js';
 import { tableFromImage } from '../../src/core/desired-state.js';
+import { brokenBetween, ConnectionPool } from '../../src/lab/connections.js';
 import { LbTopology, type AgentProcess } from '../../src/lab/topology.js';
 
 let topo: LbTopology;
@@ -121,6 +123,32 @@ describe('agent, standalone, l2dsr', () => {
       const r = await topo.load(['--count', '300']);
       expect(r.failed).toBe(0);
       expect(Object.keys(r.byBackend).sort()).toEqual(Object.keys(weights).sort());
+    }
+  });
+
+  it('with the flow table, draining a backend (weight 0) keeps every established connection (issue 11 item 5)', async () => {
+    const flowTable = '    flowTable: true\n';
+    let mark = agent.logs.length;
+    topo.writeConfig('agent.yaml', config({ be1: 1, be2: 1, be3: 1 }, flowTable));
+    await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP', 5000);
+    const pool = new ConnectionPool(topo.client);
+    try {
+      const opened = await pool.open(topo.vip, 60);
+      const onBe1 = opened.filter((c) => 'backend' in c && c.backend === 'be1').length;
+      expect(onBe1).toBeGreaterThan(5);
+      mark = agent.logs.length;
+      topo.writeConfig('agent.yaml', config({ be1: 0, be2: 1, be3: 1 }, flowTable));
+      await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP' && l.serving === 2, 5000);
+      const after = await pool.probe();
+      const { kept, broken } = brokenBetween(opened, after);
+      console.log(`drain of be1 with the flow table: ${kept} of ${opened.length} connections kept (${onBe1} on be1), ${broken.length} broken`);
+      expect(broken).toEqual([]);
+      // New connections no longer go to the drained backend.
+      const r = await topo.load(['--count', '200']);
+      expect(r.failed).toBe(0);
+      expect(r.byBackend.be1).toBeUndefined();
+    } finally {
+      await pool.close();
     }
   });
 });

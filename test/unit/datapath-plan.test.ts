@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest';
 import { buildTable } from '../../src/core/maglev.js';
 import {
   applyPlan,
-  CapacityError,
   EMPTY_IMAGE,
   planDatapath,
   type BackendImage,
@@ -141,11 +140,41 @@ describe('datapath plan', () => {
     expect(put.slot).not.toBe(del.slot);
   });
 
-  it('refuses to exceed capacities', () => {
+  it('refuses a VIP that does not fit and plans the rest (issue 11 item 12)', () => {
     const many = desiredOf(
-      [{ name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends: Array.from({ length: 5 }, (_, i) => `10.0.1.${i}`) }],
+      [
+        { name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends: Array.from({ length: 5 }, (_, i) => `10.0.1.${i}`) },
+        { name: 'b', address: '192.0.2.2', ports: [80], size: 251, flags: 0, backends: ['10.0.1.0'] },
+      ],
       {},
     );
-    expect(() => planDatapath(EMPTY_IMAGE, many, { ...caps, maxBackends: 4 })).toThrow(CapacityError);
+    const plan = planDatapath(EMPTY_IMAGE, many, { ...caps, maxBackends: 4 });
+    expect([...plan.refused.keys()]).toEqual(['a']);
+    expect(plan.refused.get('a')).toMatch(/at most 4 backends/);
+    const image = applyPlan(EMPTY_IMAGE, plan.ops);
+    expect(image.vips.map((v) => v.key.address)).toEqual(['192.0.2.2']);
+  });
+
+  it('never pushes out a programmed VIP for a new one when the VIP keys are full; the new one is refused', () => {
+    const ports = (n: number, from: number) => Array.from({ length: n }, (_, i) => from + i);
+    const first = desiredOf([{ name: 'old', address: '192.0.2.1', ports: ports(12, 1000), size: 251, flags: 0, backends: ['10.0.0.1'] }], {});
+    const image = applyPlan(EMPTY_IMAGE, planDatapath(EMPTY_IMAGE, first, caps).ops);
+    // "new" sorts first by name and is listed first, yet "old" keeps its place.
+    const both = desiredOf(
+      [
+        { name: 'new', address: '192.0.2.9', ports: ports(8, 2000), size: 251, flags: 0, backends: ['10.0.0.2'] },
+        { name: 'old', address: '192.0.2.1', ports: ports(12, 1000), size: 251, flags: 0, backends: ['10.0.0.1', '10.0.0.3'] },
+        { name: 'small', address: '192.0.2.5', ports: [80], size: 251, flags: 0, backends: ['10.0.0.2'] },
+      ],
+      {},
+    );
+    const plan = planDatapath(image, both, caps);
+    expect([...plan.refused.keys()]).toEqual(['new']);
+    expect(plan.refused.get('new')).toMatch(/at most 16 VIP keys/);
+    const after = applyPlan(image, plan.ops);
+    expect(after.vips).toHaveLength(13);
+    expect(after.vips.filter((v) => v.key.address === '192.0.2.1')).toHaveLength(12);
+    // The plan never writes more keys than the map holds (the kernel would refuse: E2BIG).
+    expect(new Set(after.vips.map((v) => `${v.key.address}|${v.key.port}`)).size).toBeLessThanOrEqual(caps.maxVips);
   });
 });

@@ -40,9 +40,15 @@ describe('desired state', () => {
       ['10.0.0.4', false, 'drained (weight 0)'],
     ]);
     expect(s.digest).toMatch(/^sha256:/);
-    expect([...desired.backends.keys()].sort()).toEqual(['10.0.0.1', '10.0.0.2', '10.0.0.3']);
     expect(desired.vips[0]!.keys).toEqual([{ address: '192.0.2.10', port: 80, protocol: 'TCP' }]);
     expect(flagsOf({ mode: 'l2dsr', affinity: 'sourceIp', flowTable: true })).toBe(7);
+  });
+
+  it('a drained or unhealthy backend keeps its datapath entry, so flow-table flows to it continue (issue 11 item 5)', () => {
+    const { desired } = desiredState([vip], obs({ down: ['10.0.0.2'] }));
+    expect([...desired.backends.keys()].sort()).toEqual(['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4']);
+    expect(desired.backends.get('10.0.0.4')!.mac).toBe('02:00:00:00:00:09');
+    expect(desired.vips[0]!.table!.owners).not.toContain('10.0.0.4');
   });
 
   it('a backend failing its probes leaves with exactly its slots (successor of the current table)', () => {

@@ -1,0 +1,91 @@
+// kubernetes-source.test.ts: what an agent in Kubernetes mode programs from
+// the informers' objects: of two VIPs claiming one (address, protocol, port),
+// only the older, whatever their status says; the last whole generation of a
+// table while a newer one is half written; the empty table as no table.
+import { describe, expect, it } from 'vitest';
+import { kubeVips, KubernetesSource, type PublishedCache } from '../../src/agent/kubernetes-source.js';
+import { tableDigest } from '../../src/core/digest.js';
+import { buildTable, successorTable } from '../../src/core/maglev.js';
+import { encodeShards, shardObjectName } from '../../src/core/table-shards.js';
+import { EMPTY_TABLE } from '../../src/core/vip-decision.js';
+import type { Obj } from '../../src/operator/k8s.js';
+
+function vip(name: string, created: string, address = '192.0.2.10', extra: Record<string, unknown> = {}): Obj {
+  return {
+    apiVersion: 'xdplb.io/v1alpha1',
+    kind: 'LoadBalancerVip',
+    metadata: { namespace: 'shop', name, uid: `uid-${name}`, creationTimestamp: new Date(created), ...extra },
+    spec: { address, mode: 'l2dsr', ports: [{ protocol: 'TCP', port: 80 }], hashing: { tableSize: 251 } },
+    // The status an agent must not rely on: the operator has not judged the duplicate yet.
+    status: { conditions: [{ type: 'Conflict', status: 'False' }] },
+  } as Obj;
+}
+
+function shards(name: string, generation: number, table: Parameters<typeof encodeShards>[2], version = '1'): Obj[] {
+  return encodeShards(name, generation, table).map((spec) => ({
+    apiVersion: 'xdplb.io/v1alpha1',
+    kind: 'VipTable',
+    metadata: { namespace: 'shop', name: shardObjectName(name, generation, spec.shard.index), resourceVersion: `${version}-${spec.shard.index}` },
+    spec: spec as unknown as Record<string, unknown>,
+  }));
+}
+
+const backends = (n: number) => Array.from({ length: n }, (_, i) => ({ key: `10.0.0.${i + 1}`, weight: 1 }));
+
+describe('Kubernetes source', () => {
+  it('programs only the older of two VIPs claiming one key, whatever the status says (issue 11 item 1)', () => {
+    const old = vip('web', '2026-01-01T00:00:00Z');
+    const dup = vip('web-dup', '2026-02-01T00:00:00Z');
+    const t = buildTable({ size: 251, backends: backends(2) });
+    const got = kubeVips([dup, old], [...shards('web', 1, t)], {});
+    expect(got.map((v) => v.key)).toEqual(['shop/web']);
+    // The same address written another way is the same key.
+    const v6old = vip('six', '2026-01-01T00:00:00Z', '2001:db8::1');
+    const v6dup = vip('six-dup', '2026-02-01T00:00:00Z', '2001:0db8:0::1');
+    expect(kubeVips([v6dup, v6old], [], {}).map((v) => v.key)).toEqual(['shop/six']);
+    // Once the older one is being deleted, the newer one takes the key.
+    const deleting = vip('web', '2026-01-01T00:00:00Z', '192.0.2.10', { deletionTimestamp: new Date('2026-03-01T00:00:00Z') });
+    expect(kubeVips([dup, deleting], [], {}).map((v) => v.key)).toEqual(['shop/web-dup']);
+  });
+
+  it('keeps the last whole generation while a newer one is half written or gone (issue 11 item 2)', () => {
+    const t1 = buildTable({ size: 524287, backends: backends(4) });
+    const t2 = successorTable(t1, { size: 524287, backends: backends(5) });
+    const g1 = shards('web', 1, t1);
+    const g2 = shards('web', 2, t2);
+    const cache: PublishedCache = new Map();
+    const v = vip('web', '2026-01-01T00:00:00Z');
+    expect(kubeVips([v], g1, {}, cache)[0]!.published!.generation).toBe(1);
+    // The new generation half written beside the old one: still generation 1.
+    expect(kubeVips([v], [...g1, g2[0]!], {}, cache)[0]!.published!.generation).toBe(1);
+    // Whole: generation 2.
+    expect(kubeVips([v], [...g1, ...g2], {}, cache)[0]!.published!.digest).toBe(tableDigest(t2));
+    // The old one removed, and the new one seen half (an informer between events): still the last whole one.
+    expect(kubeVips([v], [g2[1]!], {}, cache)[0]!.published!.digest).toBe(tableDigest(t2));
+    // A VIP deleted and created again (another uid) carries nothing over.
+    const again = { ...v, metadata: { ...v.metadata, uid: 'uid-new' } } as Obj;
+    expect(kubeVips([again], [g2[1]!], {}, cache)[0]!.published).toBeNull();
+  });
+
+  it('programs the empty table as no table: the VIP stays, its packets are dropped (issue 11 item 3)', () => {
+    const v = vip('web', '2026-01-01T00:00:00Z');
+    const [k] = kubeVips([v], shards('web', 3, EMPTY_TABLE), {});
+    expect(k!.published!.table.size).toBe(0);
+    const { desired, status } = new KubernetesSource([k!]).compute({ mac: () => undefined, currentTable: () => undefined, currentTableArray: () => undefined });
+    expect(desired.vips).toHaveLength(1);
+    expect(desired.vips[0]!.table).toBeNull();
+    expect(status[0]!.digest).toBe(tableDigest(EMPTY_TABLE));
+  });
+
+  it('reports health as probed, unknown (null) when no probe runs, and no panic of its own (issue 11 item 9)', () => {
+    const v = vip('web', '2026-01-01T00:00:00Z');
+    const [k] = kubeVips([v], shards('web', 1, buildTable({ size: 251, backends: backends(2) })), {});
+    const source = new KubernetesSource([k!], (key) => (key === 'shop/web|10.0.0.1' ? false : null));
+    const { status } = source.compute({ mac: () => ({ ok: true, mac: '02:00:00:00:00:01' }), currentTable: () => undefined, currentTableArray: () => undefined });
+    expect(status[0]!.panic).toBeNull();
+    expect(status[0]!.backends.map((b) => [b.address, b.healthy])).toEqual([
+      ['10.0.0.1', false],
+      ['10.0.0.2', null],
+    ]);
+  });
+});
