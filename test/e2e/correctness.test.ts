@@ -66,7 +66,10 @@ beforeAll(async () => {
   c = await LocalCluster.start({ tag: 'cx', nodes: 2, backends: 3, vips: [VIP] });
   await c.kubectl(['create', 'namespace', NS]);
   await c.apply(c.backends.map((b) => backendYaml(NS, b, 100, { app: 'web' })).join('') + vipYaml('web', 'web'));
-  const first = await until('a published table', () => c.publishedTable(NS, 'web').catch(() => null), 60_000);
+  const first = await until('a published table of the three backends', async () => {
+    const t = await c.publishedTable(NS, 'web').catch(() => null);
+    return t !== null && t.table.backends.length === 3 ? t : null;
+  }, 60_000);
   await everyNodeHolds(`${NS}/web`, first.digest, 60_000);
 }, 600_000);
 
@@ -81,7 +84,7 @@ describe('changes under traffic drop no connection (issue 11)', () => {
     const generations: number[] = [];
     for (let i = 0; i < 8; i++) {
       const before = await c.publishedTable(NS, 'web');
-      await c.kubectl(['-n', NS, 'patch', 'backend', c.backends[i % 3]!.name, '--type=merge', '-p', JSON.stringify({ spec: { weight: i % 2 === 0 ? 300 : 100 } })]);
+      await c.kubectl(['-n', NS, 'patch', 'backend', c.backends[i % 3]!.name, '--type=merge', '-p', JSON.stringify({ spec: { weight: 120 + 20 * i } })]);
       const next = await until('a new generation', async () => {
         const p = await c.publishedTable(NS, 'web').catch(() => null);
         return p !== null && p.generation > before.generation ? p : null;
