@@ -1,7 +1,9 @@
 # Dockerfile: the xdplb image (agent and operator; the chart in charts/xdplb
 # runs both from it). The build stage compiles the BPF objects with clang and
-# the TypeScript with tsc (`npm ci` then `npm run build`, as the README does),
-# then drops the dev dependencies. The runtime stage is Node 24 slim with only
+# the product's TypeScript with tsc (`npm ci` then `npm run build:product`:
+# src/ only; the lab, the demo and the benchmarks stay out of the image, and
+# .dockerignore keeps them out of the build context), then drops the dev
+# dependencies. The runtime stage is Node 24 slim with only
 # libbpf1 (koffi loads libbpf.so.1 at run time) and iproute2 (the agent reads
 # routes and neighbours with `ip`). Base images are pinned to one Node release
 # so a rebuild gets the same runtime.
@@ -15,8 +17,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY bpf ./bpf
 COPY src ./src
-COPY bench ./bench
-RUN npm run build \
+RUN npm run build:product \
  && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:24.21.0-bookworm-slim AS runtime

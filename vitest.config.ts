@@ -2,7 +2,7 @@
 // `datapath` loads real BPF programs into the running kernel and `agent` runs
 // the agent in network namespaces (root); `control-plane` runs a real etcd and
 // kube-apiserver (built by scripts/build-control-plane); `e2e` runs the whole
-// system (src/lab: control plane, operators, two nodes, backends, clients).
+// system (lab/: control plane, operators, two nodes, backends, clients).
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({

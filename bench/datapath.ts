@@ -14,7 +14,7 @@ import { resolve } from 'node:path';
 import { BENCH_MAX_COPY, encodeBenchTemplate, u32Key, type ReasonName } from '../src/bpf/abi.js';
 import { lbMaps, readReasons, reasonDelta } from '../src/bpf/datapath.js';
 import { BpfObject, type BpfProgram } from '../src/bpf/loader.js';
-import { ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, PROTO_TCP, tcp, type Bytes } from '../src/bpf/packet.js';
+import { ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, PROTO_TCP, tcp, type Bytes } from '../lab/packet.js';
 import { DatapathProgrammer, type DatapathVip } from '../src/bpf/programmer.js';
 
 const REPEAT = 1_000_000;

@@ -1,7 +1,7 @@
 // flags.ts: `xdplb agent` flags, parsed and validated once (zod), frozen.
 import { z } from 'zod';
-import { parseFlags } from '../cli/flags.js';
-import { parseListenAddress } from './metrics.js';
+import { parseFlags } from '../config/flags.js';
+import { parseListenAddress } from '../net/http.js';
 
 export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | --kubernetes) [flags]
        xdplb agent --cleanup --interface IF

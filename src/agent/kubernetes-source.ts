@@ -18,7 +18,7 @@ import { flagsOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
 import { assembleShards, type TableShardSpec } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
-import type { Obj } from '../operator/k8s.js';
+import type { Obj } from '../kube/k8s.js';
 import type { DesiredSource } from './engine.js';
 import type { HealthTarget } from './health-checker.js';
 

@@ -10,7 +10,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { jsonEqual } from '../core/conditions.js';
-import { GROUP, Kube, loadKubeConfig, PLURALS, statusCode, VERSION, type Obj } from '../operator/k8s.js';
+import { GROUP, Kube, loadKubeConfig, PLURALS, statusCode, VERSION, type Obj } from '../kube/k8s.js';
 import type { Engine } from './engine.js';
 import type { HealthChecker } from './health-checker.js';
 import { kubeVips, KubernetesSource, type PublishedCache } from './kubernetes-source.js';

@@ -23,6 +23,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'nod
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
+import { ensureBpffs } from '../bpf/bpffs.js';
+import { interfaceIndex } from '../net/interfaces.js';
 import { checkLbAbi, LB_MAP_NAMES, lbMaps, lbMapsBy, type LbMaps } from '../bpf/datapath.js';
 import {
   BpfObject,
@@ -62,22 +64,6 @@ export interface Prepared {
   close(): void;
 }
 
-export function interfaceIndex(ifname: string): number {
-  try {
-    return Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim());
-  } catch {
-    throw new XdplbError(ErrorCodes.BAD_FLAG, `interface ${ifname} does not exist`);
-  }
-}
-
-export function interfaceMac(ifname: string): string {
-  return readFileSync(`/sys/class/net/${ifname}/address`, 'utf8').trim();
-}
-
-export function interfaceMtu(ifname: string): number {
-  return Number(readFileSync(`/sys/class/net/${ifname}/mtu`, 'utf8').trim());
-}
-
 /** The XDP mode an interface's program runs in, per iproute2 (null: none attached). */
 export function attachedMode(ifname: string): AttachedMode | null {
   const [info] = JSON.parse(execFileSync('ip', ['-j', '-d', 'link', 'show', 'dev', ifname], { encoding: 'utf8' })) as { xdp?: { mode?: number } }[];
@@ -88,24 +74,6 @@ export function attachedMode(ifname: string): AttachedMode | null {
 export function modeOfAttachment(mode: number | undefined): AttachedMode | null {
   if (mode === undefined || mode === 0) return null;
   return mode === 1 ? 'native' : mode === 2 ? 'generic' : mode === 3 ? 'offload' : 'unknown';
-}
-
-/** Mounts bpffs at /sys/fs/bpf when the pin directory is not on one. */
-export function ensureBpffs(pinDir: string): void {
-  const mounts = readFileSync('/proc/self/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f[2] === 'bpf')
-    .map((f) => f[1]!);
-  if (mounts.some((m) => pinDir === m || pinDir.startsWith(`${m}/`))) return;
-  if (!pinDir.startsWith('/sys/fs/bpf')) {
-    throw new XdplbError(ErrorCodes.BAD_FLAG, `--pin-dir ${pinDir} is not on a bpf filesystem`);
-  }
-  try {
-    execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf'], { stdio: 'pipe' });
-  } catch (e) {
-    throw new XdplbError(ErrorCodes.NO_PRIVILEGE, `could not mount bpffs at /sys/fs/bpf: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`);
-  }
 }
 
 export function objectVersion(objectPath: string): string {

@@ -3,6 +3,7 @@
 // Datapath counters are read from the per-CPU maps at scrape time, so the
 // exported values are the kernel's, not a copy that may lag.
 import { createServer, type Server } from 'node:http';
+import { listenOn } from '../net/http.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface DatapathCounters {
@@ -129,22 +130,4 @@ export class AgentMetrics {
     });
     return listenOn(server, address);
   }
-}
-
-/** Starts `server` listening on HOST:PORT; resolves once it listens. */
-export async function listenOn<S extends Server>(server: S, address: string): Promise<S> {
-  const { host, port } = parseListenAddress(address);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  return server;
-}
-
-export function parseListenAddress(address: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-  if (m === null) throw new RangeError(`listen address must be HOST:PORT, got ${JSON.stringify(address)}`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new RangeError(`port ${port} is out of range`);
-  return { host: m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2]!), port };
 }

@@ -11,10 +11,11 @@ import { checkDecapAbi, decapMaps } from '../bpf/datapath.js';
 import { BpfObject, closeFd, openPinnedMap, pinFd, unpin, xdpLinkCreate, XdpFlags } from '../bpf/loader.js';
 import { objectPath } from '../bpf/objects.js';
 import { applyDecapVips } from '../bpf/programmer.js';
-import { ensureBpffs, interfaceIndex } from '../agent/lifecycle.js';
+import { ensureBpffs } from '../bpf/bpffs.js';
+import { interfaceIndex } from '../net/interfaces.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { canonicalIp } from '../core/net.js';
-import { parseFlags } from './flags.js';
+import { parseFlags } from '../config/flags.js';
 import { EXIT_USAGE, type CliIo } from './io.js';
 
 export const DECAP_USAGE = `usage: xdplb decap --interface IF --vip ADDR [--vip ADDR ...] [--pin-dir DIR] [--xdp-mode auto|native|generic]

@@ -7,7 +7,7 @@ import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { buildTable, imbalance, slotCounts, successorTable, tableChange, type Table } from '../core/maglev.js';
 import { decodeTable, encodeTable } from '../core/table-codec.js';
 import { DEFAULT_TABLE_SIZE, MIN_SLOTS_PER_BACKEND } from '../core/table-sizes.js';
-import { parseFlags } from './flags.js';
+import { parseFlags } from '../config/flags.js';
 import { EXIT_USAGE, type CliIo } from './io.js';
 
 export const RING_USAGE = `usage: xdplb ring [--size M] --backend KEY=WEIGHT [--backend ...] [--previous FILE] [--out FILE] [--json]

@@ -14,7 +14,7 @@ import { EMPTY_IMAGE, planDatapath } from '../core/datapath-plan.js';
 import { desiredState } from '../core/desired-state.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { LINKTYPE_ETHERNET, parsePcap, writePcap, type PcapPacket } from '../core/pcap.js';
-import { parseFlags } from './flags.js';
+import { parseFlags } from '../config/flags.js';
 import { EXIT_USAGE, type CliIo } from './io.js';
 
 export const SIMULATE_USAGE = `usage: xdplb simulate --config FILE --pcap IN [--out OUT.pcap] [--json] [--src-mac MAC] [--mtu N]

@@ -2,7 +2,7 @@
 // (network order; IPv4 as 4 bytes, IPv6 as 16). Pure functions.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { ErrorCodes, XdplbError } from '../core/errors.js';
+import { ErrorCodes, XdplbError } from './errors.js';
 
 /** An address as bytes: 4 for IPv4, 16 for IPv6. Accepts text or bytes. */
 export function ipBytes(address: string | Uint8Array): Uint8Array {

@@ -2,7 +2,7 @@
 // answers while the process's event loop runs; /readyz once the informers'
 // caches have synced (a replica that cannot list the API is not ready).
 import { createServer, type Server } from 'node:http';
-import { listenOn } from '../agent/metrics.js';
+import { listenOn } from '../net/http.js';
 
 export async function serveHealth(address: string, ready: () => boolean): Promise<Server> {
   const server = createServer((req, res) => {

@@ -11,7 +11,7 @@
 // time it wins the lease again. Transitions are logged once each.
 import { CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { statusCode, type Kube } from './k8s.js';
+import { statusCode, type Kube } from '../kube/k8s.js';
 
 export interface LeaderOptions {
   readonly kube: Kube;

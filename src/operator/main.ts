@@ -7,9 +7,9 @@
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { parseFlags } from '../cli/flags.js';
+import { parseFlags } from '../config/flags.js';
 import { isXdplbError } from '../core/errors.js';
-import { Kube, loadKubeConfig } from './k8s.js';
+import { Kube, loadKubeConfig } from '../kube/k8s.js';
 import { serveHealth } from './health.js';
 import { Operator } from './operator.js';
 

@@ -8,7 +8,7 @@
 // a heartbeat that changes nothing else does not.
 import type { Logger } from 'pino';
 import { jsonEqual } from '../core/conditions.js';
-import type { Obj } from './k8s.js';
+import type { Obj } from '../kube/k8s.js';
 
 /** Intervals without a change after which a report is stale. */
 export const STALE_INTERVALS = 3;

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { findCondition, jsonEqual, transitions, type Condition } from '../core/conditions.js';
 import { assembleShards, encodeShards, shardObjectName, type TableShardSpec } from '../core/table-shards.js';
 import { decideVip, selectorMatches, type BackendObject, type EndpointSliceObject, type NodeView, type VipObject } from '../core/vip-decision.js';
-import { FINALIZER, GROUP, PLURALS, VERSION, VIP_LABEL, type Cached, type Kube, type Obj } from './k8s.js';
+import { FINALIZER, GROUP, PLURALS, VERSION, VIP_LABEL, type Cached, type Kube, type Obj } from '../kube/k8s.js';
 
 export interface Caches {
   readonly vips: Cached<Obj>;

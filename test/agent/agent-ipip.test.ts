@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Reason } from '../../src/bpf/abi.js';
 import { readCounter } from '../../src/bpf/datapath.js';
 import { openPinnedMap } from '../../src/bpf/loader.js';
-import { LbTopology, XDPLB, type AgentProcess } from '../../src/lab/topology.js';
+import { LbTopology, XDPLB, type AgentProcess } from '../../lab/topology.js';
 
 let topo: LbTopology;
 let agent: AgentProcess;

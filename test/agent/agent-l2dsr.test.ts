@@ -11,8 +11,8 @@ import { openPinnedMap } from '../../src/bpf/loader.js';
 import { MapWriter } from '../../src/bpf/map-writer.js';
 import { buildTable, successorTable, tableChange } from '../../src/core/maglev.js';
 import { tableFromImage } from '../../src/core/desired-state.js';
-import { brokenBetween, ConnectionPool } from '../../src/lab/connections.js';
-import { LbTopology, type AgentProcess } from '../../src/lab/topology.js';
+import { brokenBetween, ConnectionPool } from '../../lab/connections.js';
+import { LbTopology, type AgentProcess } from '../../lab/topology.js';
 
 let topo: LbTopology;
 let agent: AgentProcess;

@@ -9,7 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeFd, linkInfo, mapInfo, openPinned } from '../../src/bpf/loader.js';
-import { LbTopology, ROOT, type AgentProcess } from '../../src/lab/topology.js';
+import { LbTopology, ROOT, type AgentProcess } from '../../lab/topology.js';
 
 let topo: LbTopology;
 let agent: AgentProcess;

@@ -2,7 +2,7 @@
 // tables, in real network namespaces: on-link, behind a gateway, unanswered.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NeighborResolver } from '../../src/agent/neighbors.js';
-import { Lab, macOf, type Netns } from '../../src/lab/netns.js';
+import { Lab, macOf, type Netns } from '../../lab/netns.js';
 
 let lab: Lab;
 let lb: Netns;

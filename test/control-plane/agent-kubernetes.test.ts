@@ -8,10 +8,10 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Kube, loadKubeConfig } from '../../src/operator/k8s.js';
+import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../../src/lab/control-plane.js';
-import { LbTopology, ROOT, type AgentProcess } from '../../src/lab/topology.js';
+import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { LbTopology, ROOT, type AgentProcess } from '../../lab/topology.js';
 
 let cp: ControlPlane;
 let topo: LbTopology;

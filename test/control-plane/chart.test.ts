@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { startControlPlane, type ControlPlane } from '../../src/lab/control-plane.js';
+import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHART = join(ROOT, 'charts/xdplb');

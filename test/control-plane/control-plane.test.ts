@@ -1,4 +1,4 @@
-// control-plane.test.ts: the real control plane of src/lab/control-plane.ts
+// control-plane.test.ts: the real control plane of lab/control-plane.ts
 // end to end: etcd + kube-apiserver start on loopback, kubectl and helm talk to
 // them, RBAC is enforced, CRDs install, and stop() leaves no process or file.
 // Needs the binaries of scripts/build-control-plane (run it first, or set
@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { processesUsing, startControlPlane, type ControlPlane } from '../../src/lab/control-plane.js';
+import { processesUsing, startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 
 const NOBODY = 'system:serviceaccount:default:nobody';
 const building = process.env.XDPLB_BUILD_CONTROL_PLANE === '1';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableDigest } from '../../src/core/digest.js';
 import { buildTable } from '../../src/core/maglev.js';
 import { assembleShards, encodeShards, type TableShardSpec } from '../../src/core/table-shards.js';
-import { startControlPlane, type CommandResult, type ControlPlane } from '../../src/lab/control-plane.js';
+import { startControlPlane, type CommandResult, type ControlPlane } from '../../lab/control-plane.js';
 
 const CRD_DIR = fileURLToPath(new URL('../../crds', import.meta.url));
 const API_VERSION = 'xdplb.io/v1alpha1';

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assembleShards, type TableShardSpec } from '../../src/core/table-shards.js';
-import { Kube, loadKubeConfig, PLURALS } from '../../src/operator/k8s.js';
+import { Kube, loadKubeConfig, PLURALS } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../../src/lab/control-plane.js';
+import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 let cp: ControlPlane;

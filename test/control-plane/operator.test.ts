@@ -9,9 +9,9 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assembleShards, type TableShardSpec } from '../../src/core/table-shards.js';
 import { tableChange } from '../../src/core/maglev.js';
-import { Kube, loadKubeConfig } from '../../src/operator/k8s.js';
+import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../../src/lab/control-plane.js';
+import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 let cp: ControlPlane;

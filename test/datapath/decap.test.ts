@@ -5,7 +5,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyDecapVips } from '../../src/bpf/programmer.js';
-import { concat, be16, ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, l3Offset, PROTO_IPIP, PROTO_TCP, tcp, type Bytes, type VlanTag } from '../../src/bpf/packet.js';
+import { concat, be16, ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, l3Offset, PROTO_IPIP, PROTO_TCP, tcp, type Bytes, type VlanTag } from '../../lab/packet.js';
 import { DecapHarness, LbHarness } from './lib/harness.js';
 import { baseState, MAC_LB, MAC_ROUTER } from './lib/fixture.js';
 

@@ -28,7 +28,7 @@ import {
   udp,
   type Bytes,
   type VlanTag,
-} from '../../src/bpf/packet.js';
+} from '../../lab/packet.js';
 import { LbHarness, type Verdict } from './lib/harness.js';
 import {
   baseState,

@@ -26,7 +26,7 @@ import {
   tcp,
   udp,
   type Bytes,
-} from '../../src/bpf/packet.js';
+} from '../../lab/packet.js';
 import { LbHarness } from './lib/harness.js';
 import { prng } from './lib/prng.js';
 import { baseState, MAC_LB, MAC_ROUTER, VIPS } from './lib/fixture.js';

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCounter } from '../../src/bpf/datapath.js';
 import { MapWriter, type ControlSettings } from '../../src/bpf/map-writer.js';
-import { ETH_P_IP, ethernet, ipv4, PROTO_TCP, tcp } from '../../src/bpf/packet.js';
+import { ETH_P_IP, ethernet, ipv4, PROTO_TCP, tcp } from '../../lab/packet.js';
 import { EMPTY_IMAGE, planDatapath, type DatapathImage } from '../../src/core/datapath-plan.js';
 import { desiredState, type Observations, type VipSpec } from '../../src/core/desired-state.js';
 import { flowHash, tableIndex } from '../../src/core/flow-hash.js';

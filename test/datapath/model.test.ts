@@ -8,7 +8,7 @@ import { flowHash, tableIndex, type Affinity } from '../../src/core/flow-hash.js
 import { buildTable } from '../../src/core/maglev.js';
 import { ipBytes, ipText } from '../../src/core/net.js';
 import type { DatapathBackend, DatapathVip } from '../../src/bpf/programmer.js';
-import { ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, PROTO_TCP, PROTO_UDP, tcp, udp, type Bytes } from '../../src/bpf/packet.js';
+import { ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, PROTO_TCP, PROTO_UDP, tcp, udp, type Bytes } from '../../lab/packet.js';
 import { LbHarness } from './lib/harness.js';
 import { prng } from './lib/prng.js';
 import { CONTROL, MAC_LB, MAC_ROUTER } from './lib/fixture.js';

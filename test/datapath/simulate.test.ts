@@ -7,7 +7,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ETH_P_IP, ethernet, ipv4, PROTO_TCP, PROTO_UDP, tcp, udp } from '../../src/bpf/packet.js';
+import { ETH_P_IP, ethernet, ipv4, PROTO_TCP, PROTO_UDP, tcp, udp } from '../../lab/packet.js';
 import { LINKTYPE_ETHERNET, parsePcap, writePcap } from '../../src/core/pcap.js';
 
 const root = join(import.meta.dirname, '../..');

@@ -11,8 +11,8 @@
 //     applied while both operators are down: agents apply "older claim wins"
 //     themselves.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendYaml, LocalCluster } from '../../src/lab/cluster.js';
-import type { LbNode } from '../../src/lab/topology.js';
+import { backendYaml, LocalCluster } from '../../lab/cluster.js';
+import type { LbNode } from '../../lab/topology.js';
 
 const NS = 'shop';
 const VIP = '10.60.0.10';

@@ -6,8 +6,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { DemoSummary } from '../../src/demo/model.js';
-import { XDPLB } from '../../src/lab/root.js';
+import type { DemoSummary } from '../../lab/demo/model.js';
+import { XDPLB } from '../../lab/root.js';
 
 const namespaces = (): string[] => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('-demo-'));
 

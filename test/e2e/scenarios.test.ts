@@ -10,9 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flowHash, tableIndex } from '../../src/core/flow-hash.js';
 import { tableChange, type Table } from '../../src/core/maglev.js';
 import { ipBytes } from '../../src/core/net.js';
-import { backendYaml, LocalCluster } from '../../src/lab/cluster.js';
-import { brokenBetween, ConnectionPool, type ConnResult } from '../../src/lab/connections.js';
-import type { LbNode, LoadResult } from '../../src/lab/topology.js';
+import { backendYaml, LocalCluster } from '../../lab/cluster.js';
+import { brokenBetween, ConnectionPool, type ConnResult } from '../../lab/connections.js';
+import type { LbNode, LoadResult } from '../../lab/topology.js';
 
 const NS = 'shop';
 const WEIGHTS = [100, 100, 200, 400];

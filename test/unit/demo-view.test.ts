@@ -1,9 +1,9 @@
 // demo-view.test.ts: the pure parts of `xdplb demo`: traffic arithmetic, the
 // terminal view and the HTML report, from hand-made measurements.
 import { describe, expect, it } from 'vitest';
-import { expectedShares, flowsBetween, rateOver, sampleAt, timeline, type BackendInfo, type DemoSummary, type TrafficSample } from '../../src/demo/model.js';
-import { renderReport } from '../../src/demo/report.js';
-import { renderView } from '../../src/demo/view.js';
+import { expectedShares, flowsBetween, rateOver, sampleAt, timeline, type BackendInfo, type DemoSummary, type TrafficSample } from '../../lab/demo/model.js';
+import { renderReport } from '../../lab/demo/report.js';
+import { renderView } from '../../lab/demo/view.js';
 
 const samples: TrafficSample[] = [
   { t: 0.25, ok: 25, failed: 0, byBackend: { be1: 10, be2: 15 } },

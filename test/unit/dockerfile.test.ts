@@ -3,6 +3,7 @@
 // bases, the build the README describes, a runtime with only the packages the
 // agent loads or runs, every file the runtime needs copied from the build
 // stage, OCI labels, a non-root default user and the CLI as the entrypoint.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
@@ -70,10 +71,10 @@ describe('Dockerfile', () => {
     expect(b![1]).toBe(r![1]);
   });
 
-  it('builds as the README does: npm ci, then npm run build (make -C bpf and tsc), then drops dev dependencies', () => {
+  it('builds the product only: npm ci, then npm run build:product (make -C bpf and tsc over src/), then drops dev dependencies', () => {
     const runs = ops(build, 'RUN').join(' && ');
     const ci = runs.indexOf('npm ci');
-    const make = runs.indexOf('npm run build');
+    const make = runs.indexOf('npm run build:product');
     const prune = runs.search(/npm prune --omit=dev|npm ci [^&]*--omit=dev/);
     expect(ci).toBeGreaterThanOrEqual(0);
     expect(make).toBeGreaterThan(ci);
@@ -81,11 +82,39 @@ describe('Dockerfile', () => {
     expect(runs).toMatch(/\bclang\b/);
     expect(runs).toMatch(/\blibbpf-dev\b/);
     expect(runs).toMatch(/\bmake\b/);
-    // What `npm run build` reads must be in the build stage.
+    // What `npm run build:product` reads must be in the build stage, and nothing of the lab.
     const copied = ops(build, 'COPY').join('\n');
-    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'bpf', 'src', 'bench']) {
+    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'bpf', 'src']) {
       expect(copied).toMatch(new RegExp(`(^|\\s)${f.replaceAll('.', '\\.')}(\\s|$)`, 'm'));
     }
+    for (const f of ['lab', 'bench', 'test']) expect(copied).not.toMatch(new RegExp(`(^|\\s)\\.?/?${f}(\\s|/|$)`, 'm'));
+    expect(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).scripts['build:product']).toBe('make -s -C bpf && tsc -p tsconfig.build.json');
+    const product = JSON.parse(readFileSync(new URL('../../tsconfig.build.json', import.meta.url), 'utf8')) as { include: string[] };
+    expect(product.include).toEqual(['src/**/*.ts']);
+  });
+
+  it('sends no lab, demo, test or benchmark file in the build context (.dockerignore)', () => {
+    const rules = readFileSync(new URL('../../.dockerignore', import.meta.url), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'));
+    // Docker's rule: the last pattern matching a path decides; "!" re-includes.
+    const matches = (pattern: string, path: string): boolean => {
+      const p = pattern.replace(/\/$/, '');
+      return p === '*' || path === p || path.startsWith(`${p}/`);
+    };
+    const inContext = (path: string): boolean => {
+      let included = true;
+      for (const r of rules) {
+        const negate = r.startsWith('!');
+        if (matches(negate ? r.slice(1) : r, path)) included = negate;
+      }
+      return included;
+    };
+    const files = execFileSync('git', ['ls-files'], { cwd: new URL('../..', import.meta.url), encoding: 'utf8' }).trim().split('\n');
+    const sent = files.filter(inContext);
+    expect(sent.filter((f) => /^(lab|test|bench|docs|examples|charts|scripts)\//.test(f) || /demo/.test(f))).toEqual([]);
+    for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src/cli/main.ts', 'bpf/xdp_lb.c']) expect(sent).toContain(needed);
   });
 
   it('installs only libbpf1 and iproute2 in the runtime, without recommends', () => {

@@ -8,7 +8,7 @@ import { tableDigest } from '../../src/core/digest.js';
 import { buildTable, successorTable } from '../../src/core/maglev.js';
 import { encodeShards, shardObjectName } from '../../src/core/table-shards.js';
 import { EMPTY_TABLE } from '../../src/core/vip-decision.js';
-import type { Obj } from '../../src/operator/k8s.js';
+import type { Obj } from '../../src/kube/k8s.js';
 
 function vip(name: string, created: string, address = '192.0.2.10', extra: Record<string, unknown> = {}): Obj {
   return {

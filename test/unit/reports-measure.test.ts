@@ -9,7 +9,7 @@ import { modeOfAttachment } from '../../src/agent/lifecycle.js';
 import { programmedDigest, tableDigest } from '../../src/core/digest.js';
 import { buildTable } from '../../src/core/maglev.js';
 import { EMPTY_TABLE } from '../../src/core/vip-decision.js';
-import type { Obj } from '../../src/operator/k8s.js';
+import type { Obj } from '../../src/kube/k8s.js';
 import { NodeLiveness } from '../../src/operator/node-liveness.js';
 
 describe('reports say what was measured (issue 11 items 6 and 9)', () => {

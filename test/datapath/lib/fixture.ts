@@ -1,7 +1,7 @@
 // fixture.ts: the datapath state the fixture tests program (backends, VIPs,
 // tables) and the TypeScript predictions of what the XDP program must emit
 // for a frame: which backend, and the exact bytes of the IPIP, L2 DSR or
-// ICMP frame, built with src/bpf/packet.ts and src/core/flow-hash.ts.
+// ICMP frame, built with lab/packet.ts and src/core/flow-hash.ts.
 
 import { flowHash, portsWord, type Affinity } from '../../../src/core/flow-hash.js';
 import { BACKEND_NONE } from '../../../src/bpf/abi.js';
@@ -23,7 +23,7 @@ import {
   PROTO_IPIP,
   PROTO_IPV6,
   type Bytes,
-} from '../../../src/bpf/packet.js';
+} from '../../../lab/packet.js';
 
 export const MAC_LB = '02:00:00:00:00:02';
 export const MAC_ROUTER = '02:00:00:00:00:01';

@@ -1,13 +1,14 @@
 // demo.ts: `xdplb demo` flags and output: the live view on a terminal (or
 // event lines when piped), a summary at the end, --json for scripts, and the
-// HTML report. The run itself is src/demo/run.ts.
+// HTML report. The run itself is lab/demo/run.ts; the product CLI loads
+// this module only from a checkout (src/cli/commands.ts).
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { isXdplbError } from '../core/errors.js';
-import { pct } from '../demo/model.js';
-import { runDemo } from '../demo/run.js';
-import { parseFlags } from './flags.js';
-import { EXIT_USAGE, type CliIo } from './io.js';
+import { isXdplbError } from '../../src/core/errors.js';
+import { pct } from './model.js';
+import { runDemo } from './run.js';
+import { parseFlags } from '../../src/config/flags.js';
+import { EXIT_USAGE, type CliIo } from '../../src/cli/io.js';
 
 export const DEMO_USAGE = `usage: xdplb demo [flags]   (root: it creates network namespaces and loads XDP programs)
 

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { startControlPlane, type CommandResult, type ControlPlane } from './control-plane.js';
 import { LbTopology, watchJsonLogs, type AgentProcess, type BackendNode, type LbNode } from './topology.js';
 import { ROOT, XDPLB } from './root.js';
-import { assembleShards, type TableShardSpec } from '../core/table-shards.js';
-import type { Table } from '../core/maglev.js';
+import { assembleShards, type TableShardSpec } from '../src/core/table-shards.js';
+import type { Table } from '../src/core/maglev.js';
 
 export const SYSTEM_NAMESPACE = 'xdplb-system';
 

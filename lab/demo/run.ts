@@ -6,10 +6,10 @@
 // adds a backend (measuring the established flows moved against the
 // theoretical minimum) and brings the killed one back. Everything is torn
 // down at the end, on Ctrl-C, and on failure.
-import { tableChange } from '../core/maglev.js';
-import { backendYaml, LocalCluster } from '../lab/cluster.js';
-import { brokenBetween, ConnectionPool } from '../lab/connections.js';
-import type { BackendNode, LbNode, LbTopology } from '../lab/topology.js';
+import { tableChange } from '../../src/core/maglev.js';
+import { backendYaml, LocalCluster } from '../cluster.js';
+import { brokenBetween, ConnectionPool } from '../connections.js';
+import type { BackendNode, LbNode, LbTopology } from '../topology.js';
 import { expectedShares, flowsBetween, sampleAt, type BackendInfo, type DemoEvent, type DemoSummary, type NodeTable, type TrafficSample } from './model.js';
 import { renderReport } from './report.js';
 import { renderView } from './view.js';

@@ -3,7 +3,7 @@
 // computing every checksum itself, independently of the datapath. Used by
 // the datapath tests and the benchmark to craft input and expected output.
 
-import { ipBytes, macBytes } from '../core/net.js';
+import { ipBytes, macBytes } from '../src/core/net.js';
 
 export const ETH_P_IP = 0x0800;
 export const ETH_P_IPV6 = 0x86dd;
