@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { startControlPlane, type CommandResult, type ControlPlane } from './control-plane.js';
-import { LbTopology, watchJsonLogs, type AgentProcess, type BackendNode, type LbNode } from './topology.js';
+import { LbTopology, watchJsonLogs, type AgentProcess, type AgentVipStatus, type BackendNode, type LbNode } from './topology.js';
 import { ROOT, XDPLB } from './root.js';
 import { assembleShards, type TableShardSpec } from '../src/core/table-shards.js';
 import type { Table } from '../src/core/maglev.js';
@@ -47,7 +47,7 @@ export class OperatorReplica {
   #start(): void {
     this.identity = this.restarts === 0 ? this.name : `${this.name}-${this.restarts}`;
     const child = spawn(process.execPath, [XDPLB, 'operator', '--identity', this.identity, ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.current = watchJsonLogs(child, `operator ${this.identity}`);
+    this.current = watchJsonLogs(child);
     void this.current.exited.then(() => {
       if (this.#stopping) return;
       this.restarts++;
@@ -151,22 +151,23 @@ export class LocalCluster {
     return r.exitCode === 0 && r.stdout !== '' ? r.stdout : null;
   }
 
-  /**
-   * Waits for the node's agent to log 'Programmed VIP' for `vip`
-   * (namespace/name) after log index `mark`, matching `match`.
-   */
-  programmed(node: LbNode, vip: string, mark: number, match: (l: Record<string, unknown>) => boolean = () => true, timeoutMs = 20_000): Promise<Record<string, unknown>> {
-    const agent = this.agent(node);
-    return agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP' && l.vip === vip && match(l), timeoutMs);
+  /** Tables the node's agent has programmed for `vip` (namespace/name) since it started, per its /status. */
+  programmings(node: LbNode, vip: string): number {
+    return this.topo.programmings(vip, node);
   }
 
-  /** The digest each node last programmed for `vip`, by node name. */
+  /**
+   * Waits until the node's agent programmed `vip` (namespace/name) again after
+   * `since` programmings, in a state `match` accepts (its /status, not its logs).
+   */
+  programmed(node: LbNode, vip: string, since: number, match: (v: AgentVipStatus) => boolean = () => true, timeoutMs = 20_000): Promise<AgentVipStatus> {
+    return this.topo.programmed(vip, since, match, { node, timeoutMs });
+  }
+
+  /** The digest each node's kernel holds for `vip` (read back, per /status), by node name. */
   digests(vip: string): Record<string, string | null> {
     const out: Record<string, string | null> = {};
-    for (const node of this.nodes) {
-      const last = this.agent(node).logs.findLast((l) => l.msg === 'Programmed VIP' && l.vip === vip);
-      out[node.name] = (last?.digest as string | undefined) ?? null;
-    }
+    for (const node of this.nodes) out[node.name] = this.topo.agentStatus(node)?.vips.find((v) => v.name === vip)?.digest ?? null;
     return out;
   }
 

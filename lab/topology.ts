@@ -13,7 +13,11 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { Lab, macOf, sh, type Netns } from './netns.js';
 import { pidAlive } from './process.js';
+import type { AgentStatus } from '../src/agent/status.js';
 import { LAB_BIN, ROOT, XDPLB } from './root.js';
+
+export type { AgentStatus } from '../src/agent/status.js';
+export type AgentVipStatus = AgentStatus['vips'][number];
 
 export { ROOT, XDPLB } from './root.js';
 
@@ -47,8 +51,6 @@ export interface BackendNode {
 export interface AgentProcess {
   readonly child: ChildProcess;
   readonly logs: Record<string, unknown>[];
-  /** Resolves with the first log line matching. */
-  waitForLog(match: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   readonly exited: Promise<number | null>;
 }
 
@@ -236,9 +238,47 @@ export class LbTopology {
   /** Starts the agent in a node's namespace (default the first); config null for Kubernetes mode (flags in `extra`). */
   startAgent(config: string | null, extra: string[] = [], node: LbNode = this.nodes[0]!): AgentProcess {
     const child = node.ns.spawn(process.execPath, [XDPLB, 'agent', '--interface', 'eth0', ...(config === null ? [] : ['--config', config]), '--pin-dir', node.pinDir, '--metrics-address', '127.0.0.1:9477', '--log-level', 'debug', ...extra]);
-    const agent = watchJsonLogs(child, 'agent');
+    const agent = watchJsonLogs(child);
     this.#agents.push(agent);
     return agent;
+  }
+
+  /** The agent's /status on a node (default the first), or null while it does not answer (not attached yet, or gone). */
+  agentStatus(node: LbNode = this.nodes[0]!): AgentStatus | null {
+    try {
+      return JSON.parse(node.ns.run('curl', ['-sf', '--max-time', '2', 'http://127.0.0.1:9477/status'])) as AgentStatus;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Polls the agent's /status until `match` returns a value (not null/false), which it resolves with. */
+  async waitForAgent<T>(what: string, match: (s: AgentStatus) => T | null | undefined | false, options: { node?: LbNode; timeoutMs?: number } = {}): Promise<T> {
+    const end = Date.now() + (options.timeoutMs ?? 20_000);
+    let last: AgentStatus | null = null;
+    for (;;) {
+      last = this.agentStatus(options.node);
+      const v = last === null ? null : match(last);
+      if (v !== null && v !== undefined && v !== false) return v;
+      if (Date.now() > end) throw new Error(`timed out waiting for the agent: ${what}; last status: ${JSON.stringify(last)?.slice(0, 2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Tables the node's agent has programmed for `vip` since it started (0 when none, or not answering). */
+  programmings(vip: string, node: LbNode = this.nodes[0]!): number {
+    return this.agentStatus(node)?.vips.find((v) => v.name === vip)?.programmings ?? 0;
+  }
+
+  /**
+   * Waits until the node's agent programmed `vip` again after `since`
+   * programmings, with a state that `match` accepts; resolves with the VIP's status.
+   */
+  programmed(vip: string, since: number, match: (v: AgentVipStatus) => boolean = () => true, options: { node?: LbNode; timeoutMs?: number } = {}): Promise<AgentVipStatus> {
+    return this.waitForAgent(`${vip} programmed after ${since} with the wanted state`, (s) => {
+      const v = s.vips.find((x) => x.name === vip);
+      return v !== undefined && v.programmings > since && match(v) ? v : null;
+    }, options);
   }
 
   /** A Prometheus sample of a node's agent: sum of the metric's series whose labels include `labels`. */
@@ -294,10 +334,12 @@ export class LbTopology {
   }
 }
 
-/** Collects a child's JSON log lines (pino) and lets callers wait for one. */
-export function watchJsonLogs(child: ChildProcess, what: string): AgentProcess {
+/**
+ * Collects a child's JSON log lines (pino), kept for reports and failure
+ * messages; tests wait on state (/status, /metrics, the API), not on log text.
+ */
+export function watchJsonLogs(child: ChildProcess): AgentProcess {
   const logs: Record<string, unknown>[] = [];
-  const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let buffered = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
     buffered += chunk;
@@ -312,29 +354,13 @@ export function watchJsonLogs(child: ChildProcess, what: string): AgentProcess {
         entry = { msg: line };
       }
       logs.push(entry);
-      for (const w of [...waiters]) {
-        if (w.match(entry)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(entry);
-        }
-      }
     }
   });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     child,
     logs,
     exited,
-    waitForLog: (match, timeoutMs = 20_000) =>
-      new Promise((resolve, reject) => {
-        const found = logs.find(match);
-        if (found !== undefined) return resolve(found);
-        const timer = setTimeout(() => reject(new Error(`${what} log not seen in ${timeoutMs} ms; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
-        waiters.push({ match, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-        void exited.then((code) => reject(new Error(`${what} exited ${String(code)} before the log; stderr: ${stderr}`)));
-      }),
   };
 }
 

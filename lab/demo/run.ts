@@ -110,20 +110,16 @@ spec:
 
     // Traffic: new connections at a steady rate, running totals four times a second.
     start = Date.now();
-    const seen = new Map(cluster.nodes.map((n) => [n.name, 0]));
+    // What each node programmed, from its agent's /status (read back from its kernel).
     const follow = (): void => {
       for (const n of cluster.nodes) {
-        const logs = cluster.agent(n).logs;
-        for (let i = seen.get(n.name)!; i < logs.length; i++) {
-          const l = logs[i]!;
-          if (l.msg !== 'Programmed VIP' || l.vip !== key) continue;
-          const t = nodes[n.name]!;
-          t.digest = l.digest as string;
-          t.serving = l.serving as number;
-          t.generation++;
-          if (t.generation > 1) event('programmed', `${n.name} programmed table ${String(l.digest).slice(7, 19)}… (${String(l.serving)} backends serving)`, Math.max(0, ((l.time as number) - start) / 1000));
-        }
-        seen.set(n.name, logs.length);
+        const v = cluster.topo.agentStatus(n)?.vips.find((x) => x.name === key);
+        const t = nodes[n.name]!;
+        if (v === undefined || v.programmings <= t.generation) continue;
+        t.digest = v.digest ?? '';
+        t.serving = v.serving;
+        t.generation = v.programmings;
+        if (t.generation > 1) event('programmed', `${n.name} programmed table ${String(v.digest).slice(7, 19)}… (${v.serving} backends serving)`, Math.max(0, ((v.programmedAt ?? Date.now()) - start) / 1000));
       }
     };
     follow();
@@ -138,8 +134,8 @@ spec:
       while (now() < t) await sleep(Math.min(250, (t - now()) * 1000 + 1));
     };
     const allNodes = (mark: Map<string, number>, serving: number): Promise<Record<string, number>> =>
-      Promise.all(cluster.nodes.map(async (n: LbNode) => [n.name, (await cluster.programmed(n, key, mark.get(n.name) ?? 0, (l) => l.serving === serving, 30_000)).time as number] as const)).then(Object.fromEntries);
-    const marks = (): Map<string, number> => new Map(cluster.nodes.map((n) => [n.name, cluster.agent(n).logs.length]));
+      Promise.all(cluster.nodes.map(async (n: LbNode) => [n.name, (await cluster.programmed(n, key, mark.get(n.name) ?? 0, (v) => v.serving === serving, 30_000)).programmedAt!] as const)).then(Object.fromEntries);
+    const marks = (): Map<string, number> => new Map(cluster.nodes.map((n) => [n.name, cluster.programmings(n, key)]));
 
     // 1. A backend's server dies.
     await until(Math.max(4, o.duration * 0.2));

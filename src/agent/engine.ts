@@ -65,7 +65,8 @@ export class Engine {
   #failures = 0;
   #stopped = false;
   #retry: NodeJS.Timeout | null = null;
-  #generation = new Map<string, number>();
+  /** Per VIP: tables programmed for it since the agent started, and when the last was (ms since the epoch). */
+  readonly #programmings = new Map<string, { count: number; at: number }>();
   #lastStatus: VipStatus[] = [];
   #vipIds = new Map<string, number>();
   /** Per VIP: the digest of its table read back from the kernel after programming (null: not in the maps). */
@@ -103,6 +104,11 @@ export class Engine {
   /** VIP name -> digest of the table the kernel holds for it, read back after programming (null: none programmed). */
   get programmed(): ReadonlyMap<string, string | null> {
     return this.#programmed;
+  }
+
+  /** VIP name -> tables programmed for it since the agent started, and when the last one was written (ms since the epoch). */
+  get programmings(): ReadonlyMap<string, { readonly count: number; readonly at: number }> {
+    return this.#programmings;
   }
 
   /** VIP name -> why it is left out of the datapath (it does not fit), as of the last pass. */
@@ -214,7 +220,7 @@ export class Engine {
       touched = new Set(plan.ops.flatMap((o) => (o.op === 'putTable' || o.op === 'putVip' ? [o.vip] : [])));
       for (const s of status) {
         if (touched.has(s.name)) {
-          this.#generation.set(s.name, (this.#generation.get(s.name) ?? 0) + 1);
+          this.#programmings.set(s.name, { count: (this.#programmings.get(s.name)?.count ?? 0) + 1, at: Date.now() });
           this.#d.log.info(
             { vip: s.name, digest: s.digest, moved: s.moved, size: s.tableSize, serving: s.backends.filter((b) => b.slots > 0).length, panic: s.panic },
             'Programmed VIP',
@@ -311,7 +317,7 @@ export class Engine {
     m.vipRefused.reset();
     for (const vip of this.#refused.keys()) m.vipRefused.set({ vip }, 1);
     for (const s of status) {
-      m.tableGeneration.set({ vip: s.name }, this.#generation.get(s.name) ?? 0);
+      m.tableGeneration.set({ vip: s.name }, this.#programmings.get(s.name)?.count ?? 0);
       const held = this.#programmed.get(s.name);
       if (held !== undefined && held !== null) m.tableInfo.set({ vip: s.name, digest: held }, 1);
       for (const b of s.backends) m.backendServing.set({ vip: s.name, backend: b.address }, b.slots > 0 ? 1 : 0);

@@ -24,6 +24,7 @@ import { AgentMetrics } from './metrics.js';
 import { NeighborResolver } from './neighbors.js';
 import { KubernetesMode } from './kubernetes.js';
 import { StandaloneSource } from './standalone-source.js';
+import { agentStatus, type StatusSources } from './status.js';
 
 export interface AgentIo {
   out(line: string): void;
@@ -135,6 +136,7 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
     k8s.report(engine, health);
   }
   metrics.xdpMode.set({ interface: flags.interface, mode }, 1);
+  const state: StatusSources = { datapath: prepared.kind, xdpMode: mode, rejectedConfigs: 0, lastRejection: null };
   log.info({ mode, vips: engine.vipIds.size }, 'Datapath attached and programmed');
 
   metrics.setCounters({
@@ -168,7 +170,10 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
         use(config);
       } catch (e) {
         metrics.configErrors.inc();
-        log.error({ problems: (e as Error).message.split('\n').slice(1).map((l) => l.trim()) }, 'Rejected config file; keeping the last good config');
+        const problems = (e as Error).message.split('\n').slice(1).map((l) => l.trim());
+        state.rejectedConfigs++;
+        state.lastRejection = problems;
+        log.error({ problems }, 'Rejected config file; keeping the last good config');
       }
     },
   });
@@ -177,7 +182,7 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
 
   let server: Server | null = null;
   if (flags['metrics-address'] !== 'off') {
-    server = await metrics.serve(flags['metrics-address']);
+    server = await metrics.serve(flags['metrics-address'], () => agentStatus(engine, state));
     log.info({ address: flags['metrics-address'] }, 'Serving metrics');
   }
 

@@ -107,8 +107,11 @@ export class AgentMetrics {
     this.#counters = counters;
   }
 
-  /** Serves /metrics (and /healthz) on host:port; resolves once listening. */
-  async serve(address: string): Promise<Server> {
+  /**
+   * Serves /metrics, /healthz and, when given, /status (the agent's state as
+   * JSON: what it programmed, read back) on host:port; resolves once listening.
+   */
+  async serve(address: string, status?: () => unknown): Promise<Server> {
     const server = createServer((req, res) => {
       if (req.url === '/metrics') {
         this.registry
@@ -123,6 +126,9 @@ export class AgentMetrics {
           });
       } else if (req.url === '/healthz') {
         res.end('ok\n');
+      } else if (req.url === '/status' && status !== undefined) {
+        res.setHeader('content-type', 'application/json');
+        res.end(`${JSON.stringify(status())}\n`);
       } else {
         res.statusCode = 404;
         res.end();

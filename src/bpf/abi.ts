@@ -1,7 +1,8 @@
 // abi.ts: the TypeScript side of bpf/include/abi.h and reasons.h. One codec
 // per shared struct (encode to / decode from the exact bytes the datapath
 // reads), its layout (size and field offsets, checked against the object's
-// BTF by test/datapath/abi.test.ts), the flag and constant values, and the
+// BTF by test/datapath/abi.test.ts; the codecs take every offset from the
+// layout, never a literal), the flag and constant values, and the
 // reason codes with the C enum's names and numbers.
 
 export const FAMILY_V4 = 2;
@@ -69,8 +70,17 @@ export interface StructLayout {
   readonly fields: Readonly<Record<string, { readonly offset: number; readonly size: number }>>;
 }
 
-function layout(name: string, size: number, fields: Record<string, [number, number]>): StructLayout {
-  return { name, size, fields: Object.fromEntries(Object.entries(fields).map(([f, [offset, sz]]) => [f, { offset, size: sz }])) };
+/** A layout whose codec reads its offsets from it (`at.field`), so the BTF check covers the codec too. */
+export interface Layout<F extends string> extends StructLayout {
+  readonly at: Readonly<Record<F, number>>;
+}
+
+function layout<F extends string>(name: string, size: number, fields: Record<F, [number, number]>): Layout<F> {
+  const entries = Object.entries(fields) as [F, [number, number]][];
+  const l = { name, size, fields: Object.fromEntries(entries.map(([f, [offset, sz]]) => [f, { offset, size: sz }])) };
+  // Not enumerable: the layout compared with BTF stays {name, size, fields}.
+  Object.defineProperty(l, 'at', { value: Object.fromEntries(entries.map(([f, [offset]]) => [f, offset])), enumerable: false });
+  return l as Layout<F>;
 }
 
 function familyOf(address: Uint8Array): number {
@@ -101,16 +111,18 @@ export interface VipKey {
 export const vipKeyLayout = layout('vip_key', 20, { addr: [0, 16], port: [16, 2], proto: [18, 1], family: [19, 1] });
 
 export function encodeVipKey(k: VipKey): Buffer {
+  const { at } = vipKeyLayout;
   const b = Buffer.alloc(vipKeyLayout.size);
-  putAddress(b, 0, k.address);
-  b.writeUInt16BE(k.port, 16);
-  b.writeUInt8(k.proto, 18);
-  b.writeUInt8(familyOf(k.address), 19);
+  putAddress(b, at.addr, k.address);
+  b.writeUInt16BE(k.port, at.port);
+  b.writeUInt8(k.proto, at.proto);
+  b.writeUInt8(familyOf(k.address), at.family);
   return b;
 }
 
 export function decodeVipKey(b: Buffer): VipKey {
-  return { address: getAddress(b, 0, b.readUInt8(19)), port: b.readUInt16BE(16), proto: b.readUInt8(18) };
+  const { at } = vipKeyLayout;
+  return { address: getAddress(b, at.addr, b.readUInt8(at.family)), port: b.readUInt16BE(at.port), proto: b.readUInt8(at.proto) };
 }
 
 // ---- struct vip_meta -----------------------------------------------------
@@ -125,16 +137,18 @@ export interface VipMeta {
 export const vipMetaLayout = layout('vip_meta', 16, { vip_id: [0, 4], flags: [4, 4], table_slot: [8, 4], table_size: [12, 4] });
 
 export function encodeVipMeta(m: VipMeta): Buffer {
+  const { at } = vipMetaLayout;
   const b = Buffer.alloc(vipMetaLayout.size);
-  b.writeUInt32LE(m.vipId, 0);
-  b.writeUInt32LE(m.flags, 4);
-  b.writeUInt32LE(m.tableSlot, 8);
-  b.writeUInt32LE(m.tableSize, 12);
+  b.writeUInt32LE(m.vipId, at.vip_id);
+  b.writeUInt32LE(m.flags, at.flags);
+  b.writeUInt32LE(m.tableSlot, at.table_slot);
+  b.writeUInt32LE(m.tableSize, at.table_size);
   return b;
 }
 
 export function decodeVipMeta(b: Buffer): VipMeta {
-  return { vipId: b.readUInt32LE(0), flags: b.readUInt32LE(4), tableSlot: b.readUInt32LE(8), tableSize: b.readUInt32LE(12) };
+  const { at } = vipMetaLayout;
+  return { vipId: b.readUInt32LE(at.vip_id), flags: b.readUInt32LE(at.flags), tableSlot: b.readUInt32LE(at.table_slot), tableSize: b.readUInt32LE(at.table_size) };
 }
 
 // ---- struct backend ------------------------------------------------------
@@ -148,17 +162,19 @@ export interface Backend {
 export const backendLayout = layout('backend', 24, { addr: [0, 16], family: [16, 1], flags: [17, 1], mac: [18, 6] });
 
 export function encodeBackend(be: Backend): Buffer {
+  const { at } = backendLayout;
   const b = Buffer.alloc(backendLayout.size);
-  putAddress(b, 0, be.address);
-  b.writeUInt8(familyOf(be.address), 16);
-  b.writeUInt8(be.flags, 17);
-  b.set(be.mac.subarray(0, 6), 18);
+  putAddress(b, at.addr, be.address);
+  b.writeUInt8(familyOf(be.address), at.family);
+  b.writeUInt8(be.flags, at.flags);
+  b.set(be.mac.subarray(0, 6), at.mac);
   return b;
 }
 
 export function decodeBackend(b: Buffer): Backend {
-  const family = b.readUInt8(16);
-  return { address: getAddress(b, 0, family === 0 ? FAMILY_V4 : family), flags: b.readUInt8(17), mac: Uint8Array.from(b.subarray(18, 24)) };
+  const { at } = backendLayout;
+  const family = b.readUInt8(at.family);
+  return { address: getAddress(b, at.addr, family === 0 ? FAMILY_V4 : family), flags: b.readUInt8(at.flags), mac: Uint8Array.from(b.subarray(at.mac, at.mac + 6)) };
 }
 
 // ---- struct lb_ctl -------------------------------------------------------
@@ -186,24 +202,26 @@ export const lbCtlLayout = layout('lb_ctl', 40, {
 });
 
 export function encodeLbCtl(c: LbCtl): Buffer {
+  const { at } = lbCtlLayout;
   const b = Buffer.alloc(lbCtlLayout.size);
-  b.set(c.srcMac.subarray(0, 6), 0);
-  b.writeUInt16LE(c.mtu, 6);
-  b.set(c.v4SrcPrefix.subarray(0, 4), 8);
-  b.set(c.v4SrcMask.subarray(0, 4), 12);
-  b.set(c.v6SrcPrefix.subarray(0, 16), 16);
-  b.writeUInt32LE(c.flags, 32);
+  b.set(c.srcMac.subarray(0, 6), at.src_mac);
+  b.writeUInt16LE(c.mtu, at.mtu);
+  b.set(c.v4SrcPrefix.subarray(0, 4), at.v4_src_prefix);
+  b.set(c.v4SrcMask.subarray(0, 4), at.v4_src_mask);
+  b.set(c.v6SrcPrefix.subarray(0, 16), at.v6_src_prefix);
+  b.writeUInt32LE(c.flags, at.flags);
   return b;
 }
 
 export function decodeLbCtl(b: Buffer): LbCtl {
+  const { at } = lbCtlLayout;
   return {
-    srcMac: Uint8Array.from(b.subarray(0, 6)),
-    mtu: b.readUInt16LE(6),
-    v4SrcPrefix: Uint8Array.from(b.subarray(8, 12)),
-    v4SrcMask: Uint8Array.from(b.subarray(12, 16)),
-    v6SrcPrefix: Uint8Array.from(b.subarray(16, 32)),
-    flags: b.readUInt32LE(32),
+    srcMac: Uint8Array.from(b.subarray(at.src_mac, at.src_mac + 6)),
+    mtu: b.readUInt16LE(at.mtu),
+    v4SrcPrefix: Uint8Array.from(b.subarray(at.v4_src_prefix, at.v4_src_prefix + 4)),
+    v4SrcMask: Uint8Array.from(b.subarray(at.v4_src_mask, at.v4_src_mask + 4)),
+    v6SrcPrefix: Uint8Array.from(b.subarray(at.v6_src_prefix, at.v6_src_prefix + 16)),
+    flags: b.readUInt32LE(at.flags),
   };
 }
 
@@ -255,26 +273,28 @@ export const flowKeyLayout = layout('flow_key', 44, {
 });
 
 export function encodeFlowKey(k: FlowKey): Buffer {
+  const { at } = flowKeyLayout;
   const b = Buffer.alloc(flowKeyLayout.size);
-  putAddress(b, 0, k.src);
-  putAddress(b, 16, k.dst);
-  b.writeUInt16BE(k.sport, 32);
-  b.writeUInt16BE(k.dport, 34);
-  b.writeUInt32LE(k.vipId, 36);
-  b.writeUInt8(k.proto, 40);
-  b.writeUInt8(familyOf(k.src), 41);
+  putAddress(b, at.src, k.src);
+  putAddress(b, at.dst, k.dst);
+  b.writeUInt16BE(k.sport, at.sport);
+  b.writeUInt16BE(k.dport, at.dport);
+  b.writeUInt32LE(k.vipId, at.vip_id);
+  b.writeUInt8(k.proto, at.proto);
+  b.writeUInt8(familyOf(k.src), at.family);
   return b;
 }
 
 export function decodeFlowKey(b: Buffer): FlowKey {
-  const family = b.readUInt8(41);
+  const { at } = flowKeyLayout;
+  const family = b.readUInt8(at.family);
   return {
-    src: getAddress(b, 0, family),
-    dst: getAddress(b, 16, family),
-    sport: b.readUInt16BE(32),
-    dport: b.readUInt16BE(34),
-    vipId: b.readUInt32LE(36),
-    proto: b.readUInt8(40),
+    src: getAddress(b, at.src, family),
+    dst: getAddress(b, at.dst, family),
+    sport: b.readUInt16BE(at.sport),
+    dport: b.readUInt16BE(at.dport),
+    vipId: b.readUInt32LE(at.vip_id),
+    proto: b.readUInt8(at.proto),
   };
 }
 
@@ -288,7 +308,8 @@ export interface Counter {
 export const lbCounterLayout = layout('lb_counter', 16, { packets: [0, 8], bytes: [8, 8] });
 
 export function decodeCounter(b: Buffer): Counter {
-  return { packets: b.readBigUInt64LE(0), bytes: b.readBigUInt64LE(8) };
+  const { at } = lbCounterLayout;
+  return { packets: b.readBigUInt64LE(at.packets), bytes: b.readBigUInt64LE(at.bytes) };
 }
 
 /** Sum of per-CPU counter values. */
@@ -308,14 +329,16 @@ export function sumCounters(perCpu: readonly Buffer[]): Counter {
 export const decapKeyLayout = layout('decap_key', 20, { addr: [0, 16], family: [16, 1], pad: [17, 3] });
 
 export function encodeDecapKey(address: Uint8Array): Buffer {
+  const { at } = decapKeyLayout;
   const b = Buffer.alloc(decapKeyLayout.size);
-  putAddress(b, 0, address);
-  b.writeUInt8(familyOf(address), 16);
+  putAddress(b, at.addr, address);
+  b.writeUInt8(familyOf(address), at.family);
   return b;
 }
 
 export function decodeDecapKey(b: Buffer): Uint8Array {
-  return getAddress(b, 0, b.readUInt8(16));
+  const { at } = decapKeyLayout;
+  return getAddress(b, at.addr, b.readUInt8(at.family));
 }
 
 // ---- struct bench_tmpl (benchmark only) ----------------------------------
@@ -337,12 +360,13 @@ export const benchTmplLayout = layout('bench_tmpl', 16 + BENCH_MAX_COPY, {
 });
 
 export function encodeBenchTemplate(t: BenchTemplate): Buffer {
+  const { at } = benchTmplLayout;
   const b = Buffer.alloc(benchTmplLayout.size);
   const copyLen = Math.min(t.copyLen, BENCH_MAX_COPY, t.frame.length);
-  b.writeUInt32LE(t.frame.length, 0);
-  b.writeUInt32LE(copyLen, 4);
-  b.writeUInt32LE(t.varyOffset, 8);
-  b.set(t.frame.subarray(0, copyLen), 16);
+  b.writeUInt32LE(t.frame.length, at.len);
+  b.writeUInt32LE(copyLen, at.copy_len);
+  b.writeUInt32LE(t.varyOffset, at.vary_off);
+  b.set(t.frame.subarray(0, copyLen), at.bytes);
   return b;
 }
 

@@ -54,16 +54,11 @@ export interface Libbpf {
   objectFindProgram: Fn<[obj: Handle, name: string], Handle>;
   objectFindMap: Fn<[obj: Handle, name: string], Handle>;
   programFd: Fn<[prog: Handle], number>;
-  programAttachXdp: Fn<[prog: Handle, ifindex: number], Handle>;
   mapFd: Fn<[map: Handle], number>;
   mapType: Fn<[map: Handle], number>;
   mapKeySize: Fn<[map: Handle], number>;
   mapValueSize: Fn<[map: Handle], number>;
   mapMaxEntries: Fn<[map: Handle], number>;
-  mapSetMaxEntries: Fn<[map: Handle, n: number], number>;
-  linkFd: Fn<[link: Handle], number>;
-  linkPin: Fn<[link: Handle, path: string], number>;
-  linkDestroy: Fn<[link: Handle], number>;
   mapCreate: Fn<[type: number, name: string | null, keySize: number, valueSize: number, maxEntries: number, opts: MapCreateOptsValue], number>;
   mapUpdateElem: Fn<[fd: number, key: Buffer, value: Buffer, flags: bigint], number>;
   mapLookupElem: Fn<[fd: number, key: Buffer, value: Buffer], number>;
@@ -73,8 +68,6 @@ export interface Libbpf {
   objPin: Fn<[fd: number, path: string], number>;
   objGet: Fn<[path: string], number>;
   progTestRun: Fn<[fd: number, opts: TestRunOptsValue], number>;
-  xdpAttach: Fn<[ifindex: number, progFd: number, flags: number, opts: null], number>;
-  xdpDetach: Fn<[ifindex: number, flags: number, opts: null], number>;
   numPossibleCpus: Fn<[], number>;
   /** bpf_obj_get_info_by_fd: info is a zeroed buffer, infoLen a 1-element Uint32Array (in: size, out: filled). */
   objGetInfoByFd: Fn<[fd: number, info: Buffer, infoLen: Buffer], number>;
@@ -163,16 +156,11 @@ function bind(): Libbpf {
     objectFindProgram: f('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
     objectFindMap: f('void *bpf_object__find_map_by_name(void *obj, const char *name)'),
     programFd: f('int bpf_program__fd(void *prog)'),
-    programAttachXdp: f('void *bpf_program__attach_xdp(void *prog, int ifindex)'),
     mapFd: f('int bpf_map__fd(void *map)'),
     mapType: f('int bpf_map__type(void *map)'),
     mapKeySize: f('uint32_t bpf_map__key_size(void *map)'),
     mapValueSize: f('uint32_t bpf_map__value_size(void *map)'),
     mapMaxEntries: f('uint32_t bpf_map__max_entries(void *map)'),
-    mapSetMaxEntries: f('int bpf_map__set_max_entries(void *map, uint32_t max_entries)'),
-    linkFd: f('int bpf_link__fd(void *link)'),
-    linkPin: f('int bpf_link__pin(void *link, const char *path)'),
-    linkDestroy: f('int bpf_link__destroy(void *link)'),
     mapCreate: f(
       'int bpf_map_create(int map_type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const xdplb_bpf_map_create_opts *opts)',
     ),
@@ -184,8 +172,6 @@ function bind(): Libbpf {
     objPin: f('int bpf_obj_pin(int fd, const char *path)'),
     objGet: f('int bpf_obj_get(const char *path)'),
     progTestRun: f('int bpf_prog_test_run_opts(int prog_fd, _Inout_ xdplb_bpf_test_run_opts *opts)'),
-    xdpAttach: f('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)'),
-    xdpDetach: f('int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)'),
     numPossibleCpus: f('int libbpf_num_possible_cpus(void)'),
     objGetInfoByFd: f('int bpf_obj_get_info_by_fd(int bpf_fd, _Inout_ uint8_t *info, _Inout_ uint8_t *info_len)'),
     mapGetFdById: f('int bpf_map_get_fd_by_id(uint32_t id)'),

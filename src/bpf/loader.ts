@@ -39,7 +39,6 @@ export const XdpFlags = {
 } as const;
 
 /** BPF_PROG_TEST_RUN flags. */
-export const TestRunFlags = { RUN_ON_CPU: 1 << 0, XDP_LIVE_FRAMES: 1 << 1 } as const;
 
 /** XDP actions. */
 export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
@@ -318,11 +317,6 @@ export function linkInfo(fd: number): LinkInfo {
   return { type: b.readUInt32LE(0), id: b.readUInt32LE(4), progId: b.readUInt32LE(8), ifindex: b.readUInt32LE(16) };
 }
 
-/** Program id of a program fd (struct bpf_prog_info: type, id). */
-export function programId(fd: number): number {
-  return objectInfo(fd, 256, `program fd ${String(fd)}`).readUInt32LE(4);
-}
-
 /**
  * Attaches an XDP program to an interface through a new bpf_link; XdpFlags
  * SKB_MODE or DRV_MODE force a mode, 0 lets the kernel pick (native when the
@@ -364,10 +358,6 @@ export interface TestRunInput {
   /** The frame given to the program. */
   data: Uint8Array;
   repeat?: number;
-  flags?: number;
-  /** struct xdp_md for the run (e.g. ingress_ifindex for live frames). */
-  ctx?: Uint8Array;
-  batchSize?: number;
   /** Room for the output frame; default data + 512 bytes. */
   dataOutSize?: number;
 }
@@ -376,7 +366,7 @@ export interface TestRunResult {
   retval: number;
   /** Average ns per repetition as the kernel measured it. */
   duration: number;
-  /** The frame as the program left it (empty for live frames). */
+  /** The frame as the program left it. */
   data: Buffer;
 }
 
@@ -384,47 +374,26 @@ export interface TestRunResult {
 export function testRun(progFd: number, input: TestRunInput): TestRunResult {
   const lib = libbpf();
   const dataIn = Buffer.from(input.data.buffer, input.data.byteOffset, input.data.length);
-  const live = ((input.flags ?? 0) & TestRunFlags.XDP_LIVE_FRAMES) !== 0;
-  const out = live ? null : Buffer.alloc(input.dataOutSize ?? input.data.length + 512);
-  const ctx = input.ctx === undefined ? null : Buffer.from(input.ctx.buffer, input.ctx.byteOffset, input.ctx.length);
+  const out = Buffer.alloc(input.dataOutSize ?? input.data.length + 512);
   const opts = {
     sz: lib.testRunOptsSize,
     data_in: dataIn,
     data_out: out,
     data_size_in: dataIn.length,
-    data_size_out: out?.length ?? 0,
-    ctx_in: ctx,
+    data_size_out: out.length,
+    ctx_in: null,
     ctx_out: null,
-    ctx_size_in: ctx?.length ?? 0,
+    ctx_size_in: 0,
     ctx_size_out: 0,
     retval: 0,
     repeat: input.repeat ?? 1,
     duration: 0,
-    flags: input.flags ?? 0,
+    flags: 0,
     cpu: 0,
-    batch_size: input.batchSize ?? 0,
+    batch_size: 0,
   };
   check('BPF_PROG_TEST_RUN', lib.progTestRun(progFd, opts));
-  return { retval: opts.retval, duration: opts.duration, data: out === null ? Buffer.alloc(0) : out.subarray(0, opts.data_size_out) };
-}
-
-/** An attached program held by a bpf_link: detached on destroy unless pinned. */
-export class BpfLink {
-  constructor(private handle: Handle) {}
-
-  get fd(): number {
-    return libbpf().linkFd(this.handle);
-  }
-
-  pin(path: string): void {
-    check(`pin of link at ${path}`, libbpf().linkPin(this.handle, path));
-  }
-
-  destroy(): void {
-    if (isNull(this.handle)) return;
-    libbpf().linkDestroy(this.handle);
-    this.handle = null;
-  }
+  return { retval: opts.retval, duration: opts.duration, data: out.subarray(0, opts.data_size_out) };
 }
 
 export class BpfProgram {
@@ -437,30 +406,9 @@ export class BpfProgram {
     return check(`fd of program ${this.name}`, libbpf().programFd(this.handle));
   }
 
-  /** Attach to an interface through a bpf_link (native mode if the driver has it). */
-  attachXdp(ifindex: number): BpfLink {
-    const link = libbpf().programAttachXdp(this.handle, ifindex);
-    if (isNull(link)) throw bpfError(`XDP attach of ${this.name} to ifindex ${String(ifindex)}`, lastErrno(), true);
-    return new BpfLink(link);
-  }
-
   testRun(input: TestRunInput): TestRunResult {
     return testRun(this.fd, input);
   }
-}
-
-/** Attach without a link (netlink, bpf_xdp_attach); XdpFlags pick the mode. */
-export function xdpAttach(ifindex: number, progFd: number, flags = 0): void {
-  check(`XDP attach to ifindex ${String(ifindex)}`, libbpf().xdpAttach(ifindex, progFd, flags, null), true);
-}
-
-export function xdpDetach(ifindex: number, flags = 0): void {
-  check(`XDP detach from ifindex ${String(ifindex)}`, libbpf().xdpDetach(ifindex, flags, null));
-}
-
-export interface OpenOptions {
-  /** Override max_entries of named maps before load. */
-  maxEntries?: Record<string, number>;
 }
 
 /** A BPF object file, opened and loaded into the kernel. */
@@ -476,15 +424,12 @@ export class BpfObject {
   }
 
   /** Open and load (verify) an object; close() releases everything not pinned or attached. */
-  static load(path: string, options: OpenOptions = {}): BpfObject {
+  static load(path: string): BpfObject {
     const lib = libbpf();
     const handle = lib.objectOpenFile(path, null);
     if (isNull(handle)) throw bpfError(`open of BPF object ${path}`, lastErrno(), true);
     const obj = new BpfObject(path, handle);
     try {
-      for (const [name, n] of Object.entries(options.maxEntries ?? {})) {
-        check(`max_entries of map ${name}`, lib.mapSetMaxEntries(obj.mapHandle(name), n));
-      }
       check(`load of BPF object ${path}`, lib.objectLoad(handle), true);
     } catch (e) {
       obj.close();

@@ -1,7 +1,6 @@
 // errors.ts: the one error class of xdplb. Every error that crosses a module
-// boundary carries a stable `code` (documented in docs/errors.md), an optional
-// `cause`, and whether retrying the same operation may succeed. Callers and
-// tests branch on `code`, never on message text.
+// boundary carries a stable `code` (documented in docs/errors.md) and an
+// optional `cause`. Callers and tests branch on `code`, never on message text.
 
 export const ErrorCodes = {
   /** A command-line flag or argument is missing, malformed or out of range. */
@@ -36,13 +35,11 @@ export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 export class XdplbError extends Error {
   readonly code: ErrorCode;
-  readonly retryable: boolean;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'XdplbError';
     this.code = code;
-    this.retryable = options.retryable ?? false;
   }
 }
 

@@ -79,7 +79,3 @@ export function macBytes(mac: string | Uint8Array): Uint8Array {
   }
   return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
 }
-
-export function macText(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(':');
-}

@@ -146,7 +146,7 @@ export class Kube {
       const name = body.metadata!.name!;
       const current = (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name })) as Obj;
       if (JSON.stringify(current.spec) !== JSON.stringify(body.spec)) {
-        throw new XdplbError(ErrorCodes.CONFLICT, `${plural} ${namespace}/${name} exists with another spec; a published generation is never changed`, { cause: e, retryable: true });
+        throw new XdplbError(ErrorCodes.CONFLICT, `${plural} ${namespace}/${name} exists with another spec; a published generation is never changed`, { cause: e });
       }
     }
   }

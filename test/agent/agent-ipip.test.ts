@@ -27,7 +27,7 @@ ${topo.backends.map((b, i) => `      - { address: ${b.address}, weight: ${i + 1}
 `,
   );
   agent = topo.startAgent(path);
-  await agent.waitForLog((l) => l.msg === 'Datapath attached and programmed');
+  await topo.waitForAgent('attached and programmed', (s) => s.vips[0]?.digest != null);
 }, 60_000);
 
 afterAll(() => topo?.destroy());

@@ -52,7 +52,7 @@ beforeAll(async () => {
   topo = new LbTopology('l2', 3);
   const path = topo.writeConfig('agent.yaml', config({ be1: 1, be2: 1, be3: 2 }));
   agent = topo.startAgent(path);
-  await agent.waitForLog((l) => l.msg === 'Datapath attached and programmed');
+  await topo.waitForAgent('attached and programmed', (s) => s.vips[0]?.digest != null);
 }, 60_000);
 
 afterAll(() => topo?.destroy());
@@ -110,9 +110,9 @@ describe('agent, standalone, l2dsr', () => {
     ];
     for (const [what, weights] of steps) {
       const before = programmedTable();
-      const mark = agent.logs.length;
+      const mark = topo.programmings('web');
       topo.writeConfig('agent.yaml', config(weights));
-      await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP', 5000);
+      await topo.programmed('web', mark, () => true, { timeoutMs: 5000 });
       const after = programmedTable();
       // Maps read back equal the intended state: the successor the core computes from the table before.
       const intended = successorTable(before, { size: 4093, backends: topo.backends.filter((b) => weights[b.name] !== undefined).map((b) => ({ key: b.address, weight: weights[b.name]! })) });
@@ -128,17 +128,17 @@ describe('agent, standalone, l2dsr', () => {
 
   it('with the flow table, draining a backend (weight 0) keeps every established connection (issue 11 item 5)', async () => {
     const flowTable = '    flowTable: true\n';
-    let mark = agent.logs.length;
+    let mark = topo.programmings('web');
     topo.writeConfig('agent.yaml', config({ be1: 1, be2: 1, be3: 1 }, flowTable));
-    await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP', 5000);
+    await topo.programmed('web', mark, () => true, { timeoutMs: 5000 });
     const pool = new ConnectionPool(topo.client);
     try {
       const opened = await pool.open(topo.vip, 60);
       const onBe1 = opened.filter((c) => 'backend' in c && c.backend === 'be1').length;
       expect(onBe1).toBeGreaterThan(5);
-      mark = agent.logs.length;
+      mark = topo.programmings('web');
       topo.writeConfig('agent.yaml', config({ be1: 0, be2: 1, be3: 1 }, flowTable));
-      await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP' && l.serving === 2, 5000);
+      await topo.programmed('web', mark, (v) => v.serving === 2, { timeoutMs: 5000 });
       const after = await pool.probe();
       const { kept, broken } = brokenBetween(opened, after);
       console.log(`drain of be1 with the flow table: ${kept} of ${opened.length} connections kept (${onBe1} on be1), ${broken.length} broken`);

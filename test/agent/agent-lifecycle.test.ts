@@ -45,13 +45,14 @@ function ids(): { prog: number; maps: number[] } {
   return { prog, maps };
 }
 
-const started = (a: AgentProcess) => a.waitForLog((l) => l.msg === 'Datapath attached and programmed', 30_000);
+/** The agent answers /status (it attached) and the kernel holds a table for every VIP (read back). */
+const started = () => topo.waitForAgent('attached and programmed', (s) => s.vips.length > 0 && s.vips.every((v) => v.digest !== null) && s, { timeoutMs: 30_000 });
 
 beforeAll(async () => {
   topo = new LbTopology('lc', 3);
   configPath = topo.writeConfig('agent.yaml', config());
   agent = topo.startAgent(configPath);
-  await started(agent);
+  await started();
 }, 60_000);
 
 afterAll(() => topo?.destroy());
@@ -65,9 +66,7 @@ describe('agent lifecycle', () => {
     await agent.exited;
     await new Promise((r) => setTimeout(r, 1000)); // no agent at all for a second
     agent = topo.startAgent(configPath);
-    const log = await agent.waitForLog((l) => l.msg === 'Adopted the pinned datapath');
-    expect(log.kind).toBe('adopt');
-    await started(agent);
+    expect((await started()).datapath).toBe('adopt');
     await new Promise((r) => setTimeout(r, 1500));
     const r = await load.stop();
     console.log(`kill -9 + restart under load: ${r.ok} connections ok, ${r.failed} failed ${JSON.stringify(r.errors)}`);
@@ -84,16 +83,14 @@ describe('agent lifecycle', () => {
     expect(await agent.exited).toBe(0);
     // Downgrade to the old build first (an upgrade in the other direction), then upgrade back.
     agent = topo.startAgent(configPath, ['--object', old]);
-    await started(agent);
+    await started();
     const oldIds = ids();
     const load = await topo.startLoad(400);
     await new Promise((r) => setTimeout(r, 500));
     agent.child.kill('SIGTERM');
     await agent.exited;
     agent = topo.startAgent(configPath);
-    const log = await agent.waitForLog((l) => l.msg === 'Upgrading the pinned datapath');
-    expect(log.kind).toBe('upgrade');
-    await started(agent);
+    expect((await started()).datapath).toBe('upgrade');
     await new Promise((r) => setTimeout(r, 500));
     const r = await load.stop();
     console.log(`upgrade under load: ${r.ok} connections ok, ${r.failed} failed ${JSON.stringify(r.errors)}`);
@@ -105,21 +102,21 @@ describe('agent lifecycle', () => {
 
   it('takes a backend whose server died out of the table after its health threshold, and back', async () => {
     const victim = topo.backends[1]!;
-    const mark = agent.logs.length;
+    const mark = topo.programmings('web');
     const killedAt = Date.now();
     topo.stopServer(victim);
-    const failed = await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Backend failed its health checks', 10_000);
-    const programmed = await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP' && l.serving === 2, 10_000);
-    const detect = (failed.time as number) - killedAt;
-    const total = (programmed.time as number) - killedAt;
-    console.log(`health check failover: detected ${detect} ms after the kill, maps programmed ${total} ms after (interval 100 ms x threshold 2)`);
+    await topo.waitForAgent('the victim unhealthy', (s) => s.vips[0]?.backends.find((b) => b.address === victim.address)?.healthy === false, { timeoutMs: 10_000 });
+    const detect = Date.now() - killedAt;
+    const programmed = await topo.programmed('web', mark, (v) => v.serving === 2, { timeoutMs: 10_000 });
+    const total = programmed.programmedAt! - killedAt;
+    console.log(`health check failover: maps programmed ${total} ms after the kill (interval 100 ms x threshold 2); /status, polled every 50 ms, showed the failed checks ${detect} ms after it`);
     const r = await topo.load(['--count', '300']);
     expect(r.failed).toBe(0);
     expect(r.byBackend[victim.name]).toBeUndefined();
 
-    const back = agent.logs.length;
+    const back = topo.programmings('web');
     await topo.startServer(victim);
-    await agent.waitForLog((l) => agent.logs.indexOf(l) >= back && l.msg === 'Programmed VIP' && l.serving === 3, 10_000);
+    await topo.programmed('web', back, (v) => v.serving === 3, { timeoutMs: 10_000 });
     const again = await topo.load(['--count', '300']);
     expect(again.failed).toBe(0);
     expect(again.byBackend[victim.name]).toBeGreaterThan(0);
@@ -127,10 +124,10 @@ describe('agent lifecycle', () => {
 
   it('refuses an invalid config with every problem listed, and keeps forwarding the old state', async () => {
     const before = ids();
-    const mark = agent.logs.length;
+    const mark = topo.agentStatus()!.rejectedConfigs;
     topo.writeConfig('agent.yaml', 'vips:\n  - name: web\n    address: 10.60.0.300\n    ports: [{ port: 99999 }]\n    backends: []\n');
-    const rejected = await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Rejected config file; keeping the last good config', 5000);
-    expect((rejected.problems as string[]).length).toBeGreaterThanOrEqual(2);
+    const rejected = await topo.waitForAgent('the config rejected', (s) => s.rejectedConfigs > mark && s, { timeoutMs: 5000 });
+    expect(rejected.lastRejection!.length).toBeGreaterThanOrEqual(2);
     const r = await topo.load(['--count', '300']);
     expect(r.failed).toBe(0);
     expect(Object.keys(r.byBackend)).toHaveLength(3);

@@ -85,7 +85,7 @@ afterAll(async () => {
 
 describe('agent in Kubernetes mode with the operator', () => {
   it('programs the VIP kubectl applied; the VIP becomes Ready; real connections flow', async () => {
-    await agent.waitForLog((l) => l.msg === 'Datapath attached and programmed', 30_000);
+    await topo.waitForAgent('attached', (s) => s, { timeoutMs: 30_000 });
     const vip = await until('Ready', async () => {
       const v = JSON.parse((await cp.kubectl(['-n', 'shop', 'get', 'vip', 'web', '-o', 'json'])).stdout) as { status?: { conditions?: { type: string; status: string }[]; nodesSummary?: string } };
       return v.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? v : null;
@@ -100,11 +100,11 @@ describe('agent in Kubernetes mode with the operator', () => {
     const times: number[] = [];
     for (let i = 0; i < 100; i++) {
       const weight = i % 2 === 0 ? 150 : 100;
-      const mark = agent.logs.length;
+      const mark = topo.programmings('shop/web');
       const t0 = Date.now();
       await cp.kubectl(['-n', 'shop', 'patch', 'backend', 'be1', '--type=merge', '-p', JSON.stringify({ spec: { weight } })]);
-      const programmed = await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP', 10_000);
-      times.push((programmed.time as number) - t0);
+      const programmed = await topo.programmed('shop/web', mark, () => true, { timeoutMs: 10_000 });
+      times.push(programmed.programmedAt! - t0);
     }
     console.log(`kubectl patch -> maps programmed on the node, 100 changes: p50 ${percentile(times, 50)} ms, p99 ${percentile(times, 99)} ms, max ${Math.max(...times)} ms (includes kubectl's own start-up)`);
     expect(times).toHaveLength(100);
@@ -112,11 +112,11 @@ describe('agent in Kubernetes mode with the operator', () => {
 
   it('a backend whose server dies leaves the table through the node report and the operator', async () => {
     const victim = topo.backends[2]!;
-    const mark = agent.logs.length;
+    const mark = topo.programmings('shop/web');
     const t0 = Date.now();
     topo.stopServer(victim);
-    const out = await agent.waitForLog((l) => agent.logs.indexOf(l) >= mark && l.msg === 'Programmed VIP' && l.serving === 2, 15_000);
-    console.log(`backend killed -> node report -> operator -> maps without it: ${(out.time as number) - t0} ms`);
+    const out = await topo.programmed('shop/web', mark, (v) => v.serving === 2, { timeoutMs: 15_000 });
+    console.log(`backend killed -> node report -> operator -> maps without it: ${out.programmedAt! - t0} ms`);
     const r = await topo.load(['--count', '300']);
     expect(r.failed).toBe(0);
     expect(r.byBackend[victim.name]).toBeUndefined();
@@ -125,9 +125,9 @@ describe('agent in Kubernetes mode with the operator', () => {
     // It stays out (nodes keep probing it: no flapping), and comes back once its server does.
     await new Promise((r) => setTimeout(r, 1000));
     expect((await topo.load(['--count', '200'])).byBackend[victim.name]).toBeUndefined();
-    const back = agent.logs.length;
+    const back = topo.programmings('shop/web');
     await topo.startServer(victim);
-    await agent.waitForLog((l) => agent.logs.indexOf(l) >= back && l.msg === 'Programmed VIP' && l.serving === 3, 15_000);
+    await topo.programmed('shop/web', back, (v) => v.serving === 3, { timeoutMs: 15_000 });
     const again = await topo.load(['--count', '300']);
     expect(again.failed).toBe(0);
     expect(again.byBackend[victim.name]).toBeGreaterThan(0);
