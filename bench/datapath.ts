@@ -9,13 +9,17 @@
 // really ran. (BPF_F_TEST_XDP_LIVE_FRAMES was not used: it needs a real
 // interface, transmits XDP_TX frames and hands XDP_PASS frames to the
 // stack, so the floor would measure skb allocation, not the program.)
+// The maps are programmed the way `xdplb simulate` and the agent program
+// them: desiredState, planDatapath, MapWriter.
 
 import { resolve } from 'node:path';
 import { BENCH_MAX_COPY, encodeBenchTemplate, u32Key, type ReasonName } from '../src/bpf/abi.js';
 import { lbMaps, readReasons, reasonDelta } from '../src/bpf/datapath.js';
 import { BpfObject, type BpfProgram } from '../src/bpf/loader.js';
+import { MapWriter } from '../src/bpf/map-writer.js';
+import { EMPTY_IMAGE, planDatapath } from '../src/core/datapath-plan.js';
+import { desiredState, type VipSpec } from '../src/core/desired-state.js';
 import { ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, PROTO_TCP, tcp, type Bytes } from '../lab/packet.js';
-import { DatapathProgrammer, type DatapathVip } from '../src/bpf/programmer.js';
 
 const REPEAT = 1_000_000;
 const ROUNDS = 5;
@@ -60,13 +64,23 @@ const CASES: Case[] = [
   { name: 'flow-table-hit', program: 'bench_lb', frame: frame4('10.100.0.9', 80), expect: 'FWD_IPIP', target: 6 },
 ];
 
-function table(size: number, backends: number[]): { size: number; slots: Uint32Array } {
-  return { size, slots: Uint32Array.from({ length: size }, (_, i) => backends[i % backends.length]!) };
+const BACKEND_MACS = new Map([
+  ['10.1.0.1', '02:00:00:00:01:01'],
+  ['10.1.0.2', '02:00:00:00:01:02'],
+  ['2001:db8:1::1', '02:00:00:00:01:03'],
+  ['2001:db8:1::2', '02:00:00:00:01:04'],
+]);
+
+function vip(name: string, address: string, port: number, mode: 'ipip' | 'l2dsr', backends: string[], flowTable = false): VipSpec {
+  return { name, address, ports: [{ port, protocol: 'TCP' }], mode, affinity: 'fiveTuple', flowTable, tableSize: 65537, backends: backends.map((a) => ({ address: a, weight: 1 })) };
 }
 
-function vip(address: string, port: number, mode: 'ipip' | 'l2dsr', backends: number[], flowTable = false): DatapathVip {
-  return { address, port, proto: 'tcp', mode, affinity: 'fiveTuple', flowTable, table: table(65537, backends) };
-}
+const VIPS: VipSpec[] = [
+  vip('ipip4', '10.100.0.1', 80, 'ipip', ['10.1.0.1', '10.1.0.2']),
+  vip('l2dsr4', '10.100.0.2', 80, 'l2dsr', ['10.1.0.1', '10.1.0.2']),
+  vip('ipip6', '2001:db8:100::1', 443, 'ipip', ['2001:db8:1::1', '2001:db8:1::2']),
+  vip('flows4', '10.100.0.9', 80, 'ipip', ['10.1.0.1', '10.1.0.2'], true),
+];
 
 interface Result {
   nsPerPacket: number;
@@ -82,21 +96,15 @@ function main(): void {
   try {
     const maps = lbMaps(obj);
     const tmpl = obj.map('bench_pkt');
-    new DatapathProgrammer(maps).apply({
-      control: { srcMac: MAC_LB, mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:5eed::/96' },
-      backends: [
-        { address: '10.1.0.1', mac: '02:00:00:00:01:01' },
-        { address: '10.1.0.2', mac: '02:00:00:00:01:02' },
-        { address: '2001:db8:1::1', mac: '02:00:00:00:01:03' },
-        { address: '2001:db8:1::2', mac: '02:00:00:00:01:04' },
-      ],
-      vips: [
-        vip('10.100.0.1', 80, 'ipip', [0, 1]),
-        vip('10.100.0.2', 80, 'l2dsr', [0, 1]),
-        vip('2001:db8:100::1', 443, 'ipip', [2, 3]),
-        vip('10.100.0.9', 80, 'ipip', [0, 1], true),
-      ],
+    const writer = new MapWriter(maps);
+    const { desired } = desiredState(VIPS, {
+      healthy: () => true,
+      mac: (a) => ({ ok: true, mac: BACKEND_MACS.get(a)! }),
+      currentTable: () => undefined,
     });
+    const plan = planDatapath(EMPTY_IMAGE, desired, writer.capacities());
+    if (plan.refused.size > 0) throw new Error(`VIPs refused: ${[...plan.refused.keys()].join(', ')}`);
+    writer.apply(EMPTY_IMAGE, plan.ops, { srcMac: MAC_LB, mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:5eed::/96' });
     const programs = new Map<string, BpfProgram>();
     const results: Record<string, Result> = {};
     let floor = 0;

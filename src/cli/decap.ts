@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { checkDecapAbi, decapMaps } from '../bpf/datapath.js';
 import { BpfObject, closeFd, openPinnedMap, pinFd, unpin, xdpLinkCreate, XdpFlags } from '../bpf/loader.js';
 import { objectPath } from '../bpf/objects.js';
-import { applyDecapVips } from '../bpf/programmer.js';
+import { applyDecapVips } from '../bpf/decap-writer.js';
 import { ensureBpffs } from '../bpf/bpffs.js';
 import { interfaceIndex } from '../net/interfaces.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';

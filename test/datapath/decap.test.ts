@@ -4,10 +4,10 @@
 // IPIP packet for a local VIP passes untouched.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyDecapVips } from '../../src/bpf/programmer.js';
+import { applyDecapVips } from '../../src/bpf/decap-writer.js';
 import { concat, be16, ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, l3Offset, PROTO_IPIP, PROTO_TCP, tcp, type Bytes, type VlanTag } from '../../lab/packet.js';
-import { DecapHarness, LbHarness } from './lib/harness.js';
-import { baseState, MAC_LB, MAC_ROUTER } from './lib/fixture.js';
+import { DecapHarness, type LbHarness } from './lib/harness.js';
+import { fixtureLb, MAC_ROUTER, toLb } from './lib/fixture.js';
 
 const CLIENT4 = '192.0.2.10';
 const CLIENT6 = '2001:db8:ff::10';
@@ -16,7 +16,7 @@ function tcpFrame(dst: string, dport: number, vlans?: VlanTag[]): Bytes {
   const v4 = !dst.includes(':');
   const src = v4 ? CLIENT4 : CLIENT6;
   const l3 = v4 ? ipv4({ src, dst, proto: PROTO_TCP, df: true }, tcp(src, dst, { sport: 40000, dport })) : ipv6({ src, dst, proto: PROTO_TCP }, tcp(src, dst, { sport: 40000, dport }));
-  return ethernet({ dst: MAC_LB, src: MAC_ROUTER, type: v4 ? ETH_P_IP : ETH_P_IPV6, vlans }, l3);
+  return toLb(v4 ? ETH_P_IP : ETH_P_IPV6, l3, vlans);
 }
 
 /** What the backend's stack must receive: the outer L2 header, inner ethertype, the client's packet. */
@@ -30,8 +30,7 @@ describe('xdp_decap', () => {
   let lb: LbHarness;
   let decap: DecapHarness;
   beforeAll(() => {
-    lb = new LbHarness();
-    lb.programmer.apply(baseState());
+    lb = fixtureLb();
     decap = new DecapHarness();
     applyDecapVips(decap.maps, ['10.100.0.1', '10.100.0.7', '2001:db8:100::1', '2001:db8:100::3']);
   });
@@ -71,12 +70,12 @@ describe('xdp_decap', () => {
 
   {
     const inner = ipv4({ src: CLIENT4, dst: '10.200.0.1', proto: PROTO_TCP }, tcp(CLIENT4, '10.200.0.1', { sport: 1, dport: 80 }));
-    untouched('IPIP whose inner destination is not a local VIP', ethernet({ dst: MAC_LB, src: MAC_ROUTER, type: ETH_P_IP }, ipv4({ src: '172.16.1.1', dst: '10.1.0.1', proto: PROTO_IPIP }, inner)), 'DECAP_PASS_NOT_LOCAL');
+    untouched('IPIP whose inner destination is not a local VIP', toLb(ETH_P_IP, ipv4({ src: '172.16.1.1', dst: '10.1.0.1', proto: PROTO_IPIP }, inner)), 'DECAP_PASS_NOT_LOCAL');
     untouched('plain TCP to the backend', tcpFrame('10.1.0.1', 22), 'DECAP_PASS_NOT_TUNNEL');
     untouched('ARP', ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MAC_ROUTER, type: 0x0806 }, new Uint8Array(28)), 'PASS_NOT_IP');
-    untouched('fragmented outer IPIP', ethernet({ dst: MAC_LB, src: MAC_ROUTER, type: ETH_P_IP }, ipv4({ src: '172.16.1.1', dst: '10.1.0.1', proto: PROTO_IPIP, mf: true }, inner)), 'DECAP_PASS_FRAGMENT');
-    untouched('IPIP with a truncated inner header', ethernet({ dst: MAC_LB, src: MAC_ROUTER, type: ETH_P_IP }, ipv4({ src: '172.16.1.1', dst: '10.1.0.1', proto: PROTO_IPIP }, inner.subarray(0, 12))), 'PASS_MALFORMED');
-    untouched('truncated outer IPv6 header', ethernet({ dst: MAC_LB, src: MAC_ROUTER, type: ETH_P_IPV6 }, new Uint8Array(20)), 'PASS_MALFORMED');
+    untouched('fragmented outer IPIP', toLb(ETH_P_IP, ipv4({ src: '172.16.1.1', dst: '10.1.0.1', proto: PROTO_IPIP, mf: true }, inner)), 'DECAP_PASS_FRAGMENT');
+    untouched('IPIP with a truncated inner header', toLb(ETH_P_IP, ipv4({ src: '172.16.1.1', dst: '10.1.0.1', proto: PROTO_IPIP }, inner.subarray(0, 12))), 'PASS_MALFORMED');
+    untouched('truncated outer IPv6 header', toLb(ETH_P_IPV6, new Uint8Array(20)), 'PASS_MALFORMED');
   }
 
   it('the VIP set converges: removed addresses stop decapsulating', () => {

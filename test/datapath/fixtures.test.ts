@@ -6,6 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { portsWord } from '../../src/core/flow-hash.js';
 import type { ReasonName } from '../../src/bpf/abi.js';
+import { planDatapath } from '../../src/core/datapath-plan.js';
 import {
   be16,
   concat,
@@ -29,16 +30,18 @@ import {
   type Bytes,
   type VlanTag,
 } from '../../lab/packet.js';
-import { LbHarness, type Verdict } from './lib/harness.js';
+import type { LbHarness, Verdict } from './lib/harness.js';
 import {
   baseState,
   entropyOf,
   expectIpip,
   expectL2dsr,
   expectTooBig,
-  MAC_LB,
+  fixtureLb,
   MAC_ROUTER,
   predictBackend,
+  programFixture,
+  toLb,
   VIPS,
   type VipName,
 } from './lib/fixture.js';
@@ -46,29 +49,25 @@ import {
 const CLIENT4 = '192.0.2.10';
 const CLIENT6 = '2001:db8:ff::10';
 
-function eth(type: number, payload: Bytes, vlans?: VlanTag[]): Bytes {
-  return ethernet({ dst: MAC_LB, src: MAC_ROUTER, type, vlans }, payload);
-}
-
 function tcp4(dst: string, dport: number, o: { sport?: number; vlans?: VlanTag[]; payload?: Bytes; df?: boolean; options?: Bytes; src?: string } = {}): Bytes {
   const src = o.src ?? CLIENT4;
-  return eth(ETH_P_IP, ipv4({ src, dst, proto: PROTO_TCP, df: o.df ?? true, options: o.options }, tcp(src, dst, { sport: o.sport ?? 40000, dport }, o.payload)), o.vlans);
+  return toLb(ETH_P_IP, ipv4({ src, dst, proto: PROTO_TCP, df: o.df ?? true, options: o.options }, tcp(src, dst, { sport: o.sport ?? 40000, dport }, o.payload)), o.vlans);
 }
 
 function udp4(dst: string, dport: number, o: { sport?: number; payload?: Bytes } = {}): Bytes {
-  return eth(ETH_P_IP, ipv4({ src: CLIENT4, dst, proto: PROTO_UDP }, udp(CLIENT4, dst, { sport: o.sport ?? 40001, dport }, o.payload)));
+  return toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst, proto: PROTO_UDP }, udp(CLIENT4, dst, { sport: o.sport ?? 40001, dport }, o.payload)));
 }
 
 function tcp6(dst: string, dport: number, o: { sport?: number; payload?: Bytes; extensions?: { type: number; body?: Bytes }[] } = {}): Bytes {
-  return eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst, proto: PROTO_TCP, extensions: o.extensions }, tcp(CLIENT6, dst, { sport: o.sport ?? 40002, dport }, o.payload)));
+  return toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst, proto: PROTO_TCP, extensions: o.extensions }, tcp(CLIENT6, dst, { sport: o.sport ?? 40002, dport }, o.payload)));
 }
 
 function udp6(dst: string, dport: number, o: { sport?: number; payload?: Bytes } = {}): Bytes {
-  return eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst, proto: PROTO_UDP }, udp(CLIENT6, dst, { sport: o.sport ?? 40003, dport }, o.payload)));
+  return toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst, proto: PROTO_UDP }, udp(CLIENT6, dst, { sport: o.sport ?? 40003, dport }, o.payload)));
 }
 
 function udp6ext(dst: string, dport: number, extensions: { type: number; body?: Bytes }[]): Bytes {
-  return eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst, proto: PROTO_UDP, extensions }, udp(CLIENT6, dst, { sport: 40003, dport })));
+  return toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst, proto: PROTO_UDP, extensions }, udp(CLIENT6, dst, { sport: 40003, dport })));
 }
 
 /** Expected IPIP output for a frame of a VIP, predicted from the flow. */
@@ -152,11 +151,11 @@ function fixtures(): Fixture[] {
     fwd('IPv6 with 4 extension headers (the documented limit): forwarded', x, ipipFor('v6TcpIpip', x, CLIENT6, 40002, PROTO_TCP), 'FWD_IPIP');
     x = udp6ext('2001:db8:100::2', 53, chain(4));
     fwd('IPv6 UDP with 4 extension headers to an L2 DSR VIP: forwarded', x, dsrFor('v6UdpDsr', x, CLIENT6, 40003, PROTO_UDP), 'FWD_L2DSR');
-    x = eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [...chain(3), { type: 44, body: ipv6FragmentBody(0, false, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443 }, payload(10))));
+    x = toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [...chain(3), { type: 44, body: ipv6FragmentBody(0, false, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443 }, payload(10))));
     fwd('IPv6 with 3 extension headers then an atomic fragment header: forwarded', x, ipipFor('v6UdpIpip', x, CLIENT6, 40003, PROTO_UDP), 'FWD_IPIP');
     pass('IPv6 with 5 extension headers (over the limit): passed as malformed', tcp6('2001:db8:100::1', 443, { extensions: chain(5) }), 'PASS_MALFORMED');
     pass('IPv6 with 4 extension headers then a fragment header (5): passed as malformed',
-      eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [...chain(4), { type: 44, body: ipv6FragmentBody(0, false, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443 }, payload(10)))),
+      toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [...chain(4), { type: 44, body: ipv6FragmentBody(0, false, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443 }, payload(10)))),
       'PASS_MALFORMED');
   }
   {
@@ -169,8 +168,8 @@ function fixtures(): Fixture[] {
   pass('IPv4 to a non-VIP address', tcp4('10.200.0.1', 80), 'PASS_NOT_VIP');
   pass('IPv6 to a non-VIP address', udp6('2001:db8:200::1', 53), 'PASS_NOT_VIP');
   pass('VIP address, port without VIP', tcp4('10.100.0.1', 22), 'PASS_NOT_VIP');
-  pass('VIP address, protocol without VIP', eth(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: 47 }, payload(40))), 'PASS_NOT_VIP');
-  pass('ICMP echo to a VIP', eth(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_ICMP }, icmp4(8, 0, Uint8Array.of(0, 1, 0, 1), payload(16)))), 'PASS_NOT_VIP');
+  pass('VIP address, protocol without VIP', toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: 47 }, payload(40))), 'PASS_NOT_VIP');
+  pass('ICMP echo to a VIP', toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_ICMP }, icmp4(8, 0, Uint8Array.of(0, 1, 0, 1), payload(16)))), 'PASS_NOT_VIP');
   pass('ARP', ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MAC_ROUTER, type: 0x0806 }, payload(28)), 'PASS_NOT_IP');
   pass('VLAN-tagged ARP', ethernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MAC_ROUTER, type: 0x0806, vlans: [{ tci: 5 }] }, payload(28)), 'PASS_NOT_IP');
 
@@ -207,10 +206,10 @@ function fixtures(): Fixture[] {
   }
   {
     const seg = tcp(CLIENT6, '2001:db8:100::1', { sport: 1, dport: 443 }).subarray(0, 12);
-    drop('truncated TCP header in IPv6 to a VIP', eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_TCP }, seg)), 'DROP_MALFORMED');
+    drop('truncated TCP header in IPv6 to a VIP', toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_TCP }, seg)), 'DROP_MALFORMED');
   }
-  pass('bad IHL (4)', eth(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_TCP, ihl: 4 }, tcp(CLIENT4, '10.100.0.1', { sport: 1, dport: 80 }))), 'PASS_MALFORMED');
-  pass('IHL beyond the frame (15)', eth(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_TCP, ihl: 15 }, payload(8))), 'PASS_MALFORMED');
+  pass('bad IHL (4)', toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_TCP, ihl: 4 }, tcp(CLIENT4, '10.100.0.1', { sport: 1, dport: 80 }))), 'PASS_MALFORMED');
+  pass('IHL beyond the frame (15)', toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_TCP, ihl: 15 }, payload(8))), 'PASS_MALFORMED');
   pass('IP version 5 in an IPv4 frame', (() => { const b = Uint8Array.from(full4); b[14] = 0x55; return b; })(), 'PASS_MALFORMED');
   drop('bad TCP data offset (4) to a VIP', ipv4Frame('10.100.0.1', PROTO_TCP, tcp(CLIENT4, '10.100.0.1', { sport: 1, dport: 80, doff: 4 })), 'DROP_MALFORMED');
   drop('TCP data offset beyond the datagram to a VIP', ipv4Frame('10.100.0.1', PROTO_TCP, tcp(CLIENT4, '10.100.0.1', { sport: 1, dport: 80, doff: 15 })), 'DROP_MALFORMED');
@@ -226,20 +225,20 @@ function fixtures(): Fixture[] {
   // ICMP errors about VIP flows go to the flow's backend
   {
     const original = ipv4({ src: '10.100.0.1', dst: CLIENT4, proto: PROTO_TCP, df: true }, tcp('10.100.0.1', CLIENT4, { sport: 80, dport: 40000 }, payload(1400)));
-    const err = eth(ETH_P_IP, ipv4({ src: '198.51.100.1', dst: '10.100.0.1', proto: PROTO_ICMP }, icmp4(3, 4, concat(be16(0), be16(1400)), original.subarray(0, 28))));
+    const err = toLb(ETH_P_IP, ipv4({ src: '198.51.100.1', dst: '10.100.0.1', proto: PROTO_ICMP }, icmp4(3, 4, concat(be16(0), be16(1400)), original.subarray(0, 28))));
     const { index, hash } = predictBackend('v4TcpIpip', { src: CLIENT4, dst: '10.100.0.1', sport: 40000, dport: 80, proto: PROTO_TCP });
     fwd('ICMP frag-needed quoting a VIP flow', err, expectIpip(err, index, entropyOf(hash, 40000, 80)), 'FWD_ICMP_ERROR');
-    const errDsr = eth(ETH_P_IP, ipv4({ src: '198.51.100.1', dst: '10.100.0.2', proto: PROTO_ICMP }, icmp4(3, 4, concat(be16(0), be16(1400)),
+    const errDsr = toLb(ETH_P_IP, ipv4({ src: '198.51.100.1', dst: '10.100.0.2', proto: PROTO_ICMP }, icmp4(3, 4, concat(be16(0), be16(1400)),
       ipv4({ src: '10.100.0.2', dst: CLIENT4, proto: PROTO_TCP }, tcp('10.100.0.2', CLIENT4, { sport: 80, dport: 40000 })).subarray(0, 28))));
     fwd('ICMP frag-needed quoting an L2 DSR VIP flow', errDsr, dsrFor('v4TcpDsr', errDsr, CLIENT4, 40000, PROTO_TCP), 'FWD_ICMP_ERROR');
-    const other = eth(ETH_P_IP, ipv4({ src: '198.51.100.1', dst: '10.100.0.1', proto: PROTO_ICMP }, icmp4(3, 4, concat(be16(0), be16(1400)),
+    const other = toLb(ETH_P_IP, ipv4({ src: '198.51.100.1', dst: '10.100.0.1', proto: PROTO_ICMP }, icmp4(3, 4, concat(be16(0), be16(1400)),
       ipv4({ src: '10.100.0.1', dst: CLIENT4, proto: PROTO_TCP }, tcp('10.100.0.1', CLIENT4, { sport: 22, dport: 40000 })).subarray(0, 28))));
     pass('ICMP frag-needed quoting a non-VIP port', other, 'PASS_NOT_VIP');
-    pass('ICMP frag-needed with a truncated quote', eth(ETH_P_IP, ipv4({ src: '198.51.100.1', dst: '10.100.0.1', proto: PROTO_ICMP }, icmp4(3, 4, concat(be16(0), be16(1400)), original.subarray(0, 10)))), 'PASS_MALFORMED');
+    pass('ICMP frag-needed with a truncated quote', toLb(ETH_P_IP, ipv4({ src: '198.51.100.1', dst: '10.100.0.1', proto: PROTO_ICMP }, icmp4(3, 4, concat(be16(0), be16(1400)), original.subarray(0, 10)))), 'PASS_MALFORMED');
   }
   {
     const original = ipv6({ src: '2001:db8:100::1', dst: CLIENT6, proto: PROTO_TCP }, tcp('2001:db8:100::1', CLIENT6, { sport: 443, dport: 40002 }, payload(1400)));
-    const err = eth(ETH_P_IPV6, ipv6({ src: '2001:db8:ee::1', dst: '2001:db8:100::1', proto: PROTO_ICMPV6 }, icmp6('2001:db8:ee::1', '2001:db8:100::1', 2, 0, Uint8Array.of(0, 0, 5, 0), original.subarray(0, 200))));
+    const err = toLb(ETH_P_IPV6, ipv6({ src: '2001:db8:ee::1', dst: '2001:db8:100::1', proto: PROTO_ICMPV6 }, icmp6('2001:db8:ee::1', '2001:db8:100::1', 2, 0, Uint8Array.of(0, 0, 5, 0), original.subarray(0, 200))));
     const { index, hash } = predictBackend('v6TcpIpip', { src: CLIENT6, dst: '2001:db8:100::1', sport: 40002, dport: 443, proto: PROTO_TCP });
     fwd('ICMPv6 packet-too-big quoting a VIP flow', err, expectIpip(err, index, entropyOf(hash, 40002, 443)), 'FWD_ICMP_ERROR');
   }
@@ -264,24 +263,24 @@ function fixtures(): Fixture[] {
   {
     const frag = { src: CLIENT4, dst: '10.100.0.1', sport: 0, dport: 0, proto: PROTO_UDP };
     const { index, hash } = predictBackend('v4UdpIpip', frag, { fragment: true });
-    const first = eth(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_UDP, mf: true, id: 77 }, udp(CLIENT4, '10.100.0.1', { sport: 40001, dport: 53, length: 1008 }, payload(96))));
+    const first = toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_UDP, mf: true, id: 77 }, udp(CLIENT4, '10.100.0.1', { sport: 40001, dport: 53, length: 1008 }, payload(96))));
     fwd('IPv4 first fragment', first, expectIpip(first, index, hash), 'FWD_IPIP', { EV_FRAGMENT: 1 });
-    const later = eth(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_UDP, fragOffset: 13, id: 77 }, payload(64)));
+    const later = toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.100.0.1', proto: PROTO_UDP, fragOffset: 13, id: 77 }, payload(64)));
     fwd('IPv4 later fragment: same backend', later, expectIpip(later, index, hash), 'FWD_IPIP', { EV_FRAGMENT: 1 });
-    pass('IPv4 fragment to a non-VIP address', eth(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.200.0.1', proto: PROTO_UDP, fragOffset: 13 }, payload(64))), 'PASS_NOT_VIP');
+    pass('IPv4 fragment to a non-VIP address', toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst: '10.200.0.1', proto: PROTO_UDP, fragOffset: 13 }, payload(64))), 'PASS_NOT_VIP');
     const f6 = predictBackend('v6UdpIpip', { src: CLIENT6, dst: '2001:db8:100::1', sport: 0, dport: 0, proto: PROTO_UDP }, { fragment: true });
-    const first6 = eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [{ type: 44, body: ipv6FragmentBody(0, true, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443, length: 1008 }, payload(96))));
+    const first6 = toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [{ type: 44, body: ipv6FragmentBody(0, true, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443, length: 1008 }, payload(96))));
     fwd('IPv6 first fragment', first6, expectIpip(first6, f6.index, f6.hash), 'FWD_IPIP', { EV_FRAGMENT: 1 });
-    const later6 = eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [{ type: 44, body: ipv6FragmentBody(13, false, 9) }] }, payload(64)));
+    const later6 = toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [{ type: 44, body: ipv6FragmentBody(13, false, 9) }] }, payload(64)));
     fwd('IPv6 later fragment: same backend', later6, expectIpip(later6, f6.index, f6.hash), 'FWD_IPIP', { EV_FRAGMENT: 1 });
-    const atomic = eth(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [{ type: 44, body: ipv6FragmentBody(0, false, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443 }, payload(10))));
+    const atomic = toLb(ETH_P_IPV6, ipv6({ src: CLIENT6, dst: '2001:db8:100::1', proto: PROTO_UDP, extensions: [{ type: 44, body: ipv6FragmentBody(0, false, 9) }] }, udp(CLIENT6, '2001:db8:100::1', { sport: 40003, dport: 443 }, payload(10))));
     fwd('IPv6 atomic fragment: an ordinary packet', atomic, ipipFor('v6UdpIpip', atomic, CLIENT6, 40003, PROTO_UDP), 'FWD_IPIP');
   }
   return f;
 }
 
 function ipv4Frame(dst: string, proto: number, l4: Bytes): Bytes {
-  return eth(ETH_P_IP, ipv4({ src: CLIENT4, dst, proto }, l4));
+  return toLb(ETH_P_IP, ipv4({ src: CLIENT4, dst, proto }, l4));
 }
 
 /** Recompute the IPv4 header checksum at `at` after editing the header. */
@@ -300,14 +299,13 @@ function ipv4HeaderFix(frame: Uint8Array, at: number): Uint8Array {
 describe('xdp_lb fixture table', () => {
   let h: LbHarness;
   beforeAll(() => {
-    h = new LbHarness();
-    h.programmer.apply(baseState());
+    h = fixtureLb();
   });
   afterAll(() => h.close());
   // tests that change the state put the base state back (a table swap waits
   // for an RCU grace period in the kernel, so re-programming is not free)
   afterEach((ctx) => {
-    if (ctx.task.name.startsWith('state:')) h.programmer.apply(baseState());
+    if (ctx.task.name.startsWith('state:')) programFixture(h);
   });
 
   for (const fx of fixtures()) {
@@ -320,6 +318,10 @@ describe('xdp_lb fixture table', () => {
       if (fx.verdict === 'TX') checkChecksums(r.out);
     });
   }
+
+  it('the maps read back as the fixture state: planning it again writes nothing', () => {
+    expect(planDatapath(h.writer.readImage(), baseState(), h.writer.capacities()).ops).toEqual([]);
+  });
 
   it('source-IP affinity: every connection of a client lands on one backend', () => {
     const backends = new Set<string>();
@@ -339,7 +341,7 @@ describe('xdp_lb fixture table', () => {
     expect(r.out.toString('hex')).toBe(Buffer.from(ipipFor('flowTable', flowA, CLIENT4, 41000, PROTO_TCP)).toString('hex'));
 
     // the table now sends everything to backend 1 (same size: inner map replaced in place)
-    h.programmer.apply(baseState({ flowTable: [1] }));
+    programFixture(h, baseState({ vips: { flowTable: { backends: [1] } } }));
     const { hash } = predictBackend('flowTable', { src: CLIENT4, dst: '10.100.0.9', sport: 41000, dport: 80, proto: PROTO_TCP });
     r = h.run(flowA);
     expect(r.reasons).toEqual({ FWD_IPIP: 1, EV_FLOW_TABLE_HIT: 1 });
@@ -351,10 +353,9 @@ describe('xdp_lb fixture table', () => {
     expect(r.reasons).toEqual({ FWD_IPIP: 1, EV_FLOW_TABLE_MISS: 1 });
     expect(r.out.toString('hex')).toBe(Buffer.from(expectIpip(flowB, 1, entropyOf(hb, 41001, 80))).toString('hex'));
 
-    // backend 0 drained: the remembered flow falls back to the table
-    const state = baseState({ flowTable: [1] });
-    state.backends = state.backends.map((b, i) => (i === 0 ? { ...b, valid: false } : b));
-    h.programmer.apply(state);
+    // backend 0 no longer usable (its MAC unresolved: the agent writes its
+    // entry invalid): the remembered flow falls back to the table
+    programFixture(h, baseState({ vips: { flowTable: { backends: [1] } }, unresolved: [0] }));
     r = h.run(flowA);
     expect(r.reasons).toEqual({ FWD_IPIP: 1, EV_FLOW_TABLE_STALE: 1 });
     expect(r.out.toString('hex')).toBe(Buffer.from(expectIpip(flowA, 1, entropyOf(hash, 41000, 80))).toString('hex'));
@@ -362,10 +363,8 @@ describe('xdp_lb fixture table', () => {
   });
 
   it('state: table resize: a new size moves the VIP to a fresh slot and frees the old one', () => {
-    const state = baseState();
-    const vip = state.vips.find((v) => v.address === '10.100.0.1' && v.port === 80)!;
-    vip.table = { size: 509, slots: new Uint32Array(509).fill(2) };
-    h.programmer.apply(state);
+    const state = baseState({ vips: { v4TcpIpip: { backends: [2], size: 509 } } });
+    programFixture(h, state);
     const x = tcp4('10.100.0.1', 80);
     const r = h.run(x);
     const { hash } = predictBackend('v4TcpIpip', { src: CLIENT4, dst: '10.100.0.1', sport: 40000, dport: 80, proto: PROTO_TCP });

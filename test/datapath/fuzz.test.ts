@@ -8,32 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isEvent, reasonName } from '../../src/bpf/abi.js';
 import { readReasons } from '../../src/bpf/datapath.js';
 import { ipBytes } from '../../src/core/net.js';
-import {
-  be16,
-  concat,
-  ETH_P_IP,
-  ETH_P_IPV6,
-  ethernet,
-  icmp4,
-  icmp6,
-  ipv4,
-  ipv6,
-  ipv6FragmentBody,
-  PROTO_ICMP,
-  PROTO_ICMPV6,
-  PROTO_TCP,
-  PROTO_UDP,
-  tcp,
-  udp,
-  type Bytes,
-} from '../../lab/packet.js';
-import { LbHarness } from './lib/harness.js';
+import { be16, concat, ETH_P_IP, ETH_P_IPV6, icmp4, icmp6, ipv4, ipv6, ipv6FragmentBody, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, tcp, udp, type Bytes } from '../../lab/packet.js';
+import type { LbHarness } from './lib/harness.js';
 import { prng } from './lib/prng.js';
-import { baseState, MAC_LB, MAC_ROUTER, VIPS } from './lib/fixture.js';
+import { fixtureLb, toLb, VIPS } from './lib/fixture.js';
 
 const RANDOM_FRAMES = 10_000;
 const MUTATED_FRAMES = 30_000;
-
 
 const vipAddresses = new Set(Object.values(VIPS).map((v) => Buffer.from(ipBytes(v.address)).toString('hex')));
 
@@ -57,8 +38,8 @@ function toVipAddress(frame: Bytes): boolean {
 function seeds(): Bytes[] {
   const c4 = '192.0.2.7';
   const c6 = '2001:db8:ff::7';
-  const e4 = (l3: Bytes, vlans?: { tci: number }[]) => ethernet({ dst: MAC_LB, src: MAC_ROUTER, type: ETH_P_IP, vlans }, l3);
-  const e6 = (l3: Bytes, vlans?: { tci: number }[]) => ethernet({ dst: MAC_LB, src: MAC_ROUTER, type: ETH_P_IPV6, vlans }, l3);
+  const e4 = (l3: Bytes, vlans?: { tci: number }[]) => toLb(ETH_P_IP, l3, vlans);
+  const e6 = (l3: Bytes, vlans?: { tci: number }[]) => toLb(ETH_P_IPV6, l3, vlans);
   const out: Bytes[] = [];
   for (const v of Object.values(VIPS)) {
     const port = v.port === 0 ? 9999 : v.port;
@@ -109,8 +90,7 @@ function mutate(seed: Bytes, next: () => number): Bytes {
 describe('fuzz: random and mutated frames', () => {
   let h: LbHarness;
   beforeAll(() => {
-    h = new LbHarness();
-    h.programmer.apply(baseState());
+    h = fixtureLb();
   });
   afterAll(() => h.close());
 

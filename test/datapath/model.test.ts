@@ -1,35 +1,37 @@
 // model.test.ts: model equivalence. For 100k random flows over IPv4 and IPv6
-// VIPs (TCP and UDP, both affinities, IPIP and L2 DSR) whose tables come from
-// src/core/maglev.ts, the backend the XDP program picks equals the one the
-// TypeScript model predicts (flowHash % M -> Maglev slot -> backend).
+// VIPs (TCP and UDP, both affinities, IPIP and L2 DSR, weighted backends)
+// programmed as the agent programs them (desiredState builds the Maglev
+// tables of src/core/maglev.ts, planDatapath and MapWriter write them), the
+// backend the XDP program picks equals the one the TypeScript model predicts
+// from the wanted table (flowHash % M -> slot -> backend).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flowHash, tableIndex, type Affinity } from '../../src/core/flow-hash.js';
-import { buildTable } from '../../src/core/maglev.js';
+import type { DesiredVip } from '../../src/core/datapath-plan.js';
+import { desiredState, type VipSpec } from '../../src/core/desired-state.js';
 import { ipBytes, ipText } from '../../src/core/net.js';
-import type { DatapathBackend, DatapathVip } from '../../src/bpf/programmer.js';
-import { ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv6, PROTO_TCP, PROTO_UDP, tcp, udp, type Bytes } from '../../lab/packet.js';
+import { ETH_P_IP, ETH_P_IPV6, ipv4, ipv6, PROTO_TCP, PROTO_UDP, tcp, udp, type Bytes } from '../../lab/packet.js';
 import { LbHarness } from './lib/harness.js';
 import { prng } from './lib/prng.js';
-import { CONTROL, MAC_LB, MAC_ROUTER } from './lib/fixture.js';
+import { CONTROL, toLb } from './lib/fixture.js';
 
 const FLOWS = 100_000;
 
-
 interface ModelVip {
-  vip: DatapathVip;
+  address: string;
+  port: number;
+  mode: 'ipip' | 'l2dsr';
   v6: boolean;
   proto: number;
   affinity: Affinity;
-  table: ReturnType<typeof buildTable>;
-  /** Maglev backend position -> global backend index. */
-  globalIndex: number[];
+  /** The table the agent wants for the VIP: owners by address, slot -> owner position. */
+  table: NonNullable<DesiredVip['table']>;
   template: Bytes;
 }
 
 describe('model equivalence: XDP backend choice = TypeScript prediction', () => {
   let h: LbHarness;
-  const backends: DatapathBackend[] = [];
+  const backends: { address: string; mac: string }[] = [];
   const vips: ModelVip[] = [];
 
   beforeAll(() => {
@@ -44,33 +46,43 @@ describe('model equivalence: XDP backend choice = TypeScript prediction', () => 
       { address: '2001:db8:110::2', port: 443, proto: 'udp', mode: 'l2dsr', affinity: 'sourceIp', size: 8191, members: [12, 20, 21, 22, 23] },
       { address: '2001:db8:110::3', port: 8080, proto: 'udp', mode: 'ipip', affinity: 'fiveTuple', size: 509, members: [5, 6, 7] },
     ];
-    for (const s of specs) {
-      const table = buildTable({ size: s.size, backends: s.members.map((i) => ({ key: backends[i]!.address as string, weight: 1 + (i % 3) })) });
-      const globalIndex = table.backends.map((b) => backends.findIndex((x) => x.address === b.key));
-      const slots = Uint32Array.from(table.slots, (pos) => globalIndex[pos]!);
+    const vipSpecs: VipSpec[] = specs.map((s, n) => ({
+      name: `model-${String(n)}`,
+      address: s.address,
+      ports: [{ port: s.port, protocol: s.proto === 'tcp' ? 'TCP' : 'UDP' }],
+      mode: s.mode,
+      affinity: s.affinity,
+      flowTable: false,
+      tableSize: s.size,
+      backends: s.members.map((i) => ({ address: backends[i]!.address, weight: 1 + (i % 3) })),
+    }));
+    const macs = new Map(backends.map((b) => [b.address, b.mac]));
+    const { desired } = desiredState(vipSpecs, {
+      healthy: () => true,
+      mac: (a) => {
+        const mac = macs.get(a);
+        return mac === undefined ? undefined : { ok: true, mac };
+      },
+      currentTable: () => undefined,
+    });
+    h.program(desired, CONTROL);
+    specs.forEach((s, n) => {
       const v6 = s.address.includes(':');
       const proto = s.proto === 'tcp' ? PROTO_TCP : PROTO_UDP;
       const client = v6 ? '2001:db8:ff::1' : '192.0.2.1';
       const l4 = proto === PROTO_TCP ? tcp(client, s.address, { sport: 1, dport: s.port }) : udp(client, s.address, { sport: 1, dport: s.port });
       const l3 = v6 ? ipv6({ src: client, dst: s.address, proto }, l4) : ipv4({ src: client, dst: s.address, proto }, l4);
-      vips.push({
-        vip: { address: s.address, port: s.port, proto: s.proto, mode: s.mode, affinity: s.affinity, table: { size: s.size, slots } },
-        v6,
-        proto,
-        affinity: s.affinity,
-        table,
-        globalIndex,
-        template: ethernet({ dst: MAC_LB, src: MAC_ROUTER, type: v6 ? ETH_P_IPV6 : ETH_P_IP }, l3),
-      });
-    }
-    h.programmer.apply({ control: CONTROL, backends, vips: vips.map((v) => v.vip) });
+      const table = desired.vips[n]!.table;
+      if (table === null) throw new Error(`${s.address}: the agent wants no table`);
+      vips.push({ address: s.address, port: s.port, mode: s.mode, v6, proto, affinity: s.affinity, table, template: toLb(v6 ? ETH_P_IPV6 : ETH_P_IP, l3) });
+    });
   });
   afterAll(() => h.close());
 
   it(`${String(FLOWS)} random flows reach the predicted backend`, () => {
     const next = prng(0x5eed1234);
-    const macIndex = new Map(backends.map((b, i) => [b.mac as string, i]));
-    const addrIndex = new Map(backends.map((b, i) => [b.address as string, i]));
+    const macIndex = new Map(backends.map((b, i) => [b.mac, i]));
+    const addrIndex = new Map(backends.map((b, i) => [b.address, i]));
     let mismatches = 0;
     const examples: string[] = [];
     const started = performance.now();
@@ -86,13 +98,13 @@ describe('model equivalence: XDP backend choice = TypeScript prediction', () => 
       frame[l4] = sport >> 8;
       frame[l4 + 1] = sport & 0xff;
 
-      const hash = flowHash({ src, dst: ipBytes(m.vip.address), sport, dport: m.vip.port, proto: m.proto }, m.affinity);
-      const expected = m.globalIndex[m.table.slots[tableIndex(hash, m.table.size)]!]!;
+      const hash = flowHash({ src, dst: ipBytes(m.address), sport, dport: m.port, proto: m.proto }, m.affinity);
+      const expected = addrIndex.get(m.table.owners[m.table.slots[tableIndex(hash, m.table.size)]!]!)!;
 
       const r = h.runFast(frame);
       let got = -1;
       if (r.verdict === 'TX') {
-        if (m.vip.mode === 'l2dsr') {
+        if (m.mode === 'l2dsr') {
           got = macIndex.get(Array.from(r.out.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':')) ?? -1;
         } else {
           const outerV6 = r.out.readUInt16BE(12) === ETH_P_IPV6;
@@ -102,7 +114,7 @@ describe('model equivalence: XDP backend choice = TypeScript prediction', () => 
       }
       if (got !== expected) {
         mismatches++;
-        if (examples.length < 5) examples.push(`${m.vip.address}:${String(m.vip.port)} from ${ipText(src)}:${String(sport)}: got ${String(got)}, expected ${String(expected)}`);
+        if (examples.length < 5) examples.push(`${m.address}:${String(m.port)} from ${ipText(src)}:${String(sport)}: got ${String(got)}, expected ${String(expected)}`);
       }
     }
     const seconds = (performance.now() - started) / 1000;

@@ -1,16 +1,21 @@
-// fixture.ts: the datapath state the fixture tests program (backends, VIPs,
-// tables) and the TypeScript predictions of what the XDP program must emit
-// for a frame: which backend, and the exact bytes of the IPIP, L2 DSR or
-// ICMP frame, built with lab/packet.ts and src/core/flow-hash.ts.
+// fixture.ts: the datapath state the fixture, fuzz and decap tests program
+// (backends, VIPs, tables) as the DesiredDatapath the agent's planner takes,
+// their one shared set-up (the load balancer loaded and programmed with it
+// through planDatapath and MapWriter), and the TypeScript predictions of what
+// the XDP program must emit for a frame: which backend, and the exact bytes
+// of the IPIP, L2 DSR or ICMP frame, built with lab/packet.ts and
+// src/core/flow-hash.ts.
 
 import { flowHash, portsWord, type Affinity } from '../../../src/core/flow-hash.js';
-import { BACKEND_NONE } from '../../../src/bpf/abi.js';
+import type { ControlSettings } from '../../../src/bpf/map-writer.js';
+import type { BackendImage, DesiredDatapath, DesiredVip, Plan } from '../../../src/core/datapath-plan.js';
+import { flagsOf } from '../../../src/core/desired-state.js';
 import { ipBytes, macBytes } from '../../../src/core/net.js';
-import type { DatapathState, DatapathVip } from '../../../src/bpf/programmer.js';
 import {
   be16,
   be32,
   concat,
+  ethernet,
   ETH_P_IP,
   ETH_P_IPV6,
   icmp4,
@@ -23,14 +28,22 @@ import {
   PROTO_IPIP,
   PROTO_IPV6,
   type Bytes,
+  type VlanTag,
 } from '../../../lab/packet.js';
+import { LbHarness } from './harness.js';
 
 export const MAC_LB = '02:00:00:00:00:02';
 export const MAC_ROUTER = '02:00:00:00:00:01';
 export const TABLE_SIZE = 251;
 
-export const CONTROL = { srcMac: MAC_LB, mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:5eed::/96' };
+export const CONTROL: ControlSettings = { srcMac: MAC_LB, mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:5eed::/96' };
 
+/**
+ * The fixture's backends; a VIP names them by position in this list (the
+ * kernel's backend indices are the planner's to choose). mac null: not
+ * resolved, which is the one way the agent's path writes an entry that is
+ * not valid (BACKEND_F_VALID clear, no MAC).
+ */
 export const BACKENDS = [
   { address: '10.1.0.1', mac: '02:00:00:00:01:01' },
   { address: '10.1.0.2', mac: '02:00:00:00:01:02' },
@@ -38,17 +51,36 @@ export const BACKENDS = [
   { address: '2001:db8:1::1', mac: '02:00:00:00:01:04' },
   { address: '2001:db8:1::2', mac: '02:00:00:00:01:05' },
   { address: '10.1.0.9', mac: null },
-  { address: '10.1.0.10', mac: '02:00:00:00:01:07', valid: false },
+  { address: '10.1.0.10', mac: null },
 ] as const;
 
-/** A table cycling over the given backend indices. */
-export function cyclingTable(backends: readonly number[], size = TABLE_SIZE): { size: number; slots: Uint32Array } {
-  const slots = new Uint32Array(size);
-  for (let s = 0; s < size; s++) slots[s] = backends.length === 0 ? BACKEND_NONE : backends[s % backends.length]!;
-  return { size, slots };
+/** An Ethernet frame from the router to the load balancer. */
+export function toLb(type: number, payload: Bytes, vlans?: VlanTag[]): Bytes {
+  return ethernet({ dst: MAC_LB, src: MAC_ROUTER, type, vlans }, payload);
 }
 
-type VipSpec = Omit<DatapathVip, 'table'> & { backends: readonly number[] | null };
+/** The datapath flags of a VIP, as the agent computes them (src/core/desired-state.ts flagsOf): the one place tests build them. */
+export function vipFlags(v: { mode: 'ipip' | 'l2dsr'; affinity: Affinity; flowTable?: boolean }): DesiredVip['flags'] {
+  return flagsOf({ mode: v.mode, affinity: v.affinity, flowTable: v.flowTable === true });
+}
+
+/** A table cycling over the given backends (positions in BACKENDS): slot s -> backends[s % n]; null when there is none (the agent programs no table then). */
+export function cyclingTable(backends: readonly number[], size = TABLE_SIZE): NonNullable<DesiredVip['table']> | null {
+  if (backends.length === 0) return null;
+  return { size, owners: backends.map((i) => BACKENDS[i]!.address), slots: Uint32Array.from({ length: size }, (_, s) => s % backends.length) };
+}
+
+interface VipSpec {
+  address: string;
+  /** 0 = every port of proto. */
+  port: number;
+  proto: 'tcp' | 'udp';
+  mode: 'ipip' | 'l2dsr';
+  affinity: Affinity;
+  flowTable?: boolean;
+  /** Positions in BACKENDS; null or empty: no table. */
+  backends: readonly number[] | null;
+}
 
 export const VIPS = {
   v4TcpIpip: { address: '10.100.0.1', port: 80, proto: 'tcp', mode: 'ipip', affinity: 'fiveTuple', backends: [0, 1, 2] },
@@ -71,16 +103,49 @@ export const VIPS = {
 
 export type VipName = keyof typeof VIPS;
 
-export function baseState(overrides: Partial<Record<VipName, readonly number[] | null>> = {}): DatapathState {
-  return {
-    control: CONTROL,
-    backends: BACKENDS.map((b) => ({ ...b })),
-    vips: (Object.keys(VIPS) as VipName[]).map((name) => {
-      const { backends, ...vip } = VIPS[name];
-      const list = name in overrides ? overrides[name]! : backends;
-      return { ...vip, table: list === null ? null : cyclingTable(list) };
-    }),
-  };
+export interface StateChanges {
+  /** Per VIP: other backends (positions in BACKENDS) and/or another table size. */
+  vips?: Partial<Record<VipName, { backends?: readonly number[] | null; size?: number }>>;
+  /** Backends (positions in BACKENDS) whose MAC is no longer resolved. */
+  unresolved?: readonly number[];
+}
+
+/** The fixture state (every VIP of VIPS, every backend of BACKENDS) with `changes`. */
+export function baseState(changes: StateChanges = {}): DesiredDatapath {
+  const backends = new Map<string, BackendImage>();
+  BACKENDS.forEach((b, i) => {
+    const mac = changes.unresolved?.includes(i) === true ? null : b.mac;
+    backends.set(b.address, { address: b.address, family: b.address.includes(':') ? 6 : 4, mac });
+  });
+  const vips = (Object.keys(VIPS) as VipName[]).map((name): DesiredVip => {
+    const spec: VipSpec = VIPS[name];
+    const change = changes.vips?.[name];
+    const list = change !== undefined && change.backends !== undefined ? change.backends : spec.backends;
+    return {
+      name,
+      keys: [{ address: spec.address, port: spec.port, protocol: spec.proto === 'tcp' ? 'TCP' : 'UDP' }],
+      flags: vipFlags(spec),
+      table: list === null ? null : cyclingTable(list, change?.size),
+    };
+  });
+  return { vips, backends };
+}
+
+/** Programs `state` (default: the fixture state) into the harness's maps through the agent's path. */
+export function programFixture(h: LbHarness, state: DesiredDatapath = baseState()): Plan {
+  return h.program(state, CONTROL);
+}
+
+/** The load balancer loaded and programmed with the fixture state: the set-up of the fixture, fuzz and decap tests. */
+export function fixtureLb(): LbHarness {
+  const h = new LbHarness();
+  try {
+    programFixture(h);
+  } catch (e) {
+    h.close();
+    throw e;
+  }
+  return h;
 }
 
 export interface FlowSpec {
@@ -91,13 +156,13 @@ export interface FlowSpec {
   proto: number;
 }
 
-/** Backend index the datapath must pick for this flow on this VIP (table path). */
+/** The backend (position in BACKENDS) the datapath must pick for this flow on this VIP (table path), and the flow hash. */
 export function predictBackend(vip: VipName, flow: FlowSpec, opts: { fragment?: boolean } = {}): { index: number; hash: number } {
   const spec = VIPS[vip];
   const affinity: Affinity = opts.fragment === true ? 'sourceIp' : spec.affinity;
   const hash = flowHash({ src: ipBytes(flow.src), dst: ipBytes(flow.dst), sport: flow.sport, dport: flow.dport, proto: flow.proto }, affinity);
-  const table = cyclingTable(spec.backends ?? []);
-  return { index: table.slots[hash % table.size]!, hash };
+  const list: readonly number[] = spec.backends ?? [];
+  return { index: list[(hash % TABLE_SIZE) % list.length]!, hash };
 }
 
 function le32(n: number): Bytes {

@@ -1,11 +1,14 @@
 // harness.ts: loads the built XDP objects through the same loader the agent
-// uses and runs frames through BPF_PROG_TEST_RUN (repeat 1), returning the
-// verdict, the output frame and the reason counters that moved.
+// uses, programs the load balancer's maps through the agent's own path
+// (planDatapath, then MapWriter.apply), and runs frames through
+// BPF_PROG_TEST_RUN (repeat 1), returning the verdict, the output frame and
+// the reason counters that moved.
 
 import { resolve } from 'node:path';
 import { reasonDelta, readReasons, lbMaps, decapMaps, type LbMaps, type DecapMaps } from '../../../src/bpf/datapath.js';
 import { BpfObject, verdictName, type BpfProgram, type Verdict } from '../../../src/bpf/loader.js';
-import { DatapathProgrammer } from '../../../src/bpf/programmer.js';
+import { MapWriter, type ControlSettings } from '../../../src/bpf/map-writer.js';
+import { planDatapath, type DesiredDatapath, type Plan } from '../../../src/core/datapath-plan.js';
 import type { ReasonName } from '../../../src/bpf/abi.js';
 
 export const BUILD_DIR = resolve(import.meta.dirname, '../../../bpf/build');
@@ -21,16 +24,29 @@ export interface RunResult {
 export class LbHarness {
   readonly obj: BpfObject;
   readonly maps: LbMaps;
-  readonly programmer: DatapathProgrammer;
+  readonly writer: MapWriter;
   readonly prog: BpfProgram;
   private readonly progFd: number;
 
   constructor() {
     this.obj = BpfObject.load(resolve(BUILD_DIR, 'xdp_lb.o'));
     this.maps = lbMaps(this.obj);
-    this.programmer = new DatapathProgrammer(this.maps);
+    this.writer = new MapWriter(this.maps);
     this.prog = this.obj.program('xdp_lb');
     this.progFd = this.prog.fd;
+  }
+
+  /**
+   * Converges the maps to `desired` as an agent pass does (src/agent/engine.ts):
+   * read what the maps hold, plan against it, apply the plan. Throws when the
+   * plan refuses a VIP: a test means every VIP it asks for.
+   */
+  program(desired: DesiredDatapath, control: ControlSettings): Plan {
+    const before = this.writer.readImage();
+    const plan = planDatapath(before, desired, this.writer.capacities());
+    if (plan.refused.size > 0) throw new Error(`the plan refused ${[...plan.refused].map(([name, why]) => `${name} (${why})`).join(', ')}`);
+    this.writer.apply(before, plan.ops, control);
+    return plan;
   }
 
   /** Run one frame; `reasons` are the counter deltas (read only when asked: it costs a map walk). */
