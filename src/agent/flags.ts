@@ -1,6 +1,6 @@
 // flags.ts: `xdplb agent` flags, parsed and validated once (zod), frozen.
 import { z } from 'zod';
-import { parseFlags } from '../config/flags.js';
+import { flagOptions, parseFlags } from '../config/flags.js';
 import { parseListenAddress } from '../net/http.js';
 
 export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | --kubernetes) [flags]
@@ -59,20 +59,5 @@ export type AgentFlags = Readonly<z.infer<typeof schema>>;
 
 /** The agent's flags, or null for --help. Throws BAD_FLAG naming the problem. */
 export function parseAgentFlags(argv: readonly string[]): AgentFlags | null {
-  return parseFlags(argv, {
-    interface: { type: 'string' },
-    'xdp-mode': { type: 'string' },
-    config: { type: 'string' },
-    kubernetes: { type: 'boolean' },
-    kubeconfig: { type: 'string' },
-    'node-name': { type: 'string' },
-    namespace: { type: 'string' },
-    'metrics-address': { type: 'string' },
-    'pin-dir': { type: 'string' },
-    object: { type: 'string' },
-    resync: { type: 'string' },
-    'report-interval': { type: 'string' },
-    'log-level': { type: 'string' },
-    cleanup: { type: 'boolean' },
-  }, schema);
+  return parseFlags(argv, flagOptions(['interface', 'xdp-mode', 'config', 'kubeconfig', 'node-name', 'namespace', 'metrics-address', 'pin-dir', 'object', 'resync', 'report-interval', 'log-level'], ['kubernetes', 'cleanup']), schema);
 }

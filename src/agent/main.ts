@@ -15,6 +15,7 @@ import { EMPTY_IMAGE } from '../core/datapath-plan.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { requireKernel } from '../core/kernel.js';
 import { Engine } from './engine.js';
+import { commandFlags } from '../config/flags.js';
 import { FileWatch } from './file-watch.js';
 import { AGENT_USAGE, parseAgentFlags, type AgentFlags } from './flags.js';
 import { HealthChecker } from './health-checker.js';
@@ -33,20 +34,8 @@ export interface AgentIo {
 
 /** Runs the agent until SIGTERM/SIGINT; resolves with the exit status. */
 export async function runAgent(argv: readonly string[], io: AgentIo): Promise<number> {
-  let flags: AgentFlags | null;
-  try {
-    flags = parseAgentFlags(argv);
-  } catch (e) {
-    if (isXdplbError(e)) {
-      io.err(`xdplb agent: ${e.message}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (flags === null) {
-    io.out(AGENT_USAGE);
-    return 0;
-  }
+  const flags = commandFlags('agent', AGENT_USAGE, io, () => parseAgentFlags(argv));
+  if (typeof flags === 'number') return flags;
   const log = pino({ level: flags['log-level'], base: { component: 'agent', interface: flags.interface } });
   try {
     if (flags.cleanup) {

@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { parseFlags } from '../config/flags.js';
+import { commandFlags, flagOptions, parseFlags } from '../config/flags.js';
 import { isXdplbError } from '../core/errors.js';
 import { Kube, loadKubeConfig } from '../kube/k8s.js';
 import { serveHealth } from './health.js';
@@ -41,35 +41,15 @@ const schema = z.object({
 });
 
 export async function runOperator(argv: readonly string[], io: { out(l: string): void; err(l: string): void }): Promise<number> {
-  let flags: z.infer<typeof schema> | null;
-  try {
-    flags = parseFlags(
+  const flags = commandFlags('operator', OPERATOR_USAGE, io, () =>
+    parseFlags(
       argv,
-      {
-        kubeconfig: { type: 'string' },
-        namespace: { type: 'string' },
-        identity: { type: 'string' },
-        'leader-elect': { type: 'string' },
-        'lease-seconds': { type: 'string' },
-        resync: { type: 'string' },
-        workers: { type: 'string' },
-        'log-level': { type: 'string' },
-        'health-address': { type: 'string' },
-      },
+      flagOptions(['kubeconfig', 'namespace', 'identity', 'leader-elect', 'lease-seconds', 'resync', 'workers', 'log-level', 'health-address']),
       schema,
       (v) => ({ ...v, namespace: v.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', identity: v.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}` }),
-    );
-  } catch (e) {
-    if (isXdplbError(e)) {
-      io.err(`xdplb operator: ${e.message}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (flags === null) {
-    io.out(OPERATOR_USAGE);
-    return 0;
-  }
+    ),
+  );
+  if (typeof flags === 'number') return flags;
   const log = pino({ level: flags['log-level'], base: { component: 'operator', identity: flags.identity } });
   const kube = new Kube(loadKubeConfig(flags.kubeconfig));
   const operator = new Operator({

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Reason } from '../../src/bpf/abi.js';
 import { readCounter } from '../../src/bpf/datapath.js';
 import { openPinnedMap } from '../../src/bpf/loader.js';
+import { vipConfig } from '../../lab/agent-config.js';
 import { LbTopology, XDPLB, type AgentProcess } from '../../lab/topology.js';
 
 let topo: LbTopology;
@@ -15,17 +16,7 @@ let agent: AgentProcess;
 beforeAll(async () => {
   topo = new LbTopology('ip', 3);
   for (const b of topo.backends) topo.decap(b);
-  const path = topo.writeConfig(
-    'agent.yaml',
-    `vips:
-  - name: web
-    address: ${topo.vip}
-    mode: ipip
-    ports: [{ port: 80 }]
-    backends:
-${topo.backends.map((b, i) => `      - { address: ${b.address}, weight: ${i + 1} }`).join('\n')}
-`,
-  );
+  const path = topo.writeConfig('agent.yaml', vipConfig({ address: topo.vip, mode: 'ipip', backends: topo.backends.map((b, i) => ({ address: b.address, weight: i + 1 })) }));
   agent = topo.startAgent(path);
   await topo.waitForAgent('attached and programmed', (s) => s.vips[0]?.digest != null);
 }, 60_000);

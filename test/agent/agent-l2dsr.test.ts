@@ -12,25 +12,15 @@ import { MapWriter } from '../../src/bpf/map-writer.js';
 import { buildTable, successorTable, tableChange } from '../../src/core/maglev.js';
 import { tableFromImage } from '../../src/core/desired-state.js';
 import { brokenBetween, ConnectionPool } from '../../lab/connections.js';
+import { vipConfig } from '../../lab/agent-config.js';
 import { LbTopology, type AgentProcess } from '../../lab/topology.js';
 
 let topo: LbTopology;
 let agent: AgentProcess;
 
-function config(weights: Record<string, number>, extra = ''): string {
-  const backends = topo.backends
-    .filter((b) => weights[b.name] !== undefined)
-    .map((b) => `      - { address: ${b.address}, weight: ${weights[b.name]} }`)
-    .join('\n');
-  return `vips:
-  - name: web
-    address: ${topo.vip}
-    mode: l2dsr
-    tableSize: 4093
-    ports: [{ port: 80 }]
-${extra}    backends:
-${backends}
-`;
+function config(weights: Record<string, number>, flowTable = false): string {
+  const backends = topo.backends.filter((b) => weights[b.name] !== undefined).map((b) => ({ address: b.address, weight: weights[b.name]! }));
+  return vipConfig({ address: topo.vip, mode: 'l2dsr', tableSize: 4093, flowTable, backends });
 }
 
 /** The VIP's table as programmed, read from the pinned maps (owners by address). */
@@ -127,9 +117,8 @@ describe('agent, standalone, l2dsr', () => {
   });
 
   it('with the flow table, draining a backend (weight 0) keeps every established connection (issue 11 item 5)', async () => {
-    const flowTable = '    flowTable: true\n';
     let mark = topo.programmings('web');
-    topo.writeConfig('agent.yaml', config({ be1: 1, be2: 1, be3: 1 }, flowTable));
+    topo.writeConfig('agent.yaml', config({ be1: 1, be2: 1, be3: 1 }, true));
     await topo.programmed('web', mark, () => true, { timeoutMs: 5000 });
     const pool = new ConnectionPool(topo.client);
     try {
@@ -137,7 +126,7 @@ describe('agent, standalone, l2dsr', () => {
       const onBe1 = opened.filter((c) => 'backend' in c && c.backend === 'be1').length;
       expect(onBe1).toBeGreaterThan(5);
       mark = topo.programmings('web');
-      topo.writeConfig('agent.yaml', config({ be1: 0, be2: 1, be3: 1 }, flowTable));
+      topo.writeConfig('agent.yaml', config({ be1: 0, be2: 1, be3: 1 }, true));
       await topo.programmed('web', mark, (v) => v.serving === 2, { timeoutMs: 5000 });
       const after = await pool.probe();
       const { kept, broken } = brokenBetween(opened, after);

@@ -9,22 +9,15 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeFd, linkInfo, mapInfo, openPinned } from '../../src/bpf/loader.js';
+import { vipConfig } from '../../lab/agent-config.js';
 import { LbTopology, ROOT, type AgentProcess } from '../../lab/topology.js';
 
 let topo: LbTopology;
 let agent: AgentProcess;
 let configPath: string;
 
-function config(opts: { down?: string[]; healthCheck?: boolean } = {}): string {
-  return `vips:
-  - name: web
-    address: ${topo.vip}
-    mode: l2dsr
-    tableSize: 4093
-    ports: [{ port: 80 }]
-${opts.healthCheck === false ? '' : '    healthCheck: { type: tcp, port: 80, intervalMs: 100, timeoutMs: 80, unhealthyThreshold: 2, healthyThreshold: 2 }\n'}    backends:
-${topo.backends.map((b) => `      - { address: ${b.address} }`).join('\n')}
-`;
+function config(opts: { healthCheck?: boolean } = {}): string {
+  return vipConfig({ address: topo.vip, mode: 'l2dsr', tableSize: 4093, healthCheck: opts.healthCheck !== false, backends: topo.backends });
 }
 
 /** Ids of the attached program and of the pinned maps: what "adopted, not recreated" means. */

@@ -12,6 +12,7 @@ import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { LbTopology, ROOT, type AgentProcess } from '../../lab/topology.js';
+import { until, percentile } from '../support/wait.js';
 
 let cp: ControlPlane;
 let topo: LbTopology;
@@ -20,21 +21,6 @@ let agent: AgentProcess;
 
 async function apply(yaml: string): Promise<void> {
   await cp.kubectl(['apply', '-f', '-'], { input: yaml });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== null && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 beforeAll(async () => {

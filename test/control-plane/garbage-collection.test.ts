@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTable } from '../../src/core/maglev.js';
 import { encodeShards } from '../../src/core/table-shards.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { sleep } from '../support/wait.js';
 
 const CRD_DIR = fileURLToPath(new URL('../../crds', import.meta.url));
 const API_VERSION = 'xdplb.io/v1alpha1';
@@ -43,8 +44,6 @@ async function call<T = Obj>(method: string, path: string, status: number, body?
   if (r.status !== status) throw new Error(`${method} ${path}: ${r.status} (want ${status}): ${r.body}`);
   return JSON.parse(r.body) as T;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls GET `path` until it answers 404; fails after `ms`, with the controller manager's log tail. */
 async function waitGone(path: string, ms = 30_000): Promise<void> {

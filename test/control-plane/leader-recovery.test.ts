@@ -13,6 +13,7 @@ import { serveHealth } from '../../src/operator/health.js';
 import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { until } from '../support/wait.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const log = pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' });
@@ -21,21 +22,6 @@ let kube: Kube;
 let op: Operator | undefined;
 let health: Server | undefined;
 let healthPort = 0;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== null && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function published(ns: string, vip: string) {
   const list = JSON.parse((await cp.kubectl(['-n', ns, 'get', 'viptables', '-l', `xdplb.io/vip=${vip}`, '-o', 'json'])).stdout) as { items: { spec: TableShardSpec }[] };

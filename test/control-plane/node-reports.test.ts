@@ -14,27 +14,13 @@ import { assembleShards, type TableShardSpec } from '../../src/core/table-shards
 import { Kube, loadKubeConfig, PLURALS } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { until } from '../support/wait.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 let cp: ControlPlane;
 let kube: Kube;
 let op: Operator;
 const beats = new Map<string, NodeJS.Timeout>();
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== null && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function published() {
   const list = JSON.parse((await cp.kubectl(['-n', 'shop', 'get', 'viptables', '-l', 'xdplb.io/vip=web', '-o', 'json'])).stdout) as { items: { spec: TableShardSpec }[] };

@@ -12,6 +12,7 @@ import { tableChange } from '../../src/core/maglev.js';
 import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { until } from '../support/wait.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 let cp: ControlPlane;
@@ -31,21 +32,6 @@ async function apply(yaml: string): Promise<void> {
 
 async function getJson(args: string[]): Promise<Record<string, any>> {
   return JSON.parse((await cp.kubectl([...args, '-o', 'json'])).stdout) as Record<string, any>;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== null && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function published(ns: string, vip: string) {

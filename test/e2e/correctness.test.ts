@@ -13,6 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import type { LbNode } from '../../lab/topology.js';
+import { until } from '../support/wait.js';
 
 const NS = 'shop';
 const VIP = '10.60.0.10';
@@ -41,16 +42,6 @@ function noBackendDrops(): number {
 
 function reconciles(n: LbNode): number {
   return c.topo.metric(n, 'xdplb_agent_reconciles_total', { result: 'ok' });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** The digest every node's NodeReport says its kernel holds for the VIP, once all agree with `digest`. */

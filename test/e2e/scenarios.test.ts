@@ -13,6 +13,7 @@ import { ipBytes } from '../../src/core/net.js';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import { brokenBetween, ConnectionPool, type ConnResult } from '../../lab/connections.js';
 import type { LbNode, LoadResult } from '../../lab/topology.js';
+import { sleep, percentile } from '../support/wait.js';
 
 const NS = 'shop';
 const WEIGHTS = [100, 100, 200, 400];
@@ -22,7 +23,6 @@ const NAMES = Object.keys(VIPS) as VipName[];
 
 let c: LocalCluster;
 const key = (v: VipName): string => `${NS}/${v}`;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function vipYaml(name: VipName, patch: Record<string, string> = {}): string {
   const v = VIPS[name];
@@ -83,11 +83,6 @@ async function startLoads(rate: number): Promise<{ stop(): Promise<LoadResult[]>
 
 async function setWeight(backend: string, weight: number): Promise<void> {
   await c.kubectl(['-n', NS, 'patch', 'backend', backend, '--type=merge', '-p', JSON.stringify({ spec: { weight } })]);
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 beforeAll(async () => {
