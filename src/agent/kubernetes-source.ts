@@ -13,8 +13,8 @@
 // run here and are reported in the node's NodeReport; the operator, not the
 // agent, takes unhealthy backends out (by quorum).
 import { findConflict, type VipClaim } from '../core/claims.js';
-import type { BackendImage, DesiredDatapath, DesiredVip } from '../core/datapath-plan.js';
-import { flagsOf, type VipStatus } from '../core/desired-state.js';
+import type { BackendImage, DesiredDatapath, DesiredVip, VipFeatures } from '../core/datapath-plan.js';
+import { featuresOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
 import { assembleShards, type TableShardSpec } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
@@ -29,7 +29,7 @@ export interface KubeVip {
   readonly address: string;
   readonly keys: { address: string; port: number; protocol: 'TCP' | 'UDP' }[];
   readonly mode: 'ipip' | 'l2dsr';
-  readonly flags: number;
+  readonly features: VipFeatures;
   readonly healthCheck: Spec | undefined;
   readonly firstPort: number | undefined;
   readonly published: { table: Table; generation: number; digest: string } | null;
@@ -97,7 +97,7 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
       address,
       keys: ports.map((p) => ({ address, port: p.allPorts === true ? 0 : Number(p.port), protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP' })),
       mode: s.mode === 'l2dsr' ? 'l2dsr' : 'ipip',
-      flags: flagsOf({ mode: s.mode === 'l2dsr' ? 'l2dsr' : 'ipip', affinity: hashing.affinity === 'SourceIP' ? 'sourceIp' : 'fiveTuple', flowTable: ((s.flowTable ?? {}) as Spec).enabled === true }),
+      features: featuresOf({ mode: s.mode === 'l2dsr' ? 'l2dsr' : 'ipip', affinity: hashing.affinity === 'SourceIP' ? 'sourceIp' : 'fiveTuple', flowTable: ((s.flowTable ?? {}) as Spec).enabled === true }),
       healthCheck: s.healthCheck as Spec | undefined,
       firstPort: ports.map((p) => Number(p.port)).find((p) => Number.isInteger(p) && p > 0),
       published: hit.lastGood,
@@ -142,7 +142,7 @@ export class KubernetesSource implements DesiredSource {
           backends.set(b.key, { address: b.key, family: b.key.includes(':') ? 6 : 4, mac: r?.ok === true ? r.mac : null });
         }
       }
-      vips.push({ name: v.key, keys: v.keys, flags: v.flags, table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots } });
+      vips.push({ name: v.key, keys: v.keys, features: v.features, table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots } });
       const counts = new Map<string, number>();
       if (t !== null) for (let s = 0; s < t.size; s++) counts.set(t.backends[t.slots[s]!]!.key, (counts.get(t.backends[t.slots[s]!]!.key) ?? 0) + 1);
       status.push({

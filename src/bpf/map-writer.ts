@@ -12,7 +12,9 @@ import {
   type PlanOp,
   type Protocol,
   type VipEntryImage,
+  type VipFeatures,
   type VipKeyImage,
+  type VipMetaImage,
 } from '../core/datapath-plan.js';
 import { ipBytes, ipText, macBytes } from '../core/net.js';
 import {
@@ -31,6 +33,9 @@ import {
   lbCounterLayout,
   MIN_MTU,
   u32Key,
+  VIP_F_FLOW_TABLE,
+  VIP_F_MODE_L2DSR,
+  VIP_F_SOURCE_IP_AFFINITY,
 } from './abi.js';
 import type { LbMaps } from './datapath.js';
 import { createMap, MapFlags, MapType, numPossibleCpus, openMapById, type BpfMap } from './loader.js';
@@ -108,6 +113,29 @@ function encodeKey(k: VipKeyImage): Buffer {
   return encodeVipKey({ address: ipBytes(k.address), port: k.port, proto: protoNumber(k.protocol) });
 }
 
+/** The ABI's vip_meta.flags of a VIP's features: the one place words become bits. */
+export function featureBits(f: VipFeatures): number {
+  return (f.affinity === 'sourceIp' ? VIP_F_SOURCE_IP_AFFINITY : 0) | (f.mode === 'l2dsr' ? VIP_F_MODE_L2DSR : 0) | (f.flowTable ? VIP_F_FLOW_TABLE : 0);
+}
+
+/** The features a vip_meta.flags value says. */
+export function featuresOfBits(flags: number): VipFeatures {
+  return {
+    mode: (flags & VIP_F_MODE_L2DSR) !== 0 ? 'l2dsr' : 'ipip',
+    affinity: (flags & VIP_F_SOURCE_IP_AFFINITY) !== 0 ? 'sourceIp' : 'fiveTuple',
+    flowTable: (flags & VIP_F_FLOW_TABLE) !== 0,
+  };
+}
+
+function encodeMeta(m: VipMetaImage): Buffer {
+  return encodeVipMeta({ vipId: m.vipId, flags: featureBits(m.features), tableSlot: m.tableSlot, tableSize: m.tableSize });
+}
+
+function decodeMeta(b: Buffer): VipMetaImage {
+  const m = decodeVipMeta(b);
+  return { vipId: m.vipId, features: featuresOfBits(m.flags), tableSlot: m.tableSlot, tableSize: m.tableSize };
+}
+
 function readVipMap(map: BpfMap): VipEntryImage[] {
   const out: VipEntryImage[] = [];
   for (const keyBytes of map.keys()) {
@@ -116,7 +144,7 @@ function readVipMap(map: BpfMap): VipEntryImage[] {
     const key = decodeVipKey(keyBytes);
     const protocol = protoName(key.proto);
     if (protocol === null) continue;
-    out.push({ key: { address: ipText(key.address), port: key.port, protocol }, meta: decodeVipMeta(value) });
+    out.push({ key: { address: ipText(key.address), port: key.port, protocol }, meta: decodeMeta(value) });
   }
   return out;
 }
@@ -245,13 +273,13 @@ export class MapWriter {
         m.vipStats.update(u32Key(op.vipId), this.#zeroCounters());
         return;
       case 'putVip':
-        m.vips.update(encodeKey(op.key), encodeVipMeta(op.meta));
+        m.vips.update(encodeKey(op.key), encodeMeta(op.meta));
         return;
       case 'deleteVip':
         m.vips.delete(encodeKey(op.key));
         return;
       case 'putFragVip':
-        m.fragVips.update(encodeKey(op.key), encodeVipMeta(op.meta));
+        m.fragVips.update(encodeKey(op.key), encodeMeta(op.meta));
         return;
       case 'deleteFragVip':
         m.fragVips.delete(encodeKey(op.key));

@@ -6,7 +6,7 @@
 //   2. tables: each changed table is written whole into a new inner map, which
 //      then replaces the VIP's inner map in one update (same size), or goes
 //      into a fresh outer slot (new VIP, or size change)
-//   3. VIP entries (new, or meta changed: flags, table slot, size) - one hash
+//   3. VIP entries (new, or meta changed: features, table slot, size) - one hash
 //      update carries table slot and size together - then fragment owners:
 //      per (address, protocol), the VIP entry with the lowest port, whose
 //      table non-first fragments (which carry no ports) use
@@ -37,9 +37,23 @@ export interface VipKeyImage {
   readonly protocol: Protocol;
 }
 
+/** How the datapath treats a VIP's packets, in words; the map writer turns them into the ABI's bits. */
+export interface VipFeatures {
+  /** ipip: encapsulate to the backend; l2dsr: rewrite the destination MAC. */
+  readonly mode: 'ipip' | 'l2dsr';
+  /** fiveTuple: hash addresses, ports and protocol; sourceIp: the source address only. */
+  readonly affinity: 'fiveTuple' | 'sourceIp';
+  /** Pin established flows to their backend in the flow table. */
+  readonly flowTable: boolean;
+}
+
+export function sameFeatures(a: VipFeatures, b: VipFeatures): boolean {
+  return a.mode === b.mode && a.affinity === b.affinity && a.flowTable === b.flowTable;
+}
+
 export interface VipMetaImage {
   readonly vipId: number;
-  readonly flags: number;
+  readonly features: VipFeatures;
   readonly tableSlot: number;
   readonly tableSize: number;
 }
@@ -72,7 +86,7 @@ export interface DesiredVip {
   /** Stable name (namespace/name in Kubernetes, the config name standalone). */
   readonly name: string;
   readonly keys: readonly VipKeyImage[];
-  readonly flags: number;
+  readonly features: VipFeatures;
   /** The table: size and, per slot, the address of its backend; null: no backend, drop. */
   readonly table: { readonly size: number; readonly owners: readonly string[]; readonly slots: Uint32Array } | null;
 }
@@ -129,7 +143,7 @@ const vipKeyId = (k: VipKeyImage): string => `${k.address}|${k.port}|${k.protoco
 export const NO_TABLE_SLOT = 0;
 
 function sameMeta(a: VipMetaImage, b: VipMetaImage): boolean {
-  return a.vipId === b.vipId && a.flags === b.flags && a.tableSlot === b.tableSlot && a.tableSize === b.tableSize;
+  return a.vipId === b.vipId && sameFeatures(a.features, b.features) && a.tableSlot === b.tableSlot && a.tableSize === b.tableSize;
 }
 
 function sameBackend(a: BackendImage | undefined, b: BackendImage): boolean {
@@ -283,7 +297,7 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
       }
     }
     vipIds.set(vip.name, { vipId, tableSlot });
-    const meta: VipMetaImage = { vipId, flags: vip.flags, tableSlot, tableSize: vip.table?.size ?? 0 };
+    const meta: VipMetaImage = { vipId, features: vip.features, tableSlot, tableSize: vip.table?.size ?? 0 };
     for (const key of vip.keys) {
       wantedKeys.add(vipKeyId(key));
       const cur = currentByKey.get(vipKeyId(key))?.meta;

@@ -11,13 +11,10 @@
 // holds for them continue. Pure: no I/O.
 import type { BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
-import type { BackendImage, DesiredDatapath, DesiredVip, Protocol } from './datapath-plan.js';
+import type { BackendImage, DesiredDatapath, DesiredVip, Protocol, VipFeatures } from './datapath-plan.js';
 import { buildTable, successorTable, type Table } from './maglev.js';
 import { isTableSize, type TableSize } from './table-sizes.js';
 
-export const VIP_FLAG_SOURCE_IP_AFFINITY = 1 << 0;
-export const VIP_FLAG_L2DSR = 1 << 1;
-export const VIP_FLAG_FLOW_TABLE = 1 << 2;
 
 export interface VipSpec {
   readonly name: string;
@@ -89,12 +86,9 @@ function digestOf(t: Table): string {
   return d;
 }
 
-export function flagsOf(spec: Pick<VipSpec, 'mode' | 'affinity' | 'flowTable'>): number {
-  return (
-    (spec.affinity === 'sourceIp' ? VIP_FLAG_SOURCE_IP_AFFINITY : 0) |
-    (spec.mode === 'l2dsr' ? VIP_FLAG_L2DSR : 0) |
-    (spec.flowTable ? VIP_FLAG_FLOW_TABLE : 0)
-  );
+/** What the datapath does with a VIP's packets, in words (the map writer owns the bits). */
+export function featuresOf(spec: Pick<VipSpec, 'mode' | 'affinity' | 'flowTable'>): VipFeatures {
+  return { mode: spec.mode, affinity: spec.affinity, flowTable: spec.flowTable };
 }
 
 function familyOf(address: string): 4 | 6 {
@@ -170,7 +164,7 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
     desiredVips.push({
       name: vip.name,
       keys: vip.ports.map((p) => ({ address: vip.address, port: p.port, protocol: p.protocol })),
-      flags: flagsOf(vip),
+      features: featuresOf(vip),
       table: table === null ? null : { size: table.size, owners: table.backends.map((b) => b.key), slots: table.slots },
     });
   }

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import * as abi from '../../src/bpf/abi.js';
 import { BUILD_DIR, LbHarness, DecapHarness } from './lib/harness.js';
 import { checkDecapAbi, checkLbAbi } from '../../src/bpf/datapath.js';
+import { featureBits, featuresOfBits } from '../../src/bpf/map-writer.js';
 
 interface BtfType {
   id: number;
@@ -109,6 +110,16 @@ describe('ABI: TypeScript codecs against BTF', () => {
     expect(define('VIP_F_SOURCE_IP_AFFINITY')).toBe(abi.VIP_F_SOURCE_IP_AFFINITY);
     expect(define('VIP_F_MODE_L2DSR')).toBe(abi.VIP_F_MODE_L2DSR);
     expect(define('VIP_F_FLOW_TABLE')).toBe(abi.VIP_F_FLOW_TABLE);
+    // The map writer is the one place the core's words become these bits, and back.
+    for (const mode of ['ipip', 'l2dsr'] as const) {
+      for (const affinity of ['fiveTuple', 'sourceIp'] as const) {
+        for (const flowTable of [false, true]) {
+          const bits = featureBits({ mode, affinity, flowTable });
+          expect(bits).toBe((mode === 'l2dsr' ? define('VIP_F_MODE_L2DSR') : 0) | (affinity === 'sourceIp' ? define('VIP_F_SOURCE_IP_AFFINITY') : 0) | (flowTable ? define('VIP_F_FLOW_TABLE') : 0));
+          expect(featuresOfBits(bits)).toEqual({ mode, affinity, flowTable });
+        }
+      }
+    }
     expect(define('BACKEND_F_VALID')).toBe(abi.BACKEND_F_VALID);
     expect(define('CTL_F_WILDCARD_VIPS')).toBe(abi.CTL_F_WILDCARD_VIPS);
     expect(define('XDPLB_FAMILY_V4')).toBe(abi.FAMILY_V4);

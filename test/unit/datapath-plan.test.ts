@@ -12,9 +12,17 @@ import {
   type DatapathImage,
   type DesiredDatapath,
   type DesiredVip,
+  type VipFeatures,
 } from '../../src/core/datapath-plan.js';
 
 const caps = { maxBackends: 64, maxVips: 16, maxTables: 32 };
+
+/** The VIP features a spec's `flags` index picks. */
+const FEATURES: readonly VipFeatures[] = [
+  { mode: 'ipip', affinity: 'fiveTuple', flowTable: false },
+  { mode: 'ipip', affinity: 'sourceIp', flowTable: false },
+  { mode: 'l2dsr', affinity: 'fiveTuple', flowTable: true },
+];
 
 interface VipSpec {
   name: string;
@@ -33,7 +41,7 @@ function desiredOf(specs: VipSpec[], macs: Record<string, string | null>): Desir
     return {
       name: s.name,
       keys: s.ports.map((port) => ({ address: s.address, port, protocol: 'TCP' as const })),
-      flags: s.flags,
+      features: FEATURES[s.flags]!,
       table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots },
     };
   });
@@ -57,7 +65,7 @@ function expectMatches(image: DatapathImage, desired: DesiredDatapath): void {
   for (const vip of desired.vips) {
     for (const key of vip.keys) {
       const entry = image.vips.find((v) => v.key.address === key.address && v.key.port === key.port)!;
-      expect(entry.meta.flags).toBe(vip.flags);
+      expect(entry.meta.features).toEqual(vip.features);
       // The fragment owner of this address is its VIP entry with the lowest port.
       const lowest = image.vips.filter((v) => v.key.address === key.address).sort((a, b) => a.key.port - b.key.port)[0]!;
       expect(image.fragVips.find((f) => f.key.address === key.address)?.meta).toEqual(lowest.meta);

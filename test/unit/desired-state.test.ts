@@ -2,7 +2,7 @@
 // a backend that fails its probes leaves with exactly its slots; every probe
 // failing fails open; nothing resolved means no table.
 import { describe, expect, it } from 'vitest';
-import { DesiredMemo, desiredState, flagsOf, tableFromImage, type Observations, type VipSpec } from '../../src/core/desired-state.js';
+import { DesiredMemo, desiredState, featuresOf, tableFromImage, type Observations, type VipSpec } from '../../src/core/desired-state.js';
 import { buildTable, slotCounts, type Table } from '../../src/core/maglev.js';
 
 const vip: VipSpec = {
@@ -41,7 +41,8 @@ describe('desired state', () => {
     ]);
     expect(s.digest).toMatch(/^sha256:/);
     expect(desired.vips[0]!.keys).toEqual([{ address: '192.0.2.10', port: 80, protocol: 'TCP' }]);
-    expect(flagsOf({ mode: 'l2dsr', affinity: 'sourceIp', flowTable: true })).toBe(7);
+    expect(featuresOf({ mode: 'l2dsr', affinity: 'sourceIp', flowTable: true })).toEqual({ mode: 'l2dsr', affinity: 'sourceIp', flowTable: true });
+    expect(desired.vips[0]!.features).toEqual({ mode: 'ipip', affinity: 'fiveTuple', flowTable: false });
   });
 
   it('a drained or unhealthy backend keeps its datapath entry, so flow-table flows to it continue (issue 11 item 5)', () => {

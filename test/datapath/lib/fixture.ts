@@ -9,7 +9,7 @@
 import { flowHash, portsWord, type Affinity } from '../../../src/core/flow-hash.js';
 import type { ControlSettings } from '../../../src/bpf/map-writer.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, Plan } from '../../../src/core/datapath-plan.js';
-import { flagsOf } from '../../../src/core/desired-state.js';
+import { featuresOf } from '../../../src/core/desired-state.js';
 import { ipBytes, macBytes } from '../../../src/core/net.js';
 import {
   be16,
@@ -59,9 +59,9 @@ export function toLb(type: number, payload: Bytes, vlans?: VlanTag[]): Bytes {
   return ethernet({ dst: MAC_LB, src: MAC_ROUTER, type, vlans }, payload);
 }
 
-/** The datapath flags of a VIP, as the agent computes them (src/core/desired-state.ts flagsOf): the one place tests build them. */
-export function vipFlags(v: { mode: 'ipip' | 'l2dsr'; affinity: Affinity; flowTable?: boolean }): DesiredVip['flags'] {
-  return flagsOf({ mode: v.mode, affinity: v.affinity, flowTable: v.flowTable === true });
+/** The datapath features of a VIP, as the agent computes them (src/core/desired-state.ts featuresOf): the one place tests build them. */
+export function vipFeatures(v: { mode: 'ipip' | 'l2dsr'; affinity: Affinity; flowTable?: boolean }): DesiredVip['features'] {
+  return featuresOf({ mode: v.mode, affinity: v.affinity, flowTable: v.flowTable === true });
 }
 
 /** A table cycling over the given backends (positions in BACKENDS): slot s -> backends[s % n]; null when there is none (the agent programs no table then). */
@@ -124,7 +124,7 @@ export function baseState(changes: StateChanges = {}): DesiredDatapath {
     return {
       name,
       keys: [{ address: spec.address, port: spec.port, protocol: spec.proto === 'tcp' ? 'TCP' : 'UDP' }],
-      flags: vipFlags(spec),
+      features: vipFeatures(spec),
       table: list === null ? null : cyclingTable(list, change?.size),
     };
   });
