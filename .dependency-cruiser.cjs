@@ -1,6 +1,6 @@
 // .dependency-cruiser.cjs: the dependency rules between xdplb's folders,
 // checked in CI (`npm run lint:deps`). Dependencies point down:
-//   cli -> agent, operator -> kube, bpf, net, config -> core
+//   cli -> agent, operator -> kube, bpf, net, config -> api -> core
 // Agent and operator never import each other; nothing in the product imports
 // the CLI, the lab (lab/: namespaces, local control plane, demo) or the tests;
 // the core imports no I/O module of ours.
@@ -16,7 +16,7 @@ module.exports = {
       severity: 'error',
       comment: 'src/core decides; it imports none of the I/O edges.',
       from: { path: '^src/core/' },
-      to: { path: '^src/(agent|operator|cli|kube|bpf|net|config)/' },
+      to: { path: '^src/(agent|operator|cli|kube|bpf|net|config|api)/' },
     },
     {
       name: 'neutral-modules-stay-neutral',
@@ -24,6 +24,13 @@ module.exports = {
       comment: 'kube, net, config and bpf serve both sides: they import neither side nor the CLI.',
       from: { path: '^src/(kube|net|config|bpf)/' },
       to: { path: '^src/(agent|operator|cli)/' },
+    },
+    {
+      name: 'api-is-the-source',
+      severity: 'error',
+      comment: 'src/api (one typed schema per CRD) sits just above the core: it imports only src/core.',
+      from: { path: '^src/api/' },
+      to: { path: '^src/(agent|operator|cli|kube|bpf|net|config)/' },
     },
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
   ],

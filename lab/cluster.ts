@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { startControlPlane, type CommandResult, type ControlPlane } from './control-plane.js';
 import { LbTopology, watchJsonLogs, type AgentProcess, type AgentVipStatus, type BackendNode, type LbNode } from './topology.js';
 import { ROOT, XDPLB } from './root.js';
+import { VIP_LABEL } from '../src/api/coordinates.js';
 import { assembleShards, type TableShardSpec } from '../src/core/table-shards.js';
 import type { Table } from '../src/core/maglev.js';
 
@@ -173,7 +174,7 @@ export class LocalCluster {
 
   /** The table the operator published for a VIP (its VipTable shards, assembled and digest-checked). */
   async publishedTable(namespace: string, vip: string): Promise<{ table: Table; generation: number; digest: string }> {
-    const r = await this.cp.kubectl(['-n', namespace, 'get', 'viptables', '-l', `xdplb.io/vip=${vip}`, '-o', 'json']);
+    const r = await this.cp.kubectl(['-n', namespace, 'get', 'viptables', '-l', `${VIP_LABEL}=${vip}`, '-o', 'json']);
     const shards = (JSON.parse(r.stdout) as { items: { spec: TableShardSpec }[] }).items.map((i) => i.spec);
     const a = assembleShards(shards);
     if (a === null) throw new Error(`no complete table published for ${namespace}/${vip}`);

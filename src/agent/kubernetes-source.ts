@@ -11,18 +11,18 @@
 // not programmed; a VIP without a published table, or with the empty one, is
 // programmed without one (its traffic is dropped and counted). Health checks
 // run here and are reported in the node's NodeReport; the operator, not the
-// agent, takes unhealthy backends out (by quorum).
-import { findConflict, type VipClaim } from '../core/claims.js';
+// agent, takes unhealthy backends out (by quorum). Objects are read through
+// src/api's parsers, defaults applied; one that does not parse is left out.
+import { parseVip, parseVipTable, parseVipTableRef, shardOf, vipClaimOf, type VipHealthCheck, type VipTable } from '../api/index.js';
+import { findConflict } from '../core/claims.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, VipFeatures } from '../core/datapath-plan.js';
 import { featuresOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
-import { assembleShards, type TableShardSpec } from '../core/table-shards.js';
+import { assembleShards } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
 import type { Obj } from '../kube/k8s.js';
 import type { DesiredSource } from './engine.js';
 import type { HealthTarget } from './health-checker.js';
-
-type Spec = Record<string, unknown>;
 
 export interface KubeVip {
   readonly key: string; // namespace/name
@@ -30,7 +30,8 @@ export interface KubeVip {
   readonly keys: { address: string; port: number; protocol: 'TCP' | 'UDP' }[];
   readonly mode: 'ipip' | 'l2dsr';
   readonly features: VipFeatures;
-  readonly healthCheck: Spec | undefined;
+  /** With its defaults (src/api/defaults.ts) applied; undefined: no health check. */
+  readonly healthCheck: VipHealthCheck | undefined;
   readonly firstPort: number | undefined;
   readonly published: { table: Table; generation: number; digest: string } | null;
   readonly problem: string | null;
@@ -39,50 +40,59 @@ export interface KubeVip {
 /** Per VIP: the shard set last assembled (by resourceVersions) and the last whole, verified generation. */
 export type PublishedCache = Map<string, { uid: string; version: string; lastGood: KubeVip['published']; problem: string | null }>;
 
-function claimOf(v: Obj): VipClaim {
-  const s = (v.spec ?? {}) as Spec;
-  return {
-    id: `${v.metadata!.namespace}/${v.metadata!.name}`,
-    address: String(s.address),
-    creationTimestamp: new Date(v.metadata!.creationTimestamp ?? 0).toISOString(),
-    ports: ((s.ports ?? []) as Spec[]).map((p) => ({ protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP', ...(p.allPorts === true ? { allPorts: true } : { port: Number(p.port) }) })),
-  };
+/** A VIP's shards decoded; one that does not parse makes the set inconsistent. */
+function decodeShards(objects: readonly Obj[]): VipTable[] {
+  return objects.map((o) => {
+    const t = parseVipTable(o);
+    if (!t.ok) throw new Error(`VipTable ${t.key} does not parse: ${t.problem}`);
+    return t.value;
+  });
 }
 
 /** The VIPs this node should program, from the informers' objects, older claims first. */
 export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabels: Readonly<Record<string, string>>, cache: PublishedCache = new Map()): KubeVip[] {
-  const live = vips.filter((v) => v.metadata?.deletionTimestamp === undefined);
-  const claims = live.map(claimOf);
+  const live = vips.flatMap((o) => {
+    const v = parseVip(o);
+    return v.ok && v.value.metadata.deletionTimestamp === undefined ? [v.value] : [];
+  });
+  const claims = live.map(vipClaimOf);
   const order = live.map((v, i) => ({ v, claim: claims[i]! })).sort((a, b) => (a.claim.creationTimestamp < b.claim.creationTimestamp ? -1 : a.claim.creationTimestamp > b.claim.creationTimestamp ? 1 : a.claim.id < b.claim.id ? -1 : 1));
+  // Each VIP's shards, read by reference only (VIP, name, resourceVersion): decoded when its set changed.
+  const shardsOf = new Map<string, { objects: Obj[]; versions: string[] }>();
+  for (const o of tables) {
+    const t = parseVipTableRef(o);
+    if (!t.ok) continue;
+    const vipKey = `${t.value.metadata.namespace}/${t.value.spec.vip}`;
+    const set = shardsOf.get(vipKey) ?? { objects: [], versions: [] };
+    set.objects.push(o);
+    set.versions.push(`${t.value.metadata.name}@${t.value.metadata.resourceVersion}`);
+    shardsOf.set(vipKey, set);
+  }
   const out: KubeVip[] = [];
   const seen = new Set<string>();
   for (const { v, claim } of order) {
-    const s = (v.spec ?? {}) as Spec;
-    const selector = (s.nodeSelector ?? {}) as Record<string, string>;
-    if (!Object.entries(selector).every(([k, val]) => nodeLabels[k] === val)) continue;
+    const s = v.spec;
+    if (!Object.entries(s.nodeSelector ?? {}).every(([k, val]) => nodeLabels[k] === val)) continue;
     // The older claim wins, whatever the VIP's status says (it may lag, or the operator may be down).
     if (findConflict(claim, claims) !== null) continue;
     let address: string;
     try {
-      address = canonicalIp(String(s.address));
+      address = canonicalIp(s.address);
     } catch {
       continue; // the CRD's schema refuses these; never program what cannot be parsed
     }
-    const ns = v.metadata!.namespace!;
-    const name = v.metadata!.name!;
-    const key = `${ns}/${name}`;
+    const key = `${v.metadata.namespace}/${v.metadata.name}`;
     seen.add(key);
-    const ports = (s.ports ?? []) as Spec[];
-    const mine = tables.filter((t) => t.metadata?.namespace === ns && (t.spec as Spec | undefined)?.vip === name);
-    const version = mine.map((t) => `${t.metadata!.name}@${t.metadata!.resourceVersion}`).sort().join(',');
-    const uid = v.metadata!.uid ?? '';
+    const mine = shardsOf.get(key) ?? { objects: [], versions: [] };
+    const version = mine.versions.sort().join(',');
+    const uid = v.metadata.uid ?? '';
     let hit = cache.get(key);
     if (hit !== undefined && hit.uid !== uid) hit = undefined; // deleted and created again: nothing carries over
     if (hit === undefined || hit.version !== version) {
       let lastGood = hit?.lastGood ?? null;
       let problem: string | null = null;
       try {
-        const a = assembleShards(mine.map((t) => t.spec as unknown as TableShardSpec));
+        const a = assembleShards(decodeShards(mine.objects).map(shardOf));
         // No whole generation (a new one half written): keep the last whole one.
         if (a !== null) lastGood = { table: a.table, generation: a.generation, digest: a.digest };
       } catch (e) {
@@ -91,15 +101,15 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
       hit = { uid, version, lastGood, problem };
       cache.set(key, hit);
     }
-    const hashing = (s.hashing ?? {}) as Spec;
     out.push({
       key,
       address,
-      keys: ports.map((p) => ({ address, port: p.allPorts === true ? 0 : Number(p.port), protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP' })),
-      mode: s.mode === 'l2dsr' ? 'l2dsr' : 'ipip',
-      features: featuresOf({ mode: s.mode === 'l2dsr' ? 'l2dsr' : 'ipip', affinity: hashing.affinity === 'SourceIP' ? 'sourceIp' : 'fiveTuple', flowTable: ((s.flowTable ?? {}) as Spec).enabled === true }),
-      healthCheck: s.healthCheck as Spec | undefined,
-      firstPort: ports.map((p) => Number(p.port)).find((p) => Number.isInteger(p) && p > 0),
+      // The CRD's CEL rule makes every entry carry exactly one of port and allPorts.
+      keys: s.ports.map((p) => ({ address, port: p.allPorts === true ? 0 : Number(p.port), protocol: p.protocol })),
+      mode: s.mode,
+      features: featuresOf({ mode: s.mode, affinity: s.hashing.affinity === 'SourceIP' ? 'sourceIp' : 'fiveTuple', flowTable: s.flowTable?.enabled === true }),
+      healthCheck: s.healthCheck,
+      firstPort: s.ports.map((p) => p.port).find((p) => p !== undefined && p > 0),
       published: hit.lastGood,
       problem: hit.problem,
     });
@@ -174,8 +184,8 @@ export class KubernetesSource implements DesiredSource {
     for (const v of this.vips) {
       const hc = v.healthCheck;
       if (hc === undefined || v.published === null) continue;
-      const port = Number(hc.port ?? v.firstPort);
-      if (!Number.isInteger(port) || port <= 0) continue;
+      const port = hc.port ?? v.firstPort;
+      if (port === undefined) continue;
       // Weight-0 backends too: the operator keeps unhealthy ones listed so nodes keep probing them.
       for (const b of v.published.table.backends) {
         out.push({
@@ -183,11 +193,11 @@ export class KubernetesSource implements DesiredSource {
           type: hc.type === 'HTTP' ? 'http' : 'tcp',
           address: b.key,
           port,
-          path: String(hc.path ?? '/'),
-          timeoutMs: Number(hc.timeoutMilliseconds ?? 80),
-          intervalMs: Number(hc.intervalMilliseconds ?? 100),
-          healthyThreshold: Number(hc.healthyThreshold ?? 2),
-          unhealthyThreshold: Number(hc.unhealthyThreshold ?? 2),
+          path: hc.path,
+          timeoutMs: hc.timeoutMilliseconds,
+          intervalMs: hc.intervalMilliseconds,
+          healthyThreshold: hc.healthyThreshold,
+          unhealthyThreshold: hc.unhealthyThreshold,
         });
       }
     }

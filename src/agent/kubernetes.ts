@@ -9,8 +9,9 @@
 // they do not fit the datapath.
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { GROUP, PLURALS, VERSION } from '../api/coordinates.js';
 import { jsonEqual } from '../core/conditions.js';
-import { GROUP, Kube, loadKubeConfig, PLURALS, statusCode, VERSION, type Obj } from '../kube/k8s.js';
+import { Kube, loadKubeConfig, statusCode, type Obj } from '../kube/k8s.js';
 import type { Engine } from './engine.js';
 import type { HealthChecker } from './health-checker.js';
 import { kubeVips, KubernetesSource, type PublishedCache } from './kubernetes-source.js';

@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { HEALTH_CHECK_DEFAULTS as HC } from '../api/defaults.js';
 import type { VipSpec } from '../core/desired-state.js';
 import { ErrorCodes, XdplbError } from '../core/errors.js';
 import { canonicalIp } from '../core/net.js';
@@ -38,15 +39,16 @@ export const portSchema = z.object({
 
 export const healthCheckSchema = z
   .object({
-    type: z.enum(['tcp', 'http']).default('tcp'),
+    // Defaults: the LoadBalancerVip's (src/api/defaults.ts), in this file's spelling.
+    type: z.enum(['tcp', 'http']).default(HC.type === 'TCP' ? 'tcp' : 'http'),
     /** Port probed on each backend; default: the VIP's first non-zero port. */
     port: z.number().int().min(1).max(65535).optional(),
     /** HTTP path (type http); a 2xx or 3xx answer is healthy. */
-    path: z.string().startsWith('/').default('/'),
-    intervalMs: z.number().int().min(10).max(300_000).default(100),
-    timeoutMs: z.number().int().min(5).max(60_000).default(80),
-    healthyThreshold: z.number().int().min(1).max(100).default(2),
-    unhealthyThreshold: z.number().int().min(1).max(100).default(2),
+    path: z.string().startsWith('/').default(HC.path),
+    intervalMs: z.number().int().min(10).max(300_000).default(HC.intervalMilliseconds),
+    timeoutMs: z.number().int().min(5).max(60_000).default(HC.timeoutMilliseconds),
+    healthyThreshold: z.number().int().min(1).max(100).default(HC.healthyThreshold),
+    unhealthyThreshold: z.number().int().min(1).max(100).default(HC.unhealthyThreshold),
   })
   .strict()
   .refine((h) => h.timeoutMs <= h.intervalMs, { message: 'timeoutMs must not exceed intervalMs', path: ['timeoutMs'] });

@@ -1,7 +1,7 @@
-// k8s.ts: the operator's thin edge to the API server: the xdplb.io resources'
-// coordinates, informers (list + watch caches), and the few writes the
-// operator makes (VipTable shards, VIP status and finalizers, Events), over
-// @kubernetes/client-node. Nothing here decides anything.
+// k8s.ts: the operator's thin edge to the API server: informers (list + watch
+// caches) and the few writes the operator makes (VipTable shards, VIP status
+// and finalizers, Events), over @kubernetes/client-node, at the xdplb.io
+// coordinates of src/api. Nothing here decides anything.
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -14,19 +14,8 @@ import {
   type KubernetesObject,
   type ObjectCache,
 } from '@kubernetes/client-node';
+import { GROUP, VERSION } from '../api/coordinates.js';
 import { ErrorCodes, XdplbError } from '../core/errors.js';
-
-export const GROUP = 'xdplb.io';
-export const VERSION = 'v1alpha1';
-export const FINALIZER = 'xdplb.io/cleanup';
-export const VIP_LABEL = 'xdplb.io/vip';
-
-export const PLURALS = {
-  vips: 'loadbalancervips',
-  backends: 'backends',
-  tables: 'viptables',
-  reports: 'nodereports',
-} as const;
 
 export type Cached<T extends KubernetesObject> = Informer<T> & ObjectCache<T>;
 

@@ -13,7 +13,8 @@
 // changing, or its node going stale or fresh again, queues every VIP; a
 // heartbeat alone does not. The leader removes the reports of deleted Nodes.
 import type { Logger } from 'pino';
-import { Kube, PLURALS, statusCode, type Cached, type Obj } from '../kube/k8s.js';
+import { PLURALS } from '../api/coordinates.js';
+import { Kube, statusCode, type Cached, type Obj } from '../kube/k8s.js';
 import { LeaderElector } from './leader.js';
 import { NodeLiveness } from './node-liveness.js';
 import { WorkQueue } from './queue.js';

@@ -3,12 +3,30 @@
 // finalizer, VipTable shards of the decided table (a new generation beside
 // the old, which goes once the new one is whole), one status write when the
 // status differs, Events on condition transitions only. Only fresh NodeReports
-// count (node-liveness.ts).
+// count (node-liveness.ts). The xdplb.io objects are read through src/api's
+// parsers (defaults applied); one that does not parse is logged and left out.
 import type { Logger } from 'pino';
-import { findCondition, jsonEqual, transitions, type Condition } from '../core/conditions.js';
+import { API_VERSION, FINALIZER, PLURALS, VIP_LABEL } from '../api/coordinates.js';
+import {
+  backendObjectOf,
+  nodeViewOf,
+  parseBackend,
+  parseNodeReport,
+  parseVip,
+  parseVipStatus,
+  parseVipTable,
+  parseVipTableRef,
+  shardOf,
+  vipObjectOf,
+  writtenVipStatus,
+  type LoadBalancerVip,
+  type Parsed,
+  type VipStatus,
+} from '../api/index.js';
+import { findCondition, jsonEqual, transitions } from '../core/conditions.js';
 import { assembleShards, encodeShards, shardObjectName, type TableShardSpec } from '../core/table-shards.js';
-import { decideVip, selectorMatches, type BackendObject, type EndpointSliceObject, type NodeView, type VipObject } from '../core/vip-decision.js';
-import { FINALIZER, GROUP, PLURALS, VERSION, VIP_LABEL, type Cached, type Kube, type Obj } from '../kube/k8s.js';
+import { decideVip, selectorMatches, type EndpointSliceObject, type NodeView } from '../core/vip-decision.js';
+import type { Cached, Kube, Obj } from '../kube/k8s.js';
 
 export interface Caches {
   readonly vips: Cached<Obj>;
@@ -32,36 +50,14 @@ export interface ReconcilerDeps {
 
 type Spec = Record<string, unknown>;
 
-export function toVip(o: Obj): VipObject {
-  const s = (o.spec ?? {}) as Spec;
-  const hashing = (s.hashing ?? {}) as Spec;
-  return {
-    namespace: o.metadata!.namespace!,
-    name: o.metadata!.name!,
-    generation: Number(o.metadata!.generation ?? 0),
-    creationTimestamp: new Date(o.metadata!.creationTimestamp ?? 0).toISOString(),
-    spec: {
-      address: String(s.address),
-      ports: ((s.ports ?? []) as Spec[]).map((p) => ({ protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP', ...(p.allPorts === true ? { allPorts: true } : { port: Number(p.port) }) })),
-      mode: s.mode === 'l2dsr' ? 'l2dsr' : 'ipip',
-      hashing: { tableSize: Number(hashing.tableSize ?? 65537), affinity: hashing.affinity === 'SourceIP' ? 'SourceIP' : 'FiveTuple' },
-      backends: (s.backends ?? {}) as VipObject['spec']['backends'],
-      ...(s.nodeSelector === undefined ? {} : { nodeSelector: s.nodeSelector as Record<string, string> }),
-    },
-    conditions: ((o.status?.conditions ?? []) as Condition[]).map((c) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime).toISOString().replace(/\.\d{3}Z$/, 'Z') })),
-  };
-}
-
-function toBackend(o: Obj): BackendObject {
-  const s = (o.spec ?? {}) as Spec;
-  return {
-    namespace: o.metadata!.namespace!,
-    name: o.metadata!.name!,
-    labels: o.metadata!.labels ?? {},
-    address: String(s.address),
-    weight: Number(s.weight ?? 100),
-    deleting: o.metadata!.deletionTimestamp !== undefined,
-  };
+/** The values that parse; the others are logged and left out (at debug: every pass meets them again). */
+function parsed<T>(results: readonly Parsed<T>[], log: Logger, kind: string): T[] {
+  const out: T[] = [];
+  for (const r of results) {
+    if (r.ok) out.push(r.value);
+    else log.debug({ object: r.key, problem: r.problem }, `Left out ${kind} that does not parse`);
+  }
+  return out;
 }
 
 function toSlice(o: Obj): EndpointSliceObject {
@@ -72,28 +68,33 @@ function toSlice(o: Obj): EndpointSliceObject {
   return { namespace: o.metadata!.namespace!, serviceName: o.metadata!.labels?.['kubernetes.io/service-name'] ?? '', endpoints };
 }
 
-function toShard(o: Obj): TableShardSpec {
-  return o.spec as unknown as TableShardSpec;
+/** The VIPs of the cache that parse (a VIP that does not is left out by its own reconcile, and logged there). */
+function parsedVips(caches: Caches): LoadBalancerVip[] {
+  return caches.vips.list().flatMap((o) => {
+    const v = parseVip(o);
+    return v.ok ? [v.value] : [];
+  });
 }
 
 /** Keys of the VIPs an object's change may affect (informer callbacks enqueue these). */
 export function affectedVips(caches: Caches, kind: 'vip' | 'backend' | 'slice' | 'table' | 'report' | 'node', o: Obj): string[] {
   const ns = o.metadata?.namespace;
-  const all = caches.vips.list();
   switch (kind) {
     case 'vip':
       return [`${ns}/${o.metadata!.name}`];
-    case 'table':
-      return [`${ns}/${String((o.spec as Spec | undefined)?.vip ?? o.metadata?.labels?.[VIP_LABEL])}`];
+    case 'table': {
+      const t = parseVipTableRef(o);
+      return [`${ns}/${t.ok ? t.value.spec.vip : String(o.metadata?.labels?.[VIP_LABEL])}`];
+    }
     case 'backend':
-      return all.filter((v) => v.metadata!.namespace === ns && selectorMatches(((v.spec as Spec).backends as Spec | undefined)?.selector as never, o.metadata!.labels ?? {})).map((v) => `${ns}/${v.metadata!.name}`);
+      return parsedVips(caches).filter((v) => v.metadata.namespace === ns && selectorMatches(v.spec.backends?.selector, o.metadata!.labels ?? {})).map((v) => `${ns}/${v.metadata.name}`);
     case 'slice': {
       const svc = o.metadata?.labels?.['kubernetes.io/service-name'];
-      return all.filter((v) => v.metadata!.namespace === ns && (((v.spec as Spec).backends as Spec | undefined)?.service as Spec | undefined)?.name === svc).map((v) => `${ns}/${v.metadata!.name}`);
+      return parsedVips(caches).filter((v) => v.metadata.namespace === ns && v.spec.backends?.service?.name === svc).map((v) => `${ns}/${v.metadata.name}`);
     }
     case 'report':
     case 'node':
-      return all.map((v) => `${v.metadata!.namespace}/${v.metadata!.name}`);
+      return caches.vips.list().map((v) => `${v.metadata!.namespace}/${v.metadata!.name}`);
   }
 }
 
@@ -109,17 +110,23 @@ export class Reconciler {
     const { caches, kube } = this.#d;
     const log = this.#d.log.child({ kind: 'LoadBalancerVip', namespace, name });
     const obj = caches.vips.get(name, namespace);
-    const shards = caches.tables.list(namespace).filter((t) => (t.spec as Spec | undefined)?.vip === name);
+    // This VIP's shards, by name and generation; decoded only to assemble the published table.
+    const shards: { object: Obj; name: string; generation: number }[] = [];
+    for (const object of caches.tables.list(namespace)) {
+      const t = parseVipTableRef(object);
+      if (!t.ok) log.debug({ object: t.key, problem: t.problem }, 'Left out VipTable that does not parse');
+      else if (t.value.spec.vip === name) shards.push({ object, name: t.value.metadata.name, generation: t.value.spec.generation });
+    }
 
     if (obj === undefined) {
       // Gone (its finalizer already ran, or it never had one): its shards go too.
-      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.metadata!.name!);
+      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
       return;
     }
     const finalizers = obj.metadata!.finalizers ?? [];
     if (obj.metadata!.deletionTimestamp !== undefined) {
       if (!finalizers.includes(FINALIZER)) return;
-      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.metadata!.name!);
+      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
       await kube.setFinalizers(PLURALS.vips, namespace, name, finalizers.filter((f) => f !== FINALIZER), obj.metadata!.resourceVersion!);
       log.info('Removed the published table and the finalizer of deleted VIP');
       return;
@@ -129,29 +136,36 @@ export class Reconciler {
       return; // the update re-queues this VIP
     }
 
-    const vip = toVip(obj);
+    const parsedVip = parseVip(obj);
+    if (!parsedVip.ok) {
+      // The API server's schema refuses such a VIP; one stored under an older schema waits for a fix.
+      log.warn({ problem: parsedVip.problem }, 'Left out VIP that does not parse');
+      return;
+    }
+    const status = parseVipStatus(obj);
+    if (!status.ok) log.warn({ problem: status.problem }, 'Status of VIP does not parse; deciding as if it had none');
+    const vip = vipObjectOf(parsedVip.value, status.ok ? status.value : undefined);
     const nodeLabels = new Map(caches.nodes.list().map((n) => [n.metadata!.name!, n.metadata!.labels ?? {}]));
     const nodes: NodeView[] = [];
-    for (const r of caches.reports.list(this.#d.reportNamespace)) {
-      if (!this.#d.reportFresh(r.metadata!.name!)) continue;
-      const node = String((r.spec as Spec | undefined)?.node ?? r.metadata!.name);
-      const labels = nodeLabels.get(node) ?? {};
+    for (const o of caches.reports.list(this.#d.reportNamespace)) {
+      if (!this.#d.reportFresh(o.metadata!.name!)) continue;
+      const r = parseNodeReport(o);
+      if (!r.ok) {
+        log.warn({ report: r.key, problem: r.problem }, 'Left out NodeReport that does not parse');
+        continue;
+      }
+      const labels = nodeLabels.get(r.value.spec.node) ?? {};
       if (vip.spec.nodeSelector !== undefined && !Object.entries(vip.spec.nodeSelector).every(([k, v]) => labels[k] === v)) continue;
-      const st = (r.status ?? {}) as Spec;
-      const mine = ((st.vips ?? []) as Spec[]).find((v) => v.namespace === namespace && v.name === name);
-      const unhealthy = ((st.backends ?? []) as Spec[])
-        .filter((b) => ((b.vips ?? []) as string[]).includes(key) && (b.healthy === false || b.resolved === false))
-        .map((b) => String(b.address));
-      nodes.push({
-        node,
-        programmed: mine?.programmed === true ? { generation: Number(mine.generation), digest: String(mine.digest) } : null,
-        unhealthy,
-        refused: mine?.state === 'Refused' ? String(mine.message ?? 'does not fit the datapath') : null,
-      });
+      nodes.push(nodeViewOf(r.value, { namespace, name }));
     }
     let published = null;
     try {
-      const assembled = assembleShards(shards.map(toShard));
+      const decoded: TableShardSpec[] = [];
+      for (const s of shards.map((t) => parseVipTable(t.object))) {
+        if (!s.ok) throw new Error(`VipTable ${s.key} does not parse: ${s.problem}`);
+        decoded.push(shardOf(s.value));
+      }
+      const assembled = assembleShards(decoded);
       published = assembled === null ? null : { generation: assembled.generation, table: assembled.table };
     } catch (e) {
       log.warn({ err: e }, 'Published table is inconsistent; publishing a fresh one');
@@ -160,12 +174,14 @@ export class Reconciler {
     const decision = decideVip({
       vip,
       // A VIP being deleted no longer holds its claims (agents stop programming it at once too).
-      allVips: caches.vips.list().filter((o) => o.metadata?.deletionTimestamp === undefined).map(toVip),
-      backends: caches.backends.list().map(toBackend),
+      allVips: parsedVips(caches)
+        .filter((v) => v.metadata.deletionTimestamp === undefined)
+        .map((v) => vipObjectOf(v)),
+      backends: parsed(caches.backends.list().map(parseBackend), log, 'Backend').map(backendObjectOf),
       endpointSlices: caches.endpointSlices.list().map(toSlice),
       nodes,
       published,
-      highestGeneration: Math.max(0, ...shards.map((s) => Number(toShard(s).generation) || 0)),
+      highestGeneration: Math.max(0, ...shards.map((s) => s.generation)),
       now: this.#d.now(),
     });
 
@@ -175,10 +191,10 @@ export class Reconciler {
     if (decision.table !== null) {
       let current = published?.generation ?? null;
       if (published === null || decision.generation !== published.generation) {
-        const owner = { apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancerVip', name, uid: obj.metadata!.uid!, controller: true, blockOwnerDeletion: true };
+        const owner = { apiVersion: API_VERSION, kind: 'LoadBalancerVip', name, uid: obj.metadata!.uid!, controller: true, blockOwnerDeletion: true };
         for (const spec of encodeShards(name, decision.generation, decision.table)) {
           await kube.createImmutable(PLURALS.tables, namespace, {
-            apiVersion: `${GROUP}/${VERSION}`,
+            apiVersion: API_VERSION,
             kind: 'VipTable',
             metadata: { name: shardObjectName(name, spec.generation, spec.shard.index), namespace, labels: { [VIP_LABEL]: name }, ownerReferences: [owner] },
             spec: spec as unknown as Record<string, unknown>,
@@ -187,15 +203,14 @@ export class Reconciler {
         current = decision.generation;
         log.info({ generation: decision.generation, digest: decision.digest, size: decision.table.size, backends: decision.backends.length }, 'Published table of VIP');
       }
-      for (const s of shards) if (toShard(s).generation !== current) await kube.delete(PLURALS.tables, namespace, s.metadata!.name!);
+      for (const s of shards) if (s.generation !== current) await kube.delete(PLURALS.tables, namespace, s.name);
     } else if (shards.length > 0 && decision.conflict !== null) {
-      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.metadata!.name!);
+      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
     }
 
     // Status: one write, and none when nothing changed.
-    const current = (obj.status ?? {}) as Spec;
-    const next = decision.status as unknown as Spec;
-    if (!jsonEqual(JSON.parse(JSON.stringify(next)), normalizeStatus(current))) {
+    const next = writtenVipStatus(decision.status);
+    if (!jsonEqual(JSON.parse(JSON.stringify(next)), normalizeStatus(status.ok ? status.value : {}))) {
       await kube.patchStatus(PLURALS.vips, namespace, name, { ...next, ...(decision.status.table === undefined ? { table: null } : {}) });
       const now = this.#d.now();
       for (const c of transitions(vip.conditions, decision.status.conditions)) {
@@ -208,7 +223,7 @@ export class Reconciler {
 }
 
 /** Status as read back: timestamps in the format conditions are written in. */
-function normalizeStatus(s: Spec): Spec {
-  const conditions = ((s.conditions ?? []) as Condition[]).map((c) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime).toISOString().replace(/\.\d{3}Z$/, 'Z') }));
-  return JSON.parse(JSON.stringify({ ...s, conditions })) as Spec;
+function normalizeStatus(s: VipStatus): unknown {
+  const conditions = (s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime).toISOString().replace(/\.\d{3}Z$/, 'Z') }));
+  return JSON.parse(JSON.stringify({ ...s, conditions }));
 }

@@ -10,8 +10,9 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PLURALS } from '../../src/api/coordinates.js';
 import { assembleShards, type TableShardSpec } from '../../src/core/table-shards.js';
-import { Kube, loadKubeConfig, PLURALS } from '../../src/kube/k8s.js';
+import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { until } from '../support/wait.js';

@@ -1,0 +1,106 @@
+// nodereport.ts: the NodeReport kind, the single source of its CRD and of
+// what the operator reads: what the agent on one load-balancer node reports
+// (its status, written through the status subresource).
+import { z } from 'zod';
+import { PLURALS } from './coordinates.js';
+import { cel, type KindDefinition } from './crd-meta.js';
+import { dateTime, int64 } from './fields.js';
+import { objectParser, statusParser, type ApiObject, type Parsed, type RawObject } from './object.js';
+
+export const nodeReportSpecSchema = z.object({
+  node: z.string().min(1).max(253).describe("Name of the Node this report is about (also the report's name)."),
+});
+
+const reportedVip = z.object({
+  namespace: z.string().max(63),
+  name: z.string().max(253),
+  generation: int64.optional().describe('Table generation programmed (present only when the kernel holds the published table).'),
+  digest: z.string().optional().describe("Digest of the table read back from the kernel after programming (the empty table's digest when the VIP has none); absent until read."),
+  programmed: z.boolean().optional().describe("The kernel holds the VIP's published table (read-back digest equals the published one)."),
+  state: z
+    .enum(['Programmed', 'Pending', 'Refused'])
+    .optional()
+    .describe("Programmed: the kernel holds the published table. Pending: not yet, or no table published. Refused: left out because it does not fit the datapath's capacities (message says which)."),
+  message: z.string().max(32768).optional().describe('Why not programmed, when it is not.'),
+});
+
+const reportedBackend = z.object({
+  address: z.string().max(45),
+  vips: z
+    .array(z.string().max(317))
+    .optional()
+    .meta({ description: 'The VIPs this backend serves, as "namespace/name".', 'x-kubernetes-list-type': 'set' }),
+  healthy: z.boolean().optional().describe("The node's health checks pass (true) or fail (false); absent when no health check probes this backend (unknown)."),
+  resolved: z.boolean().optional().describe('The next hop (MAC, or tunnel route) is known.'),
+  reason: z.string().max(1024).optional().describe('Why unhealthy or unresolved.'),
+});
+
+export const nodeReportStatusSchema = z.object({
+  observedTime: dateTime.optional().describe('When the agent last observed its datapath for this report.'),
+  interface: z.string().max(15).optional().describe('The network interface the XDP program is attached to.'),
+  xdpMode: z
+    .enum(['native', 'generic', 'offload', 'unknown'])
+    .optional()
+    .describe("As read back from the interface. native: in the driver. generic: in the kernel's generic XDP path (slower; the driver has no XDP). offload: in the NIC. unknown: not attached yet, or a mode xdplb does not know."),
+  reportIntervalSeconds: z
+    .number()
+    .optional()
+    .describe('The agent rewrites this report at least this often (a heartbeat); the operator stops counting a node whose report has not changed for three intervals.'),
+  programmedSummary: z.string().max(64).optional().describe('VIPs programmed / VIPs assigned to this node, like "3/3" (for kubectl get).'),
+  vips: z
+    .array(reportedVip)
+    .optional()
+    .meta({
+      description: 'The VIPs assigned to this node and whether their current table is programmed.',
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['namespace', 'name'],
+    }),
+  backends: z
+    .array(reportedBackend)
+    .optional()
+    .meta({ description: "The backends of the node's VIPs, one entry per address.", 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['address'] }),
+});
+
+export type NodeReportSpec = z.output<typeof nodeReportSpecSchema>;
+export type NodeReportStatus = z.output<typeof nodeReportStatusSchema>;
+export interface NodeReport extends ApiObject<NodeReportSpec> {
+  readonly status: NodeReportStatus;
+}
+
+const parseReportObject = objectParser(nodeReportSpecSchema);
+const parseReportStatus = statusParser(nodeReportStatusSchema);
+
+/** A NodeReport's metadata, spec and status (empty until its agent first writes it). */
+export function parseNodeReport(o: RawObject): Parsed<NodeReport> {
+  const object = parseReportObject(o);
+  if (!object.ok) return object;
+  const status = parseReportStatus(o);
+  if (!status.ok) return status;
+  return { ok: true, value: { ...object.value, status: status.value } };
+}
+
+export const nodeReportKind: KindDefinition = {
+  kind: 'NodeReport',
+  plural: PLURALS.reports,
+  singular: 'nodereport',
+  shortNames: ['nr'],
+  categories: ['xdplb'],
+  source: 'src/api/nodereport.ts',
+  comment: `NodeReport: what the agent on one load-balancer node reports: the interface
+and XDP mode it attached in, which VIP tables it has programmed, and what it
+knows of each backend. One per node, in the operator's namespace, named after
+the node. The agent writes status (the status subresource); the operator
+reads it to fill each LoadBalancerVip's nodes summary.`,
+  spec: nodeReportSpecSchema,
+  status: nodeReportStatusSchema,
+  statusSubresource: true,
+  printerColumns: [
+    { name: 'Node', type: 'string', jsonPath: '.spec.node' },
+    { name: 'Mode', type: 'string', description: 'XDP attach mode', jsonPath: '.status.xdpMode' },
+    { name: 'VIPs', type: 'string', description: 'programmed/total', jsonPath: '.status.programmedSummary' },
+    { name: 'Interface', type: 'string', jsonPath: '.status.interface', priority: 1 },
+    { name: 'Observed', type: 'date', jsonPath: '.status.observedTime', priority: 1 },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  ],
+  validations: [cel('self.metadata.name == self.spec.node', 'a NodeReport is named after its node; metadata.name must equal spec.node', '.spec.node')],
+};

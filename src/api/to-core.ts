@@ -1,0 +1,83 @@
+// to-core.ts: the one place where parsed API objects become the pure core's
+// inputs (core/vip-decision.ts, core/claims.ts, core/table-shards.ts), and
+// where what the operator writes is checked against the API's schema, at
+// compile time. The core never sees an API object.
+import type { z } from 'zod';
+import type { VipClaim } from '../core/claims.js';
+import type { Condition } from '../core/conditions.js';
+import type { TableShardSpec } from '../core/table-shards.js';
+import { claimOf, type BackendObject, type NodeView, type VipObject, type VipStatusDoc } from '../core/vip-decision.js';
+import type { Backend } from './backend.js';
+import type { LoadBalancerVip, VipStatus, vipStatusSchema } from './loadbalancervip.js';
+import type { NodeReport } from './nodereport.js';
+import type { VipTable } from './viptable.js';
+
+/** A timestamp in the form conditions are written in (seconds, "Z"); text that is not one stays as it is. */
+function conditionTime(t: string): string {
+  const d = new Date(t);
+  return Number.isNaN(d.getTime()) ? t : d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** The VIP as the operator's decision takes it; `status` gives the conditions it had (none without). */
+export function vipObjectOf(vip: LoadBalancerVip, status?: VipStatus): VipObject {
+  const { metadata: m, spec: s } = vip;
+  return {
+    namespace: m.namespace,
+    name: m.name,
+    generation: m.generation,
+    creationTimestamp: m.creationTimestamp,
+    spec: {
+      address: s.address,
+      // The CRD's CEL rule makes every entry carry exactly one of port and allPorts.
+      ports: s.ports.map((p) => ({ protocol: p.protocol, ...(p.allPorts === true ? { allPorts: true } : { port: Number(p.port) }) })),
+      mode: s.mode,
+      hashing: { tableSize: s.hashing.tableSize, affinity: s.hashing.affinity },
+      backends: s.backends ?? {},
+      ...(s.nodeSelector === undefined ? {} : { nodeSelector: s.nodeSelector }),
+    },
+    // A condition without observedGeneration reads as 0, as apimachinery reads it.
+    conditions: (status?.conditions ?? []).map((c): Condition => ({ ...c, observedGeneration: c.observedGeneration ?? 0, lastTransitionTime: conditionTime(c.lastTransitionTime) })),
+  };
+}
+
+/** The VIP's claim on (address, protocol, port): the rule the operator and the agents both apply. */
+export function vipClaimOf(vip: LoadBalancerVip): VipClaim {
+  return claimOf(vipObjectOf(vip));
+}
+
+export function backendObjectOf(b: Backend): BackendObject {
+  return {
+    namespace: b.metadata.namespace,
+    name: b.metadata.name,
+    labels: b.metadata.labels,
+    address: b.spec.address,
+    weight: b.spec.weight,
+    deleting: b.metadata.deletionTimestamp !== undefined,
+  };
+}
+
+export function shardOf(t: VipTable): TableShardSpec {
+  return t.spec;
+}
+
+/** What one node's report says of one VIP (`namespace/name`). */
+export function nodeViewOf(r: NodeReport, vip: { readonly namespace: string; readonly name: string }): NodeView {
+  const key = `${vip.namespace}/${vip.name}`;
+  const mine = (r.status.vips ?? []).find((v) => v.namespace === vip.namespace && v.name === vip.name);
+  const unhealthy = (r.status.backends ?? []).filter((b) => (b.vips ?? []).includes(key) && (b.healthy === false || b.resolved === false)).map((b) => b.address);
+  return {
+    node: r.spec.node,
+    programmed: mine?.programmed === true ? { generation: Number(mine.generation), digest: String(mine.digest) } : null,
+    unhealthy,
+    refused: mine?.state === 'Refused' ? (mine.message ?? 'does not fit the datapath') : null,
+  };
+}
+
+type DeepReadonly<T> = T extends (infer E)[] ? readonly DeepReadonly<E>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+
+/** A VIP status as the operator writes it: the decision's, which must fit the CRD's status schema. */
+export type WrittenVipStatus = DeepReadonly<z.input<typeof vipStatusSchema>>;
+
+export function writtenVipStatus(doc: VipStatusDoc): WrittenVipStatus {
+  return doc;
+}
