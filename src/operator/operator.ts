@@ -53,6 +53,8 @@ export class Operator {
   readonly #o: OperatorOptions;
   readonly caches: { -readonly [K in keyof Caches]: Caches[K] };
   #sliceServices = '';
+  /** Services whose EndpointSlices the slice informer follows and has synced. */
+  #servicesWatched = new Set<string>();
   readonly queue: WorkQueue;
   readonly #elector: LeaderElector | null;
   #resync: NodeJS.Timeout | null = null;
@@ -92,6 +94,7 @@ export class Operator {
       log: o.log.child({ component: 'reconciler' }),
       now: () => new Date(),
       reportFresh: (name) => this.#liveness.fresh(name),
+      serviceWatched: (name) => this.#servicesWatched.has(name),
     });
     this.queue = new WorkQueue((key) => reconciler.reconcile(key), {
       workers: o.workers,
@@ -182,6 +185,7 @@ export class Operator {
       await next.start();
     }
     this.caches.endpointSlices = next;
+    this.#servicesWatched = new Set(names);
     await this.#unwatch(old);
     // The set changed: VIPs using Services may have gained or lost endpoints.
     if (this.#leading) this.#enqueueAll();

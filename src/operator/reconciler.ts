@@ -46,6 +46,8 @@ export interface ReconcilerDeps {
   readonly now: () => Date;
   /** Whether a NodeReport (by name) is fresh: stale reports' nodes neither vote nor count as expected. */
   readonly reportFresh: (name: string) => boolean;
+  /** Whether the EndpointSlices of a Service (by name) are watched and synced: until then a VIP over it is not decided. */
+  readonly serviceWatched: (name: string) => boolean;
 }
 
 type Spec = Record<string, unknown>;
@@ -140,6 +142,13 @@ export class Reconciler {
     if (!parsedVip.ok) {
       // The API server's schema refuses such a VIP; one stored under an older schema waits for a fix.
       log.warn({ problem: parsedVip.problem }, 'Left out VIP that does not parse');
+      return;
+    }
+    // A VIP over a Service the slice informer does not follow yet would look
+    // backend-less: wait for the informer (its swap queues every VIP again).
+    const service = parsedVip.value.spec.backends?.service?.name;
+    if (service !== undefined && !this.#d.serviceWatched(service)) {
+      log.debug({ service }, 'Waiting for the EndpointSlices of the Service of VIP');
       return;
     }
     const status = parseVipStatus(obj);

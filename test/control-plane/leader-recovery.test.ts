@@ -5,17 +5,15 @@
 // returns it leads again and reconciles a change made after the outage.
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assembleShards, type TableShardSpec } from '../../src/core/table-shards.js';
 import { serveHealth } from '../../src/operator/health.js';
-import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
+import type { Kube } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import type { ControlPlane } from '../../lab/control-plane.js';
+import { backendYaml, publishedTable, startOperatorPlane, webVipYaml } from '../support/operator-plane.js';
 import { until } from '../support/wait.js';
 
-const ROOT = join(import.meta.dirname, '../..');
 const log = pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' });
 let cp: ControlPlane;
 let kube: Kube;
@@ -23,10 +21,6 @@ let op: Operator | undefined;
 let health: Server | undefined;
 let healthPort = 0;
 
-async function published(ns: string, vip: string) {
-  const list = JSON.parse((await cp.kubectl(['-n', ns, 'get', 'viptables', '-l', `xdplb.io/vip=${vip}`, '-o', 'json'])).stdout) as { items: { spec: TableShardSpec }[] };
-  return assembleShards(list.items.map((i) => i.spec));
-}
 
 /** GET on the health server: the status, or 0 when it does not answer. */
 async function probe(path: string): Promise<number> {
@@ -37,18 +31,9 @@ async function probe(path: string): Promise<number> {
   }
 }
 
-const backendYaml = (name: string, address: string) => `apiVersion: xdplb.io/v1alpha1
-kind: Backend
-metadata: { name: ${name}, namespace: shop, labels: { app: web } }
-spec: { address: ${address}, weight: 100 }
----
-`;
 
 beforeAll(async () => {
-  cp = await startControlPlane({ crdDir: join(ROOT, 'crds') });
-  kube = new Kube(loadKubeConfig(cp.kubeconfigPath));
-  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
-  await cp.kubectl(['create', 'namespace', 'shop']);
+  ({ cp, kube } = await startOperatorPlane());
 }, 180_000);
 
 afterAll(async () => {
@@ -68,17 +53,9 @@ describe('leader recovery after an API outage', () => {
       input:
         backendYaml('a', '10.0.0.1') +
         backendYaml('b', '10.0.0.2') +
-        `apiVersion: xdplb.io/v1alpha1
-kind: LoadBalancerVip
-metadata: { name: web, namespace: shop }
-spec:
-  address: 192.0.2.10
-  ports: [{ port: 80 }]
-  hashing: { tableSize: 251 }
-  backends: { selector: { matchLabels: { app: web } } }
-`,
+        webVipYaml(),
     });
-    const before = await until('the first published table', () => published('shop', 'web'), 20_000);
+    const before = await until('the first published table', () => publishedTable(cp, 'shop', 'web'), 20_000);
     expect(op.leading).toBe(true);
 
     // Sample leadership and both probes through the outage and the recovery.
@@ -94,7 +71,7 @@ spec:
     let steppedDownMs: number;
     let ledAgainMs: number;
     let back: number;
-    let after: NonNullable<Awaited<ReturnType<typeof published>>>;
+    let after: NonNullable<Awaited<ReturnType<typeof publishedTable>>>;
     try {
       const down = Date.now();
       const steppedDown = until('the leader to step down (lease 3 s unrenewed)', () => !op!.leading, 12_000).then(() => Date.now() - down);
@@ -110,7 +87,7 @@ spec:
       after = await until(
         'the change made after the outage to be published',
         async () => {
-          const t = await published('shop', 'web');
+          const t = await publishedTable(cp, 'shop', 'web');
           return t !== null && t.table.backends.some((b) => b.key === '10.0.0.3') ? t : null;
         },
         10_000,

@@ -7,26 +7,20 @@
 // table. Deleting the silent node's Node removes its report. The reports are
 // written here as the agent writes them (status subresource, heartbeat every
 // 500 ms): what is under test is the operator's reading of them.
-import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PLURALS } from '../../src/api/coordinates.js';
-import { assembleShards, type TableShardSpec } from '../../src/core/table-shards.js';
-import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
+import type { Kube } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import type { ControlPlane } from '../../lab/control-plane.js';
+import { backendYaml, publishedTable, startOperatorPlane, webVipYaml } from '../support/operator-plane.js';
 import { until } from '../support/wait.js';
 
-const ROOT = join(import.meta.dirname, '../..');
 let cp: ControlPlane;
 let kube: Kube;
 let op: Operator;
 const beats = new Map<string, NodeJS.Timeout>();
 
-async function published() {
-  const list = JSON.parse((await cp.kubectl(['-n', 'shop', 'get', 'viptables', '-l', 'xdplb.io/vip=web', '-o', 'json'])).stdout) as { items: { spec: TableShardSpec }[] };
-  return assembleShards(list.items.map((i) => i.spec));
-}
 
 async function vipStatus(): Promise<{ nodes?: { programmed: number; expected: number } }> {
   return (JSON.parse((await cp.kubectl(['-n', 'shop', 'get', 'vip', 'web', '-o', 'json'])).stdout) as { status?: Record<string, never> }).status ?? {};
@@ -48,10 +42,7 @@ async function startReporting(node: string, unhealthy: string[]): Promise<void> 
 }
 
 beforeAll(async () => {
-  cp = await startControlPlane({ crdDir: join(ROOT, 'crds') });
-  kube = new Kube(loadKubeConfig(cp.kubeconfigPath));
-  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
-  await cp.kubectl(['create', 'namespace', 'shop']);
+  ({ cp, kube } = await startOperatorPlane());
   // Node objects as the kubelets would register them (no kubelet runs here).
   for (const n of ['lb-1', 'lb-2']) await cp.kubectl(['apply', '-f', '-'], { input: `apiVersion: v1\nkind: Node\nmetadata: { name: ${n} }\n` });
   op = new Operator({ kube, namespace: 'xdplb-system', identity: 'op', leaderElect: true, leaseSeconds: 3, renewMs: 500, resyncSeconds: 30, workers: 2, log: pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' }) });
@@ -66,40 +57,20 @@ afterAll(async () => {
 
 describe('NodeReports count only while fresh', () => {
   it('a node that stops reporting stops voting: the one fresh node is the majority', async () => {
-    await cp.kubectl(['apply', '-f', '-'], {
-      input: `apiVersion: xdplb.io/v1alpha1
-kind: Backend
-metadata: { name: a, namespace: shop, labels: { app: web } }
-spec: { address: 10.0.0.1 }
----
-apiVersion: xdplb.io/v1alpha1
-kind: Backend
-metadata: { name: b, namespace: shop, labels: { app: web } }
-spec: { address: 10.0.0.2 }
----
-apiVersion: xdplb.io/v1alpha1
-kind: LoadBalancerVip
-metadata: { name: web, namespace: shop }
-spec:
-  address: 192.0.2.10
-  ports: [{ port: 80 }]
-  hashing: { tableSize: 251 }
-  backends: { selector: { matchLabels: { app: web } } }
-`,
-    });
+    await cp.kubectl(['apply', '-f', '-'], { input: backendYaml('a', '10.0.0.1') + backendYaml('b', '10.0.0.2') + webVipYaml() });
     await startReporting('lb-1', ['10.0.0.1']);
     await startReporting('lb-2', []);
     // One vote of two is no majority: 10.0.0.1 keeps its slots, both nodes expected.
     await until('two nodes expected', async () => (await vipStatus()).nodes?.expected === 2);
     await new Promise((r) => setTimeout(r, 1500));
-    const both = (await published())!;
+    const both = (await publishedTable(cp, 'shop', 'web'))!;
     expect(both.table.backends.find((b) => b.key === '10.0.0.1')?.weight).toBe(100);
 
     // lb-2's agent goes silent (the node died with it).
     const silentAt = Date.now();
     clearInterval(beats.get('lb-2'));
     const alone = await until('10.0.0.1 out of the table by lb-1 alone', async () => {
-      const t = await published();
+      const t = await publishedTable(cp, 'shop', 'web');
       return t !== null && t.table.backends.find((b) => b.key === '10.0.0.1')?.weight === 0 ? t : null;
     });
     const took = Date.now() - silentAt;

@@ -4,17 +4,15 @@
 // gets Conflict, deleting a VIP removes its tables (finalizer), a restarted
 // operator publishes the successor of the last table, and of two replicas
 // only the Lease holder writes, with a standby taking over.
-import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assembleShards, type TableShardSpec } from '../../src/core/table-shards.js';
 import { tableChange } from '../../src/core/maglev.js';
-import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
+import type { Kube } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import type { ControlPlane } from '../../lab/control-plane.js';
+import { backendYaml, publishedTable, startOperatorPlane, webVipYaml } from '../support/operator-plane.js';
 import { until } from '../support/wait.js';
 
-const ROOT = join(import.meta.dirname, '../..');
 let cp: ControlPlane;
 let kube: Kube;
 const running: Operator[] = [];
@@ -34,18 +32,12 @@ async function getJson(args: string[]): Promise<Record<string, any>> {
   return JSON.parse((await cp.kubectl([...args, '-o', 'json'])).stdout) as Record<string, any>;
 }
 
-async function published(ns: string, vip: string) {
-  const list = await getJson(['-n', ns, 'get', 'viptables', '-l', `xdplb.io/vip=${vip}`]);
-  return assembleShards((list.items as { spec: TableShardSpec }[]).map((i) => i.spec));
-}
+const published = (ns: string, vip: string) => publishedTable(cp, ns, vip);
 
 const condition = (vip: Record<string, any>, type: string) => (vip.status?.conditions as { type: string; status: string; reason: string; message: string }[] | undefined)?.find((c) => c.type === type);
 
 beforeAll(async () => {
-  cp = await startControlPlane({ crdDir: join(ROOT, 'crds') });
-  kube = new Kube(loadKubeConfig(cp.kubeconfigPath));
-  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
-  await cp.kubectl(['create', 'namespace', 'shop']);
+  ({ cp, kube } = await startOperatorPlane());
 }, 180_000);
 
 afterAll(async () => {
@@ -53,12 +45,6 @@ afterAll(async () => {
   await cp?.stop();
 });
 
-const backendYaml = (name: string, address: string, weight = 100) => `apiVersion: xdplb.io/v1alpha1
-kind: Backend
-metadata: { name: ${name}, namespace: shop, labels: { app: web } }
-spec: { address: ${address}, weight: ${weight} }
----
-`;
 
 describe('operator against a real API server', () => {
   it('publishes a table for a kubectl-applied VIP and reports it in status', async () => {
@@ -67,15 +53,7 @@ describe('operator against a real API server', () => {
       backendYaml('a', '10.0.0.1') +
         backendYaml('b', '10.0.0.2') +
         backendYaml('c', '10.0.0.3', 200) +
-        `apiVersion: xdplb.io/v1alpha1
-kind: LoadBalancerVip
-metadata: { name: web, namespace: shop }
-spec:
-  address: 192.0.2.10
-  ports: [{ port: 80 }]
-  hashing: { tableSize: 4093 }
-  backends: { selector: { matchLabels: { app: web } } }
-`,
+        webVipYaml('web', 4093),
     );
     const table = await until('the published table', () => published('shop', 'web'));
     expect(table.generation).toBe(1);
@@ -121,15 +99,7 @@ spec: { node: ${node} }
   });
 
   it('gives the newer of two VIPs on one address and port a Conflict, and programs none for it', async () => {
-    await apply(`apiVersion: xdplb.io/v1alpha1
-kind: LoadBalancerVip
-metadata: { name: web-copy, namespace: shop }
-spec:
-  address: 192.0.2.10
-  ports: [{ port: 80 }]
-  hashing: { tableSize: 251 }
-  backends: { selector: { matchLabels: { app: web } } }
-`);
+    await apply(webVipYaml('web-copy'));
     const vip = await until('Conflict', async () => {
       const v = await getJson(['-n', 'shop', 'get', 'vip', 'web-copy']);
       return condition(v, 'Conflict')?.status === 'True' ? v : null;
