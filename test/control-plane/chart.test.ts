@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { type ControlPlane } from '../../lab/control-plane.js';
+import { usePlane } from '../support/plane.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHART = join(ROOT, 'charts/xdplb');
@@ -71,19 +72,7 @@ interface Workload {
   };
 }
 
-let cp: ControlPlane | undefined;
-const plane = (): ControlPlane => {
-  if (cp === undefined) throw new Error('control plane not started');
-  return cp;
-};
-
-beforeAll(async () => {
-  cp = await startControlPlane();
-});
-
-afterAll(async () => {
-  await cp?.stop();
-});
+const plane = usePlane();
 
 const kinds = (rendered: string): string[] =>
   parseAllDocuments(rendered)

@@ -7,25 +7,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { processesUsing, startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { processesUsing, type ControlPlane } from '../../lab/control-plane.js';
+import { usePlane } from '../support/plane.js';
 
 const NOBODY = 'system:serviceaccount:default:nobody';
 const building = process.env.XDPLB_BUILD_CONTROL_PLANE === '1';
 
-let cp: ControlPlane | undefined;
-const plane = (): ControlPlane => {
-  if (cp === undefined) throw new Error('control plane not started');
-  return cp;
-};
-
-beforeAll(async () => {
-  cp = await startControlPlane();
-  console.info(`control plane ready in ${cp.startSeconds.toFixed(2)} s at ${cp.server}`);
-}, building ? 90 * 60_000 : 180_000);
-
-afterAll(async () => {
-  await cp?.stop();
-});
+const plane = usePlane({}, async (cp) => console.info(`control plane ready in ${cp.startSeconds.toFixed(2)} s at ${cp.server}`), building ? 90 * 60_000 : 180_000);
 
 function alive(pid: number): boolean {
   try {

@@ -10,6 +10,7 @@ import { tableDigest } from '../../src/core/digest.js';
 import { buildTable } from '../../src/core/maglev.js';
 import { assembleShards, encodeShards, type TableShardSpec } from '../../src/core/table-shards.js';
 import { startControlPlane, type CommandResult, type ControlPlane } from '../../lab/control-plane.js';
+import { HEALTH_CHECK_DEFAULTS } from '../../src/api/defaults.js';
 
 const CRD_DIR = fileURLToPath(new URL('../../crds', import.meta.url));
 const API_VERSION = 'xdplb.io/v1alpha1';
@@ -149,14 +150,8 @@ describe('CRDs', () => {
       backends: { service: { name: 'web', weight: 100 } },
       mode: 'ipip',
       hashing: { tableSize: 65537, affinity: 'FiveTuple' },
-      healthCheck: {
-        type: 'TCP',
-        path: '/',
-        intervalMilliseconds: 100,
-        timeoutMilliseconds: 80,
-        healthyThreshold: 2,
-        unhealthyThreshold: 2,
-      },
+      // What the API server fills in is exactly what src/api declares, the one home of the defaults.
+      healthCheck: HEALTH_CHECK_DEFAULTS,
       flowTable: { enabled: false },
     });
 
