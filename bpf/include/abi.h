@@ -38,6 +38,17 @@ struct vip_meta {
 	__u32 table_size; /* M: entries of that inner table, a prime */
 };
 
+/* Value of a table slot (the __u32 of an inner map of lb_tables): two
+ * backend indices in one word, so a slot's alternate is read with its owner
+ * in one lookup. Bits 0-15: the primary (the slot's owner); bits 16-31: the
+ * alternate the control plane precomputed for it, taken when the primary is
+ * down or unusable (balancer.h). XDPLB_SLOT_NONE in a half means "none", so a
+ * backend index is always below it (the agent never allocates 0xffff) and
+ * 0xffffffff (XDPLB_BACKEND_NONE) is a slot with neither. */
+#define XDPLB_SLOT_INDEX_MASK 0xffffu /* primary = value & mask */
+#define XDPLB_SLOT_ALT_SHIFT 16       /* alternate = value >> shift */
+#define XDPLB_SLOT_NONE 0xffffu       /* no backend in this half */
+
 /* backend.flags */
 #define BACKEND_F_VALID (1u << 0) /* entry usable; clear to drain instantly */
 

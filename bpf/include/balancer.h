@@ -1,7 +1,9 @@
 /* balancer.h: the load balancer's per-packet logic, xdplb_balance().
  *
  * Parse -> match a VIP -> hash the flow -> pick a backend (flow table, then
- * the VIP's Maglev table) -> L2 DSR rewrite or IPIP encapsulation, XDP_TX.
+ * the VIP's Maglev table: the slot's backend, its alternate when that one is
+ * down, then a few following slots) -> L2 DSR rewrite or IPIP encapsulation,
+ * XDP_TX.
  * Traffic that is not for a VIP leaves with XDP_PASS, unmodified: host
  * networking must never break. Every packet is counted under exactly one
  * disposition reason (reasons.h).
@@ -95,24 +97,108 @@ static __always_inline int backend_usable(const struct backend *be)
 	return (m0 | m1 | m2) != 0;
 }
 
-/* The Maglev table entry for this hash: a backend index or XDPLB_BACKEND_NONE. */
-static __always_inline __u32 lb_table_pick(const struct vip_meta *m, __u32 hash)
+/* The backend was marked down: this node routes around it (lb_backend_down). */
+static __always_inline int backend_down(__u32 idx)
 {
-	__u32 slot, *idx;
+	__u32 *down = bpf_map_lookup_elem(&lb_backend_down, &idx);
+
+	return down && *down;
+}
+
+/* The backend at idx if it can take traffic now (usable and not down), else NULL. */
+static __always_inline struct backend *lb_backend_up(__u32 idx)
+{
+	struct backend *be;
+
+	if (idx == XDPLB_SLOT_NONE)
+		return NULL;
+	be = bpf_map_lookup_elem(&lb_backends, &idx);
+	if (!be || !backend_usable(be) || backend_down(idx))
+		return NULL;
+	return be;
+}
+
+/* The VIP's Maglev table for this hash. slot = hash % M; the slot's primary
+ * if it is usable and up; else the slot's alternate if usable and up (event
+ * EV_ALTERNATE); else, for at most XDPLB_FALLBACK_PROBES following slots
+ * (slot + 1, slot + 2, ... mod M), that slot's primary, then its alternate,
+ * the first usable and up (event EV_FALLBACK). The choice depends only on the
+ * maps, so every node with the same tables and down set picks the same
+ * backend for a flow. Returns the backend and its index, or NULL with the
+ * drop reason in *reason, which names the state of the slot's own backend:
+ * none (DROP_NO_BACKEND: no table, empty slot), down (DROP_BACKEND_DOWN) or
+ * unusable (DROP_BACKEND_UNRESOLVED). An empty slot has nothing to route
+ * around: no alternate or fallback is tried. When nothing is down, this costs
+ * one lookup of the primary's down state over the plain table read. */
+static __always_inline struct backend *lb_table_select(const struct pkt *p, const struct vip_meta *m, __u32 hash,
+						       __u32 *bidx, __u32 *reason)
+{
+	__u32 size = m->table_size, slot, packed, idx, i;
+	struct backend *be;
+	__u32 *value;
 	void *table;
 
-	if (m->table_size == 0)
-		return XDPLB_BACKEND_NONE;
+	*reason = XDPLB_DROP_NO_BACKEND;
+	if (size == 0)
+		return NULL;
 	table = bpf_map_lookup_elem(&lb_tables, &m->table_slot);
 	if (!table)
-		return XDPLB_BACKEND_NONE;
-	slot = hash % m->table_size;
-	idx = bpf_map_lookup_elem(table, &slot);
-	return idx ? *idx : XDPLB_BACKEND_NONE;
+		return NULL;
+	slot = hash % size;
+	value = bpf_map_lookup_elem(table, &slot);
+	if (!value)
+		return NULL;
+	packed = *value;
+	idx = packed & XDPLB_SLOT_INDEX_MASK;
+	if (idx == XDPLB_SLOT_NONE)
+		return NULL;
+	be = bpf_map_lookup_elem(&lb_backends, &idx);
+	if (!be)
+		return NULL;
+	if (backend_down(idx)) {
+		*reason = XDPLB_DROP_BACKEND_DOWN;
+	} else if (backend_usable(be)) {
+		*bidx = idx;
+		return be;
+	} else {
+		*reason = XDPLB_DROP_BACKEND_UNRESOLVED;
+	}
+
+	idx = packed >> XDPLB_SLOT_ALT_SHIFT;
+	be = lb_backend_up(idx);
+	if (be) {
+		lb_event(p, XDPLB_EV_ALTERNATE);
+		*bidx = idx;
+		return be;
+	}
+
+	for (i = 0; i < XDPLB_FALLBACK_PROBES; i++) {
+		if (++slot >= size)
+			slot = 0;
+		value = bpf_map_lookup_elem(table, &slot);
+		if (!value)
+			break;
+		packed = *value;
+		idx = packed & XDPLB_SLOT_INDEX_MASK;
+		be = lb_backend_up(idx);
+		if (!be) {
+			idx = packed >> XDPLB_SLOT_ALT_SHIFT;
+			be = lb_backend_up(idx);
+		}
+		if (be) {
+			lb_event(p, XDPLB_EV_FALLBACK);
+			*bidx = idx;
+			return be;
+		}
+	}
+	return NULL;
 }
 
 /* Flow table (if the VIP uses it), then the table. Returns the backend and
- * its index, or NULL with the drop reason in *reason. */
+ * its index, or NULL with the drop reason in *reason. A remembered backend
+ * that is no longer usable or is down counts as stale: the flow takes the
+ * table's choice (so an established flow leaves a dead backend too) and the
+ * flow table remembers that one. */
 static __always_inline struct backend *lb_select(const struct pkt *p, const struct vip_meta *m, struct flow_key *f,
 						 __u32 hash, __u32 *bidx, __u32 *reason)
 {
@@ -125,8 +211,8 @@ static __always_inline struct backend *lb_select(const struct pkt *p, const stru
 		cached = bpf_map_lookup_elem(&lb_flows, f);
 		if (cached) {
 			idx = *cached;
-			be = bpf_map_lookup_elem(&lb_backends, &idx);
-			if (be && backend_usable(be)) {
+			be = lb_backend_up(idx);
+			if (be) {
 				lb_event(p, XDPLB_EV_FLOW_TABLE_HIT);
 				*bidx = idx;
 				return be;
@@ -137,16 +223,9 @@ static __always_inline struct backend *lb_select(const struct pkt *p, const stru
 		}
 	}
 
-	idx = lb_table_pick(m, hash);
-	be = bpf_map_lookup_elem(&lb_backends, &idx);
-	if (!be) {
-		*reason = XDPLB_DROP_NO_BACKEND;
+	be = lb_table_select(p, m, hash, &idx, reason);
+	if (!be)
 		return NULL;
-	}
-	if (!backend_usable(be)) {
-		*reason = XDPLB_DROP_BACKEND_UNRESOLVED;
-		return NULL;
-	}
 	if (flow_table)
 		bpf_map_update_elem(&lb_flows, f, &idx, BPF_ANY);
 	*bidx = idx;

@@ -63,9 +63,26 @@
 #define XDPLB_DECAP_MAX_VIPS 1024
 #endif
 
-/* A table slot holding this value has no backend (e.g. a VIP kept while all
- * its backends are gone): the packet is dropped as DROP_NO_BACKEND. */
+/* Table slots hold two 16-bit backend indices (abi.h), so no more backends
+ * than a 16-bit index reaches; the agent allocates indices below 0xffff. */
+#if XDPLB_MAX_BACKENDS > 65536
+#error "XDPLB_MAX_BACKENDS: table slots carry 16-bit backend indices (abi.h)"
+#endif
+
+/* A table slot holding this value has no backend and no alternate (both
+ * halves XDPLB_SLOT_NONE, e.g. a VIP kept while all its backends are gone):
+ * the packet is dropped as DROP_NO_BACKEND. */
 #define XDPLB_BACKEND_NONE 0xffffffffu
+
+/* Slots after its own that a packet whose backend and alternate are both
+ * down or unusable may try (each: its owner, then its alternate) before it
+ * is dropped as DROP_BACKEND_DOWN. Bounded for the verifier and the cost of
+ * a packet nobody can take; a few are enough because alternates already
+ * cover one failure per slot, and Maglev slots next to each other belong to
+ * unrelated backends. */
+#ifndef XDPLB_FALLBACK_PROBES
+#define XDPLB_FALLBACK_PROBES 4
+#endif
 
 /* Address families as carried in map keys and backend entries (AF_INET /
  * AF_INET6 values, so tools print them naturally). */

@@ -1,10 +1,11 @@
 /* maps.h: the maps of the load balancer program (xdp_lb.c).
  *
  * Tables are swapped whole. lb_tables is an ARRAY_OF_MAPS whose inner maps are
- * ARRAYs of __u32 backend indices (one Maglev table each). The inner template
- * carries BPF_F_INNER_MAP, so every VIP's inner map may have its own size M;
- * the datapath indexes it with hash % vip_meta.table_size and an index past
- * the inner map's end simply misses (DROP_NO_BACKEND), never reads garbage.
+ * ARRAYs of __u32 slots (one Maglev table each; a slot packs its backend
+ * index and its alternate's, see abi.h). The inner template carries
+ * BPF_F_INNER_MAP, so every VIP's inner map may have its own size M; the
+ * datapath indexes it with hash % vip_meta.table_size and an index past the
+ * inner map's end simply misses (DROP_NO_BACKEND), never reads garbage.
  *
  * How the agent changes a VIP's table without a packet ever seeing half of it:
  *  - same size M: build a complete new inner map, then replace the inner map
@@ -57,7 +58,8 @@ struct {
 	__type(value, struct vip_meta);
 } lb_frag_vips SEC(".maps");
 
-/* Inner map template: one Maglev table, slot -> backend index. */
+/* Inner map template: one Maglev table, slot -> backend index and alternate
+ * (packed, abi.h). */
 struct lb_table_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, XDPLB_DEFAULT_TABLE_SIZE);
@@ -81,6 +83,17 @@ struct {
 	__type(key, __u32);
 	__type(value, struct backend);
 } lb_backends SEC(".maps");
+
+/* Backend index -> down (1) or up (0): a backend this node routes around.
+ * Separate from lb_backends so that one 4-byte write takes a backend out of
+ * every table slot naming it (each slot then uses its alternate) and back,
+ * without rewriting a table or the backend entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_backend_down SEC(".maps");
 
 /* Single entry (key 0): run-time settings. */
 struct {

@@ -3,8 +3,9 @@
  * Every packet the load balancer or the decap program sees is counted under
  * exactly one DISPOSITION code (why it was passed, forwarded, answered or
  * dropped), so the disposition counters add up to the packets seen. A few
- * EVENT codes (fragment, flow-table hit/miss/stale) are counted in addition
- * to the disposition; they explain a path, they do not sum.
+ * EVENT codes (fragment, flow-table hit/miss/stale, alternate, fallback) are
+ * counted in addition to the disposition; they explain a path, they do not
+ * sum.
  *
  * The numbers are an ABI: the control plane, dashboards and tests read the
  * counter map by index. Append new codes before XDPLB_REASON_MAX (whatever
@@ -38,8 +39,11 @@ enum xdplb_reason {
 	XDPLB_EV_FRAGMENT = 17,          /* VIP fragment, hashed on addresses only */
 	XDPLB_EV_FLOW_TABLE_HIT = 18,    /* flow table gave a valid backend */
 	XDPLB_EV_FLOW_TABLE_MISS = 19,   /* flow table missed, entry inserted */
-	XDPLB_EV_FLOW_TABLE_STALE = 20,  /* flow table hit an invalid backend: table used */
-	XDPLB_REASON_MAX = 21,
+	XDPLB_EV_FLOW_TABLE_STALE = 20,  /* flow table hit an invalid or down backend: table used */
+	XDPLB_DROP_BACKEND_DOWN = 21,    /* the slot's backend is down and no alternate or fallback took it */
+	XDPLB_EV_ALTERNATE = 22,         /* the slot's backend down or unusable: its alternate took the packet */
+	XDPLB_EV_FALLBACK = 23,          /* backend and alternate out: a following slot's backend took it */
+	XDPLB_REASON_MAX = 24,
 };
 
 #endif /* XDPLB_REASONS_H */

@@ -2,8 +2,9 @@
 // per shared struct (encode to / decode from the exact bytes the datapath
 // reads), its layout (size and field offsets, checked against the object's
 // BTF by test/datapath/abi.test.ts; the codecs take every offset from the
-// layout, never a literal), the flag and constant values, and the
-// reason codes with the C enum's names and numbers.
+// layout, never a literal), the packing of a table slot (backend and
+// alternate in one u32), the flag and constant values, and the reason codes
+// with the C enum's names and numbers.
 
 export const FAMILY_V4 = 2;
 export const FAMILY_V6 = 10;
@@ -16,8 +17,16 @@ export const VIP_F_FLOW_TABLE = 1 << 2;
 export const BACKEND_F_VALID = 1 << 0;
 /** lb_ctl.flags */
 export const CTL_F_WILDCARD_VIPS = 1 << 0;
-/** A table slot with no backend. */
+/** A packed table slot with no backend and no alternate (both halves SLOT_NONE); also "no backend index" on the TypeScript side. */
 export const BACKEND_NONE = 0xffffffff;
+/**
+ * A table slot (the u32 of an inner map of lb_tables) packs two backend
+ * indices: the primary (the slot's owner) in bits 0-15, its alternate in bits
+ * 16-31; SLOT_NONE in a half means none, so backend indices stay below it.
+ */
+export const SLOT_INDEX_MASK = 0xffff;
+export const SLOT_ALT_SHIFT = 16;
+export const SLOT_NONE = 0xffff;
 /** lb_ctl.mtu: 0 (no check) or at least this. */
 export const MIN_MTU = 1280;
 export const BENCH_MAX_COPY = 256;
@@ -48,9 +57,12 @@ export const Reason = {
   EV_FLOW_TABLE_HIT: 18,
   EV_FLOW_TABLE_MISS: 19,
   EV_FLOW_TABLE_STALE: 20,
+  DROP_BACKEND_DOWN: 21,
+  EV_ALTERNATE: 22,
+  EV_FALLBACK: 23,
 } as const;
 export type ReasonName = keyof typeof Reason;
-export const REASON_MAX = 21;
+export const REASON_MAX = 24;
 
 /** Events are counted in addition to a packet's one disposition; they do not sum. */
 export function isEvent(name: ReasonName): boolean {
@@ -96,6 +108,39 @@ function putAddress(b: Buffer, at: number, address: Uint8Array): void {
 
 function getAddress(b: Buffer, at: number, family: number): Uint8Array {
   return Uint8Array.from(b.subarray(at, at + (family === FAMILY_V4 ? 4 : 16)));
+}
+
+// ---- table slots (packed backend indices) ------------------------------
+
+function slotHalf(index: number, what: string): number {
+  if (index === BACKEND_NONE) return SLOT_NONE;
+  if (!Number.isInteger(index) || index < 0 || index >= SLOT_NONE) throw new RangeError(`a table slot holds backend indices below ${String(SLOT_NONE)}, got ${what} ${String(index)}`);
+  return index;
+}
+
+/** Packs a table's slots: primaries[s] and alternates[s] (backend indices, or BACKEND_NONE) into the u32 the datapath reads. */
+export function encodeTableSlots(primaries: Uint32Array, alternates: Uint32Array | undefined): Uint32Array {
+  if (alternates !== undefined && alternates.length !== primaries.length) throw new RangeError(`${String(alternates.length)} alternates for ${String(primaries.length)} slots`);
+  const out = new Uint32Array(primaries.length);
+  for (let s = 0; s < out.length; s++) {
+    const alternate = alternates === undefined ? SLOT_NONE : slotHalf(alternates[s]!, 'alternate');
+    out[s] = (slotHalf(primaries[s]!, 'backend') | (alternate << SLOT_ALT_SHIFT)) >>> 0;
+  }
+  return out;
+}
+
+/** Unpacks a table's slots into primaries and alternates (backend indices, BACKEND_NONE for none). */
+export function decodeTableSlots(values: Uint32Array): { primaries: Uint32Array; alternates: Uint32Array } {
+  const primaries = new Uint32Array(values.length);
+  const alternates = new Uint32Array(values.length);
+  for (let s = 0; s < values.length; s++) {
+    const v = values[s]!;
+    const p = v & SLOT_INDEX_MASK;
+    const a = v >>> SLOT_ALT_SHIFT;
+    primaries[s] = p === SLOT_NONE ? BACKEND_NONE : p;
+    alternates[s] = a === SLOT_NONE ? BACKEND_NONE : a;
+  }
+  return { primaries, alternates };
 }
 
 // ---- struct vip_key ------------------------------------------------------

@@ -3,7 +3,7 @@
 // readers of its per-CPU counters, and the map-shape check against abi.ts
 // that the agent runs after loading.
 
-import { ErrorCodes, XdplbError } from '../core/errors.js';
+import { ErrorCodes, isXdplbError, XdplbError } from '../core/errors.js';
 import {
   backendLayout,
   decapKeyLayout,
@@ -28,6 +28,7 @@ export interface LbMaps {
   fragVips: BpfMap;
   tables: BpfMap;
   backends: BpfMap;
+  backendDown: BpfMap;
   ctl: BpfMap;
   flows: BpfMap;
   vipStats: BpfMap;
@@ -42,6 +43,7 @@ export const LB_MAP_NAMES: Readonly<Record<keyof LbMaps, string>> = {
   fragVips: 'lb_frag_vips',
   tables: 'lb_tables',
   backends: 'lb_backends',
+  backendDown: 'lb_backend_down',
   ctl: 'lb_ctl',
   flows: 'lb_flows',
   vipStats: 'lb_vip_stats',
@@ -49,9 +51,28 @@ export const LB_MAP_NAMES: Readonly<Record<keyof LbMaps, string>> = {
   reasonStats: 'lb_reason_stats',
 };
 
-/** The maps by role, each obtained by name (from a loaded object, or opened from pins). */
+/** `get` failed because there is no such map (a pin directory of an older build lacks a newer map). */
+function missing(e: unknown): boolean {
+  return isXdplbError(e) && (e.cause as { name?: unknown } | undefined)?.name === 'ENOENT';
+}
+
+/**
+ * The maps by role, each obtained by name (from a loaded object, or opened
+ * from pins). A map that does not exist (ENOENT: pins of a build without it)
+ * is an ABI_MISMATCH, like a map of another shape: the agent then starts the
+ * new maps from the desired state instead of from the old ones.
+ */
 export function lbMapsBy(get: (name: string) => BpfMap): LbMaps {
-  return Object.fromEntries(Object.entries(LB_MAP_NAMES).map(([role, name]) => [role, get(name)])) as unknown as LbMaps;
+  const maps: Partial<Record<keyof LbMaps, BpfMap>> = {};
+  for (const [role, name] of Object.entries(LB_MAP_NAMES) as [keyof LbMaps, string][]) {
+    try {
+      maps[role] = get(name);
+    } catch (e) {
+      if (missing(e)) throw new XdplbError(ErrorCodes.ABI_MISMATCH, `BPF maps do not match the TypeScript ABI: map ${name} is missing`, { cause: e });
+      throw e;
+    }
+  }
+  return maps as LbMaps;
 }
 
 export function lbMaps(obj: BpfObject): LbMaps {
@@ -105,6 +126,7 @@ export function checkLbAbi(m: LbMaps): void {
   expectShape(problems, m.fragVips, vipKeyLayout.size, vipMetaLayout.size);
   expectShape(problems, m.tables, 4, 4);
   expectShape(problems, m.backends, 4, backendLayout.size);
+  expectShape(problems, m.backendDown, 4, 4, m.backends.maxEntries);
   expectShape(problems, m.ctl, 4, lbCtlLayout.size, 1);
   expectShape(problems, m.flows, flowKeyLayout.size, 4);
   expectShape(problems, m.vipStats, 4, lbCounterLayout.size);

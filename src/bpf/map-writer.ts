@@ -3,6 +3,9 @@
 // plan's ops in order. Around the ops, the VIP address filter and the
 // wildcard flag are first widened to cover the old and the new VIPs and
 // narrowed to the new ones after, so no VIP is ever filtered out mid-change.
+// Table slots are packed (each slot's backend and alternate, abi.ts) on the
+// way in and unpacked on the way out; a backend's down state is one write of
+// lb_backend_down.
 import { ErrorCodes, XdplbError } from '../core/errors.js';
 import {
   applyPlan,
@@ -21,10 +24,12 @@ import {
   BACKEND_F_VALID,
   CTL_F_WILDCARD_VIPS,
   decodeBackend,
+  decodeTableSlots,
   decodeVipKey,
   decodeVipMeta,
   encodeBackend,
   encodeLbCtl,
+  encodeTableSlots,
   encodeVipFilter,
   encodeVipKey,
   encodeVipMeta,
@@ -32,6 +37,7 @@ import {
   IPPROTO_UDP,
   lbCounterLayout,
   MIN_MTU,
+  SLOT_NONE,
   u32Key,
   VIP_F_FLOW_TABLE,
   VIP_F_MODE_L2DSR,
@@ -93,14 +99,31 @@ export function encodeControl(c: ControlSettings, wildcard: boolean): Buffer {
 
 let batchKeys = new Uint32Array(0);
 
-/** Writes a whole table into a new inner map and installs it in outer slot `slot` (one update). */
-export function writeTable(tables: BpfMap, slot: number, slots: Uint32Array): void {
+/**
+ * Writes a whole table into a new inner map and installs it in outer slot
+ * `slot` (one update). Each slot's backend index and its alternate's
+ * (BACKEND_NONE: none; all none when `alternates` is absent) are packed into
+ * the slot's u32 (abi.ts encodeTableSlots).
+ */
+export function writeTable(tables: BpfMap, slot: number, slots: Uint32Array, alternates?: Uint32Array): void {
   const size = slots.length;
+  const packed = encodeTableSlots(slots, alternates);
   const inner = createMap({ type: MapType.ARRAY, name: 'lb_table', keySize: 4, valueSize: 4, maxEntries: size, flags: MapFlags.INNER_MAP });
   try {
     if (batchKeys.length < size) batchKeys = Uint32Array.from({ length: size }, (_, i) => i);
-    inner.updateBatch(new Uint8Array(batchKeys.buffer, 0, size * 4), new Uint8Array(slots.buffer, slots.byteOffset, size * 4), size);
+    inner.updateBatch(new Uint8Array(batchKeys.buffer, 0, size * 4), new Uint8Array(packed.buffer, packed.byteOffset, size * 4), size);
     tables.update(u32Key(slot), u32Key(inner.fd));
+  } finally {
+    inner.close();
+  }
+}
+
+/** The slots of the inner map with this id, unpacked: primaries and alternates (backend indices, BACKEND_NONE for none). */
+function readTable(id: number): { primaries: Uint32Array; alternates: Uint32Array } {
+  const inner = openMapById(id);
+  try {
+    const values = inner.readArray();
+    return decodeTableSlots(new Uint32Array(values.buffer, values.byteOffset, values.length / 4));
   } finally {
     inner.close();
   }
@@ -158,8 +181,14 @@ export class MapWriter {
     this.#maps = maps;
   }
 
+  /** Backend indices stop below SLOT_NONE: a table slot holds them in 16 bits, SLOT_NONE meaning none. */
   capacities(): Capacities {
-    return { maxBackends: this.#maps.backends.maxEntries, maxVips: this.#maps.vips.maxEntries, maxTables: this.#maps.tables.maxEntries, maxVipIds: this.#maps.vipStats.maxEntries };
+    return {
+      maxBackends: Math.min(this.#maps.backends.maxEntries, SLOT_NONE),
+      maxVips: this.#maps.vips.maxEntries,
+      maxTables: this.#maps.tables.maxEntries,
+      maxVipIds: this.#maps.vipStats.maxEntries,
+    };
   }
 
   /** The backend address of every valid-or-not backend index, read from the kernel. */
@@ -176,23 +205,19 @@ export class MapWriter {
   }
 
   /**
-   * What the kernel holds for one VIP key: its entry's table size and the
-   * table's slots (backend indices), or null when the key is not in the map.
+   * What the kernel holds for one VIP key: its entry's table size, the
+   * table's slots (backend indices) and each slot's alternate (a backend
+   * index or BACKEND_NONE), or null when the key is not in the map.
    */
-  readVipTable(key: VipKeyImage): { tableSize: number; slots: Uint32Array | null } | null {
+  readVipTable(key: VipKeyImage): { tableSize: number; slots: Uint32Array | null; alternates: Uint32Array | null } | null {
     const value = this.#maps.vips.lookup(encodeKey(key));
     if (value === undefined) return null;
     const meta = decodeVipMeta(value);
-    if (meta.tableSize === 0) return { tableSize: 0, slots: null };
+    if (meta.tableSize === 0) return { tableSize: 0, slots: null, alternates: null };
     const id = this.#maps.tables.lookup(u32Key(meta.tableSlot));
-    if (id === undefined) return { tableSize: meta.tableSize, slots: null };
-    const inner = openMapById(id.readUInt32LE(0));
-    try {
-      const values = inner.readArray();
-      return { tableSize: meta.tableSize, slots: new Uint32Array(values.buffer, values.byteOffset, values.length / 4).slice() };
-    } finally {
-      inner.close();
-    }
+    if (id === undefined) return { tableSize: meta.tableSize, slots: null, alternates: null };
+    const { primaries, alternates } = readTable(id.readUInt32LE(0));
+    return { tableSize: meta.tableSize, slots: primaries, alternates };
   }
 
   /** What the maps hold now. */
@@ -212,18 +237,18 @@ export class MapWriter {
       });
     }
     const tables = new Map<number, Uint32Array>();
+    const alternates = new Map<number, Uint32Array>();
     for (let slot = 0; slot < this.#maps.tables.maxEntries; slot++) {
       const id = this.#maps.tables.lookup(u32Key(slot));
       if (id === undefined) continue;
-      const inner = openMapById(id.readUInt32LE(0));
-      try {
-        const values = inner.readArray();
-        tables.set(slot, new Uint32Array(values.buffer, values.byteOffset, values.length / 4).slice());
-      } finally {
-        inner.close();
-      }
+      const t = readTable(id.readUInt32LE(0));
+      tables.set(slot, t.primaries);
+      alternates.set(slot, t.alternates);
     }
-    return { backends, tables, vips: readVipMap(this.#maps.vips), fragVips: readVipMap(this.#maps.fragVips) };
+    const down = new Set<number>();
+    const flags = this.#maps.backendDown.readArray();
+    for (let i = 0; i < this.#maps.backendDown.maxEntries; i++) if (flags.readUInt32LE(i * 4) !== 0) down.add(i);
+    return { backends, tables, alternates, down, vips: readVipMap(this.#maps.vips), fragVips: readVipMap(this.#maps.fragVips) };
   }
 
   /**
@@ -261,10 +286,15 @@ export class MapWriter {
         return;
       }
       case 'clearBackend':
+        // The plan cleared its down state already; an index freed here starts up whatever the image said.
+        m.backendDown.update(u32Key(op.index), u32Key(0));
         m.backends.update(u32Key(op.index), Buffer.alloc(m.backends.valueSize));
         return;
+      case 'setBackendDown':
+        m.backendDown.update(u32Key(op.index), u32Key(op.down ? 1 : 0));
+        return;
       case 'putTable':
-        writeTable(m.tables, op.slot, op.slots);
+        writeTable(m.tables, op.slot, op.slots, op.alternates);
         return;
       case 'deleteTable':
         m.tables.delete(u32Key(op.slot));

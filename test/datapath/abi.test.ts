@@ -1,16 +1,21 @@
 // abi.test.ts: the TypeScript codecs of src/bpf/abi.ts against the BTF of the
 // built objects (bpftool btf dump -j): every struct's size, every field's
 // offset and size, no field missing on either side; the reason enum's names
-// and numbers; the flag and constant #defines; and the maps' key/value sizes.
+// and numbers; the flag and constant #defines (the table slot packing too);
+// the maps' key/value sizes; and what an older build's pinned maps open as.
 
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as abi from '../../src/bpf/abi.js';
 import { BUILD_DIR, LbHarness, DecapHarness } from './lib/harness.js';
-import { checkDecapAbi, checkLbAbi } from '../../src/bpf/datapath.js';
+import { FALLBACK_PROBES } from './lib/fixture.js';
+import { checkDecapAbi, checkLbAbi, LB_MAP_NAMES, lbMapsBy, type LbMaps } from '../../src/bpf/datapath.js';
+import { openPinnedMap, type BpfMap } from '../../src/bpf/loader.js';
 import { featureBits, featuresOfBits } from '../../src/bpf/map-writer.js';
+import { NO_BACKEND_INDEX } from '../../src/core/datapath-plan.js';
+import { ErrorCodes, isXdplbError } from '../../src/core/errors.js';
 
 interface BtfType {
   id: number;
@@ -92,6 +97,17 @@ describe('ABI: TypeScript codecs against BTF', () => {
     expect(abi.decodeLbCtl(abi.encodeLbCtl(ctl))).toEqual(ctl);
   });
 
+  it('table slots: packing round-trips, and refuses indices the 16-bit halves cannot hold', () => {
+    const primaries = Uint32Array.of(0, 1, 0xfffe, abi.BACKEND_NONE, 7);
+    const alternates = Uint32Array.of(abi.BACKEND_NONE, 0, 1, abi.BACKEND_NONE, 0xfffe);
+    const packed = abi.encodeTableSlots(primaries, alternates);
+    expect([...packed]).toEqual([0xffff0000, 0x00000001, 0x0001fffe, 0xffffffff, 0xfffe0007]);
+    expect(abi.decodeTableSlots(packed)).toEqual({ primaries, alternates });
+    expect([...abi.encodeTableSlots(Uint32Array.of(3), undefined)]).toEqual([0xffff0003]);
+    expect(() => abi.encodeTableSlots(Uint32Array.of(0xffff), undefined)).toThrow(RangeError);
+    expect(() => abi.encodeTableSlots(Uint32Array.of(1), Uint32Array.of(0x10000))).toThrow(RangeError);
+  });
+
   it('enum xdplb_reason: same names and numbers', () => {
     const e = [...typesOf('xdp_lb.o').values()].find((t) => t.kind === 'ENUM' && t.name === 'xdplb_reason')!;
     const fromBtf = Object.fromEntries(e.values!.map((v) => [v.name.replace(/^XDPLB_/, ''), v.val]));
@@ -125,6 +141,15 @@ describe('ABI: TypeScript codecs against BTF', () => {
     expect(define('XDPLB_FAMILY_V4')).toBe(abi.FAMILY_V4);
     expect(define('XDPLB_FAMILY_V6')).toBe(abi.FAMILY_V6);
     expect(define('XDPLB_BACKEND_NONE')).toBe(abi.BACKEND_NONE);
+    // The table slot packing: primary in the low half, alternate in the high half, SLOT_NONE for none.
+    expect(define('XDPLB_SLOT_INDEX_MASK')).toBe(abi.SLOT_INDEX_MASK);
+    expect(define('XDPLB_SLOT_ALT_SHIFT')).toBe(abi.SLOT_ALT_SHIFT);
+    expect(define('XDPLB_SLOT_NONE')).toBe(abi.SLOT_NONE);
+    expect(abi.BACKEND_NONE).toBe((abi.SLOT_NONE | (abi.SLOT_NONE << abi.SLOT_ALT_SHIFT)) >>> 0);
+    // The planner's "no backend index" is the codec's, so an image round-trips through the maps.
+    expect(abi.BACKEND_NONE).toBe(NO_BACKEND_INDEX);
+    // The fixtures' prediction of the fallback (lib/fixture.ts predictSelection) probes as many slots as the datapath.
+    expect(define('XDPLB_FALLBACK_PROBES')).toBe(FALLBACK_PROBES);
     expect(define('XDPLB_MIN_MTU')).toBe(abi.MIN_MTU);
     expect(define('XDPLB_BENCH_MAX_COPY')).toBe(abi.BENCH_MAX_COPY);
     expect(define('XDPLB_VIP_FILTER_BITS')).toBe(abi.VIP_FILTER_BITS);
@@ -136,9 +161,38 @@ describe('ABI: TypeScript codecs against BTF', () => {
     try {
       expect(() => checkLbAbi(lb.maps)).not.toThrow();
       expect(() => checkDecapAbi(decap.maps)).not.toThrow();
+      // Backend indices stay below the table slots' "none".
+      expect(lb.maps.backends.maxEntries).toBe(abi.SLOT_NONE + 1);
+      expect(lb.writer.capacities().maxBackends).toBe(abi.SLOT_NONE);
     } finally {
       lb.close();
       decap.close();
+    }
+  });
+
+  it('pins of a build without a newer map open as ABI_MISMATCH (the agent upgrade then starts from the desired state)', () => {
+    const lb = new LbHarness();
+    const dir = join('/sys/fs/bpf', `xdplb-abi-test-${String(process.pid)}`);
+    const opened: BpfMap[] = [];
+    mkdirSync(dir, { recursive: true });
+    try {
+      for (const [role, name] of Object.entries(LB_MAP_NAMES)) if (name !== 'lb_backend_down') lb.maps[role as keyof LbMaps].pin(join(dir, name));
+      // What src/agent/lifecycle.ts openPinnedMaps does with an old build's maps directory.
+      let error: unknown;
+      try {
+        lbMapsBy((name) => {
+          const m = openPinnedMap(join(dir, name), name);
+          opened.push(m);
+          return m;
+        });
+      } catch (e) {
+        error = e;
+      }
+      expect(isXdplbError(error, ErrorCodes.ABI_MISMATCH)).toBe(true);
+    } finally {
+      for (const m of opened) m.close();
+      rmSync(dir, { recursive: true, force: true });
+      lb.close();
     }
   });
 });

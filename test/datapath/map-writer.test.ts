@@ -1,12 +1,13 @@
 // map-writer.test.ts: the agent's path into the maps, on the real kernel:
-// plan -> apply -> read back equals the planned image, planning again against
-// what was read is empty, identities stay across changes, and packets follow
-// the programmed tables (checked against the TypeScript flow hash).
+// plan -> apply -> read back equals the planned image (tables, alternates,
+// down state), planning again against what was read is empty, identities stay
+// across changes, and packets follow the programmed tables (checked against
+// the TypeScript flow hash).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCounter } from '../../src/bpf/datapath.js';
 import { MapWriter, type ControlSettings } from '../../src/bpf/map-writer.js';
 import { ETH_P_IP, ethernet, ipv4, PROTO_TCP, tcp } from '../../lab/packet.js';
-import { EMPTY_IMAGE, planDatapath, type DatapathImage } from '../../src/core/datapath-plan.js';
+import { EMPTY_IMAGE, NO_BACKEND_INDEX, planDatapath, type DatapathImage, type DesiredDatapath } from '../../src/core/datapath-plan.js';
 import { desiredState, type Observations, type VipSpec } from '../../src/core/desired-state.js';
 import { flowHash, tableIndex } from '../../src/core/flow-hash.js';
 import { ipBytes } from '../../src/core/net.js';
@@ -110,6 +111,50 @@ describe('map writer', () => {
       if (read.backends.get(newTable[s]!)!.address !== was) moved++;
     }
     expect(moved).toBe(removedSlots);
+  });
+
+  it('programs alternates and the down state, reads them back as planned, and re-planning is empty', () => {
+    const image = writer.readImage();
+    const { desired } = converge([spec(['10.0.0.1', '10.0.0.3', '10.0.0.4'])], image);
+    // Alternates as owner positions: the next owner, none on every seventh slot.
+    const withAlternates = (down: string[]): DesiredDatapath => ({
+      ...desired,
+      vips: desired.vips.map((v) => (v.table === null ? v : { ...v, table: { ...v.table, alternates: Uint32Array.from(v.table.slots, (o, s) => (s % 7 === 0 ? NO_BACKEND_INDEX : (o + 1) % v.table!.owners.length)) } })),
+      down: new Set(down),
+    });
+    const wanted = withAlternates(['10.0.0.3']);
+    const plan = planDatapath(image, wanted, writer.capacities());
+    expect(plan.ops.map((o) => o.op)).toEqual(['setBackendDown', 'putTable']);
+    const after = writer.apply(image, plan.ops, control);
+    const read = writer.readImage();
+    expect([...read.down]).toEqual([plan.backendIndex.get('10.0.0.3')]);
+    expect([...read.down]).toEqual([...after.down]);
+    expect([...read.alternates.keys()]).toEqual([...after.alternates.keys()]);
+    for (const [slot, t] of after.alternates) expect(Buffer.from(read.alternates.get(slot)!.buffer).equals(Buffer.from(t.buffer))).toBe(true);
+    for (const [slot, t] of after.tables) expect(Buffer.from(read.tables.get(slot)!.buffer).equals(Buffer.from(t.buffer))).toBe(true);
+    expect(planDatapath(read, wanted, writer.capacities()).ops).toEqual([]);
+
+    // The read-back digest path still sees the primaries, and now the alternates too.
+    const slot = read.vips[0]!.meta.tableSlot;
+    const held = writer.readVipTable(read.vips[0]!.key)!;
+    expect(Buffer.from(held.slots!.buffer).equals(Buffer.from(read.tables.get(slot)!.buffer))).toBe(true);
+    expect(Buffer.from(held.alternates!.buffer).equals(Buffer.from(read.alternates.get(slot)!.buffer))).toBe(true);
+
+    // Down moves from one backend to another: two writes, no table.
+    const moved = planDatapath(read, withAlternates(['10.0.0.4']), writer.capacities());
+    expect(moved.ops).toEqual([
+      { op: 'setBackendDown', index: plan.backendIndex.get('10.0.0.4'), down: true },
+      { op: 'setBackendDown', index: plan.backendIndex.get('10.0.0.3'), down: false },
+    ]);
+    writer.apply(read, moved.ops, control);
+    expect([...writer.readImage().down]).toEqual([plan.backendIndex.get('10.0.0.4')]);
+
+    // A down backend that leaves: its index is freed with nothing stale behind.
+    const gone = converge([spec(['10.0.0.1', '10.0.0.3'])], writer.readImage());
+    expect(gone.plan.ops.map((o) => o.op)).toContain('clearBackend');
+    const end = writer.readImage();
+    expect(end.down.size).toBe(0);
+    expect(planDatapath(end, gone.desired, writer.capacities()).ops).toEqual([]);
   });
 
   it('removes everything it programmed when nothing is wanted', () => {

@@ -2,13 +2,13 @@
 // (backends, VIPs, tables) as the DesiredDatapath the agent's planner takes,
 // their one shared set-up (the load balancer loaded and programmed with it
 // through planDatapath and MapWriter), and the TypeScript predictions of what
-// the XDP program must emit for a frame: which backend, and the exact bytes
-// of the IPIP, L2 DSR or ICMP frame, built with lab/packet.ts and
-// src/core/flow-hash.ts.
+// the XDP program must emit for a frame: which backend (also with alternates
+// and backends down), and the exact bytes of the IPIP, L2 DSR or ICMP frame,
+// built with lab/packet.ts and src/core/flow-hash.ts.
 
 import { flowHash, portsWord, type Affinity } from '../../../src/core/flow-hash.js';
 import type { ControlSettings } from '../../../src/bpf/map-writer.js';
-import type { BackendImage, DesiredDatapath, DesiredVip, Plan } from '../../../src/core/datapath-plan.js';
+import { NO_BACKEND_INDEX, type BackendImage, type DesiredDatapath, type DesiredVip, type Plan } from '../../../src/core/datapath-plan.js';
 import { featuresOf } from '../../../src/core/desired-state.js';
 import { ipBytes, macBytes } from '../../../src/core/net.js';
 import {
@@ -35,6 +35,8 @@ import { LbHarness } from './harness.js';
 export const MAC_LB = '02:00:00:00:00:02';
 export const MAC_ROUTER = '02:00:00:00:00:01';
 export const TABLE_SIZE = 251;
+/** XDPLB_FALLBACK_PROBES of bpf/include/constants.h (checked by abi.test.ts). */
+export const FALLBACK_PROBES = 4;
 
 export const CONTROL: ControlSettings = { srcMac: MAC_LB, mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:5eed::/96' };
 
@@ -108,6 +110,8 @@ export interface StateChanges {
   vips?: Partial<Record<VipName, { backends?: readonly number[] | null; size?: number }>>;
   /** Backends (positions in BACKENDS) whose MAC is no longer resolved. */
   unresolved?: readonly number[];
+  /** Backends (positions in BACKENDS) marked down: the datapath routes around them. */
+  down?: readonly number[];
 }
 
 /** The fixture state (every VIP of VIPS, every backend of BACKENDS) with `changes`. */
@@ -128,7 +132,83 @@ export function baseState(changes: StateChanges = {}): DesiredDatapath {
       table: list === null ? null : cyclingTable(list, change?.size),
     };
   });
-  return { vips, backends };
+  const down = changes.down === undefined ? undefined : new Set(changes.down.map((i) => BACKENDS[i]!.address));
+  return { vips, backends, ...(down === undefined ? {} : { down }) };
+}
+
+/**
+ * `state` with alternates in one VIP's table: slot s's alternate is owner
+ * position alternate(owner, s, owners) (NO_BACKEND_INDEX: none), owner being
+ * the slot's own position in the table's owners. The default is the next
+ * owner in the list (none with a single owner).
+ */
+export function withAlternates(
+  state: DesiredDatapath,
+  vip: VipName,
+  alternate: (owner: number, slot: number, owners: number) => number = (owner, _slot, owners) => (owners > 1 ? (owner + 1) % owners : NO_BACKEND_INDEX),
+): DesiredDatapath {
+  return {
+    ...state,
+    vips: state.vips.map((v) => {
+      if (v.name !== vip || v.table === null) return v;
+      const t = v.table;
+      return { ...v, table: { ...t, alternates: Uint32Array.from(t.slots, (owner, s) => alternate(owner, s, t.owners.length)) } };
+    }),
+  };
+}
+
+/** Position in BACKENDS of a backend address. */
+export function backendPosition(address: string): number {
+  const i = BACKENDS.findIndex((b) => b.address === address);
+  if (i < 0) throw new Error(`${address} is not a fixture backend`);
+  return i;
+}
+
+export interface Selection {
+  /** Position in BACKENDS of the backend that takes the flow; null: dropped. */
+  readonly backend: number | null;
+  /** The table slot the flow hashes to. */
+  readonly slot: number;
+  readonly hash: number;
+  /** Which rule picked the backend; or the drop reason. */
+  readonly path: 'primary' | 'alternate' | 'fallback' | 'DROP_NO_BACKEND' | 'DROP_BACKEND_DOWN' | 'DROP_BACKEND_UNRESOLVED';
+}
+
+/**
+ * The backend the datapath must pick for a flow on a fixture VIP under
+ * `state` (its tables with their alternates, its unresolved and down
+ * backends), by the documented rule (docs/datapath.md, "Backend down"):
+ * slot = hash % M; the slot's owner if usable and up; else its alternate if
+ * usable and up; else the next XDPLB_FALLBACK_PROBES slots (wrapping at M),
+ * each its owner then its alternate; else dropped with the reason of the
+ * slot's own backend (down, else unresolved). The table path only: no flow
+ * table.
+ */
+export function predictSelection(state: DesiredDatapath, vip: VipName, flow: FlowSpec, opts: { fragment?: boolean } = {}): Selection {
+  const desired = state.vips.find((v) => v.name === vip);
+  if (desired === undefined) throw new Error(`${vip} is not in the state`);
+  const affinity: Affinity = opts.fragment === true ? 'sourceIp' : VIPS[vip].affinity;
+  const hash = flowHash({ src: ipBytes(flow.src), dst: ipBytes(flow.dst), sport: flow.sport, dport: flow.dport, proto: flow.proto }, affinity);
+  const t = desired.table;
+  if (t === null) return { backend: null, slot: 0, hash, path: 'DROP_NO_BACKEND' };
+  const down = state.down ?? new Set<string>();
+  const usable = (address: string): boolean => (state.backends.get(address)?.mac ?? null) !== null;
+  const up = (owner: number | undefined): number | null => {
+    if (owner === undefined || owner === NO_BACKEND_INDEX) return null;
+    const address = t.owners[owner]!;
+    return usable(address) && !down.has(address) ? backendPosition(address) : null;
+  };
+  const slot = hash % t.size;
+  const own = up(t.slots[slot]);
+  if (own !== null) return { backend: own, slot, hash, path: 'primary' };
+  const alternate = up(t.alternates?.[slot]);
+  if (alternate !== null) return { backend: alternate, slot, hash, path: 'alternate' };
+  for (let i = 1; i <= FALLBACK_PROBES; i++) {
+    const s = (slot + i) % t.size;
+    const next = up(t.slots[s]) ?? up(t.alternates?.[s]);
+    if (next !== null) return { backend: next, slot, hash, path: 'fallback' };
+  }
+  return { backend: null, slot, hash, path: down.has(t.owners[t.slots[slot]!]!) ? 'DROP_BACKEND_DOWN' : 'DROP_BACKEND_UNRESOLVED' };
 }
 
 /** Programs `state` (default: the fixture state) into the harness's maps through the agent's path. */
