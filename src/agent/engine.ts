@@ -256,7 +256,7 @@ export class Engine {
       }
       addresses ??= this.#d.writer.readBackendAddresses();
       const names = addresses;
-      this.#programmed.set(vip.name, programmedDigest(held.tableSize, held.slots, (i) => names.get(i), listed.get(vip.name) ?? []));
+      this.#programmed.set(vip.name, programmedDigest(held.tableSize, held.slots, (i) => names.get(i), listed.get(vip.name) ?? [], held.alternates));
     }
     for (const name of [...this.#programmed.keys()]) if (!wanted.has(name)) this.#programmed.delete(name);
   }

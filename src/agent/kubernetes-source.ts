@@ -15,6 +15,7 @@
 // src/api's parsers, defaults applied; one that does not parse is left out.
 import { parseVip, parseVipTable, parseVipTableRef, shardOf, vipClaimOf, type VipHealthCheck, type VipTable } from '../api/index.js';
 import { findConflict } from '../core/claims.js';
+import { routeAround } from '../core/down.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, VipFeatures } from '../core/datapath-plan.js';
 import { featuresOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
@@ -152,7 +153,12 @@ export class KubernetesSource implements DesiredSource {
           backends.set(b.key, { address: b.key, family: b.key.includes(':') ? 6 : 4, mac: r?.ok === true ? r.mac : null });
         }
       }
-      vips.push({ name: v.key, keys: v.keys, features: v.features, table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots } });
+      vips.push({
+        name: v.key,
+        keys: v.keys,
+        features: v.features,
+        table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots, ...(t.alternates === undefined ? {} : { alternates: t.alternates }) },
+      });
       const counts = new Map<string, number>();
       if (t !== null) for (let s = 0; s < t.size; s++) counts.set(t.backends[t.slots[s]!]!.key, (counts.get(t.backends[t.slots[s]!]!.key) ?? 0) + 1);
       status.push({
@@ -170,7 +176,10 @@ export class KubernetesSource implements DesiredSource {
         }),
       });
     }
-    const desired: DesiredDatapath = { vips, backends };
+    // The node's own probes take a backend out at once (one map write), before the operator's next table.
+    const serving = this.vips.map((v) => ({ name: v.key, serving: (v.published?.table.backends ?? []).filter((b) => b.weight > 0).map((b) => b.key) }));
+    const down = routeAround(serving, (vip, address) => this.#measured(`${vip}|${address}`) === false);
+    const desired: DesiredDatapath = { vips, backends, down };
     return { desired, status };
   }
 

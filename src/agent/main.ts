@@ -100,9 +100,11 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
   const health: HealthChecker = new HealthChecker({
     onChange: (key, healthy, last) => {
       log.info({ backend: key, healthy, probe: last.detail }, healthy ? 'Backend passed its health checks' : 'Backend failed its health checks');
-      // Standalone: the agent takes the backend out itself. Kubernetes: it reports, the operator decides.
-      if (k8s === null) engine.trigger('health');
-      else k8s.report(engine, health);
+      // Standalone: the agent takes the backend out of its tables itself. Kubernetes: it marks the
+      // backend down in its own datapath at once (its slots take their alternates) and reports;
+      // the operator decides the next table by quorum.
+      engine.trigger('health');
+      if (k8s !== null) k8s.report(engine, health);
     },
     onProbe: (key, result) => {
       const [vip, backend] = [key.slice(0, key.indexOf('|')), key.slice(key.indexOf('|') + 1)];

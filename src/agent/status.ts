@@ -2,7 +2,8 @@
 // debugging a node and for tests, which wait on it instead of on log text.
 // Everything in it is observed: the datapath as the agent found it at start
 // (fresh, adopted from pins, or upgraded), the XDP mode read back from the
-// interface, per VIP the tables programmed since start, when the last was
+// interface, the backends routed around (down in this node's datapath), per
+// VIP the tables programmed since start, when the last was
 // written, the digest read back from the kernel, the backends holding slots
 // and their probed health, VIPs left out for lack of room, and rejected
 // config files.
@@ -13,6 +14,8 @@ export interface AgentStatus {
   readonly xdpMode: string;
   readonly rejectedConfigs: number;
   readonly lastRejection: readonly string[] | null;
+  /** Backend addresses this node's datapath routes around now (their slots take their alternates). */
+  readonly down: readonly string[];
   readonly vips: readonly {
     readonly name: string;
     /** Tables programmed for the VIP since the agent started. */
@@ -41,6 +44,7 @@ export function agentStatus(engine: Engine, s: StatusSources): AgentStatus {
     xdpMode: s.xdpMode,
     rejectedConfigs: s.rejectedConfigs,
     lastRejection: s.lastRejection,
+    down: [...engine.image.down].map((i) => engine.image.backends.get(i)?.address ?? `index ${i}`).sort(),
     vips: engine.status.map((v) => ({
       name: v.name,
       programmings: engine.programmings.get(v.name)?.count ?? 0,

@@ -49,12 +49,21 @@ export const vipTableSpecSchema = z
         ],
       }),
     slots: z.object({
-      encoding: z.enum(['u8', 'u16']).describe('Width of each slot owner index: u8 (at most 256 backends) or u16.'),
+      encoding: z.enum(['u8', 'u16']).describe('Width of each slot owner index: u8 (at most 255 backends) or u16.'),
       deflated: z
         .string()
         .max(1_400_000)
         .meta({ format: 'byte', description: 'Base64 of the raw-deflated little-endian slot owner indices of slots [start, end).' }),
     }),
+    alternates: z
+      .object({
+        deflated: z
+          .string()
+          .max(1_400_000)
+          .meta({ format: 'byte', description: "Base64 of the raw-deflated little-endian alternate owner indices of slots [start, end), in the slots' encoding; the encoding's all-ones value means no alternate." }),
+      })
+      .optional()
+      .describe("Each slot's alternate owner: where a node sends the slot's flows while its owner is down (the slot's owner in the successor without that owner)."),
   })
   .meta({
     'x-kubernetes-validations': [

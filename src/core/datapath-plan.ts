@@ -2,7 +2,9 @@
 // hold (an image read back from the maps) to what is wanted, in an order that
 // never lets a packet see a half-made state:
 //
-//   1. backend entries (new or changed) - before any table refers to them
+//   1. backend entries (new or changed) - before any table refers to them;
+//      then the down state of backends (set or cleared: one write each, read
+//      by every table slot naming the backend, which then takes its alternate)
 //   2. tables: each changed table is written whole into a new inner map, which
 //      then replaces the VIP's inner map in one update (same size), or goes
 //      into a fresh outer slot (new VIP, or size change)
@@ -11,7 +13,8 @@
 //      per (address, protocol), the VIP entry with the lowest port, whose
 //      table non-first fragments (which carry no ports) use
 //   4. removals: VIP keys and fragment owners no longer wanted, outer slots
-//      no longer referenced, backend entries no longer referenced
+//      no longer referenced, backend entries no longer referenced (their down
+//      state was cleared in step 1: a freed index starts up)
 //
 // A VIP without any usable backend is still programmed, with table size 0:
 // the datapath then drops its packets and counts them as no-backend.
@@ -76,31 +79,46 @@ export interface DatapathImage {
   readonly vips: readonly VipEntryImage[];
   /** Fragment owners: key port is always 0; meta is the owning VIP entry's. */
   readonly fragVips: readonly VipEntryImage[];
-  /** Outer table slot -> inner table contents (backend indices). */
+  /** Outer table slot -> inner table contents: each slot's owner (backend index). */
   readonly tables: ReadonlyMap<number, Uint32Array>;
+  /** Outer table slot -> each slot's alternate (backend index, or NO_BACKEND_INDEX); the same slots as `tables`. */
+  readonly alternates: ReadonlyMap<number, Uint32Array>;
+  /** Backend indices this node's datapath routes around (their slots go to their alternates). */
+  readonly down: ReadonlySet<number>;
 }
 
-export const EMPTY_IMAGE: DatapathImage = { backends: new Map(), vips: [], fragVips: [], tables: new Map() };
+/** A slot's alternate when it has none (in backend-index and in owner-position space alike). */
+export const NO_BACKEND_INDEX = 0xffffffff;
+
+export const EMPTY_IMAGE: DatapathImage = { backends: new Map(), vips: [], fragVips: [], tables: new Map(), alternates: new Map(), down: new Set() };
 
 export interface DesiredVip {
   /** Stable name (namespace/name in Kubernetes, the config name standalone). */
   readonly name: string;
   readonly keys: readonly VipKeyImage[];
   readonly features: VipFeatures;
-  /** The table: size and, per slot, the address of its backend; null: no backend, drop. */
-  readonly table: { readonly size: number; readonly owners: readonly string[]; readonly slots: Uint32Array } | null;
+  /**
+   * The table: size and, per slot, the owner position (into `owners`, the
+   * backends' addresses) and the alternate's position (NO_BACKEND_INDEX: none;
+   * absent: no slot has one); null: no backend, drop.
+   */
+  readonly table: { readonly size: number; readonly owners: readonly string[]; readonly slots: Uint32Array; readonly alternates?: Uint32Array } | null;
 }
 
 export interface DesiredDatapath {
   readonly vips: readonly DesiredVip[];
   /** Every backend a table refers to, by address. */
   readonly backends: ReadonlyMap<string, BackendImage>;
+  /** Backend addresses this node routes around now (its own probes, the operator's decisions); absent: none. */
+  readonly down?: ReadonlySet<string>;
 }
 
 export type PlanOp =
   /** `fresh`: the index is newly given to this address (its counters start at 0). */
   | { readonly op: 'putBackend'; readonly index: number; readonly backend: BackendImage; readonly fresh: boolean }
-  | { readonly op: 'putTable'; readonly slot: number; readonly size: number; readonly slots: Uint32Array; readonly vip: string }
+  | { readonly op: 'putTable'; readonly slot: number; readonly size: number; readonly slots: Uint32Array; readonly alternates: Uint32Array; readonly vip: string }
+  /** One write takes a backend out of (or back into) every table that names it, here. */
+  | { readonly op: 'setBackendDown'; readonly index: number; readonly down: boolean }
   | { readonly op: 'resetVipStats'; readonly vipId: number }
   | { readonly op: 'putVip'; readonly key: VipKeyImage; readonly meta: VipMetaImage; readonly vip: string }
   | { readonly op: 'deleteVip'; readonly key: VipKeyImage }
@@ -248,6 +266,14 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
     }
     if (!sameBackend(current.backends.get(index), be)) ops.push({ op: 'putBackend', index, backend: be, fresh });
   }
+  // Down state, before any table: a backend found dead is routed around at once.
+  const wantedDown = new Set<number>();
+  for (const address of desired.down ?? []) {
+    const index = indexByAddress.get(address);
+    if (index !== undefined) wantedDown.add(index);
+  }
+  for (const index of [...wantedDown].sort((a, b) => a - b)) if (!current.down.has(index)) ops.push({ op: 'setBackendDown', index, down: true });
+  for (const index of [...current.down].sort((a, b) => a - b)) if (!wantedDown.has(index)) ops.push({ op: 'setBackendDown', index, down: false });
 
   // --- current VIPs by key, and by id ---
   const currentByKey = new Map(current.vips.map((v) => [vipKeyId(v.key), v]));
@@ -283,17 +309,24 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
         return index;
       });
       const translated = new Uint32Array(vip.table.size);
+      const alternates = new Uint32Array(vip.table.size).fill(NO_BACKEND_INDEX);
       const slots = vip.table.slots;
+      const wantedAlternates = vip.table.alternates;
       for (let s = 0; s < translated.length; s++) {
         const i = slots[s]!;
         if (i >= byOwner.length) throw new Error(`table of ${vip.name} names owner ${i} of ${byOwner.length}`);
         translated[s] = byOwner[i]!;
+        const a = wantedAlternates?.[s] ?? NO_BACKEND_INDEX;
+        if (a !== NO_BACKEND_INDEX) {
+          if (a >= byOwner.length) throw new Error(`table of ${vip.name} names alternate ${a} of ${byOwner.length}`);
+          alternates[s] = byOwner[a]!;
+        }
       }
       const reuse = existing !== undefined && existing.meta.tableSize === vip.table.size && current.tables.has(existing.meta.tableSlot);
       tableSlot = reuse ? existing.meta.tableSlot : newTableSlot.next().value;
       keptSlots.add(tableSlot);
-      if (!sameSlots(current.tables.get(tableSlot), translated)) {
-        ops.push({ op: 'putTable', slot: tableSlot, size: vip.table.size, slots: translated, vip: vip.name });
+      if (!sameSlots(current.tables.get(tableSlot), translated) || !sameSlots(current.alternates.get(tableSlot), alternates)) {
+        ops.push({ op: 'putTable', slot: tableSlot, size: vip.table.size, slots: translated, alternates, vip: vip.name });
       }
     }
     vipIds.set(vip.name, { vipId, tableSlot });
@@ -330,6 +363,8 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
 export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): DatapathImage {
   const backends = new Map(image.backends);
   const tables = new Map(image.tables);
+  const alternates = new Map(image.alternates);
+  const down = new Set(image.down);
   const vips = new Map(image.vips.map((v) => [vipKeyId(v.key), v]));
   const fragVips = new Map(image.fragVips.map((v) => [vipKeyId(v.key), v]));
   for (const op of ops) {
@@ -342,9 +377,15 @@ export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): Datapat
         break;
       case 'putTable':
         tables.set(op.slot, op.slots);
+        alternates.set(op.slot, op.alternates);
         break;
       case 'deleteTable':
         tables.delete(op.slot);
+        alternates.delete(op.slot);
+        break;
+      case 'setBackendDown':
+        if (op.down) down.add(op.index);
+        else down.delete(op.index);
         break;
       case 'putVip':
         vips.set(vipKeyId(op.key), { key: op.key, meta: op.meta });
@@ -362,5 +403,5 @@ export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): Datapat
         break;
     }
   }
-  return { backends, tables, vips: [...vips.values()], fragVips: [...fragVips.values()] };
+  return { backends, tables, alternates, down, vips: [...vips.values()], fragVips: [...fragVips.values()] };
 }

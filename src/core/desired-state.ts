@@ -12,6 +12,7 @@
 import type { BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, Protocol, VipFeatures } from './datapath-plan.js';
+import { withAlternates } from './alternates.js';
 import { buildTable, successorTable, type Table } from './maglev.js';
 import { isTableSize, type TableSize } from './table-sizes.js';
 
@@ -122,13 +123,13 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
       } else {
         const current = obs.currentTable(vip.name);
         if (current !== undefined && current.size === size) {
-          table = successorTable(current, { size, backends: serving });
+          table = withAlternates(successorTable(current, { size, backends: serving }));
           const map = new Map(table.backends.map((b, i) => [b.key, i]));
           let m = 0;
           for (let s = 0; s < size; s++) if (map.get(current.backends[current.slots[s]!]!.key) !== table.slots[s]) m++;
           moved = m;
         } else {
-          table = buildTable({ size, backends: serving });
+          table = withAlternates(buildTable({ size, backends: serving }));
         }
         const perOwner = new Int32Array(table.backends.length);
         for (let s = 0; s < table.size; s++) perOwner[table.slots[s]!]!++;
@@ -165,7 +166,7 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
       name: vip.name,
       keys: vip.ports.map((p) => ({ address: vip.address, port: p.port, protocol: p.protocol })),
       features: featuresOf(vip),
-      table: table === null ? null : { size: table.size, owners: table.backends.map((b) => b.key), slots: table.slots },
+      table: table === null ? null : { size: table.size, owners: table.backends.map((b) => b.key), slots: table.slots, ...(table.alternates === undefined ? {} : { alternates: table.alternates }) },
     });
   }
   if (memo !== undefined) {

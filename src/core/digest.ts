@@ -4,7 +4,9 @@
 //
 // Encoding (all integers u32 little-endian):
 //   "xdplb-table\0" | TABLE_FORMAT_VERSION | M | N |
-//   N x (key length in bytes | key UTF-8 | weight) | M x slot owner index
+//   N x (key length in bytes | key UTF-8 | weight) | M x slot owner index |
+//   M x slot alternate index (0xffffffff: none; all none when the table has
+//   no alternates)
 
 import { createHash } from 'node:crypto';
 import type { Table } from './maglev.js';
@@ -14,7 +16,7 @@ import type { Table } from './maglev.js';
  * (seed and word layout), the Maglev hashes and seeds, the rounding. A table of
  * another version must be recomputed, never reused.
  */
-export const TABLE_FORMAT_VERSION = 1;
+export const TABLE_FORMAT_VERSION = 2;
 
 const MAGIC = Buffer.from('xdplb-table\0', 'latin1');
 
@@ -36,15 +38,21 @@ export function tableDigest(table: Table): string {
     h.update(key);
     h.update(u32(b.weight));
   }
-  const slots = table.slots;
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 1) {
-    h.update(new Uint8Array(slots.buffer, slots.byteOffset, slots.byteLength));
+  updateU32Array(h, table.slots);
+  updateU32Array(h, table.alternates ?? new Uint32Array(table.size).fill(0xffffffff));
+  return `sha256:${h.digest('hex')}`;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function updateU32Array(h: ReturnType<typeof createHash>, a: Uint32Array): void {
+  if (LITTLE_ENDIAN) {
+    h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   } else {
-    const le = Buffer.allocUnsafe(slots.length * 4);
-    for (let s = 0; s < slots.length; s++) le.writeUInt32LE(slots[s]!, s * 4);
+    const le = Buffer.allocUnsafe(a.length * 4);
+    for (let s = 0; s < a.length; s++) le.writeUInt32LE(a[s]!, s * 4);
     h.update(le);
   }
-  return `sha256:${h.digest('hex')}`;
 }
 
 /**
@@ -61,14 +69,14 @@ export function programmedDigest(
   slots: Uint32Array | null,
   addressOf: (index: number) => string | undefined,
   listed: readonly { readonly key: string; readonly weight: number }[],
+  /** Each slot's alternate backend index as read back (0xffffffff: none); null: the kernel holds none. */
+  alternates: Uint32Array | null = null,
 ): string {
   if (size === 0 || slots === null) return tableDigest({ size: 0, backends: [], slots: new Uint32Array(0) });
   const backends = listed.map((b) => ({ key: b.key, weight: b.weight }));
   const position = new Map(backends.map((b, i) => [b.key, i]));
   const byIndex = new Map<number, number>();
-  const owners = new Uint32Array(slots.length);
-  for (let s = 0; s < slots.length; s++) {
-    const index = slots[s]!;
+  const positionOf = (index: number): number => {
     let p = byIndex.get(index);
     if (p === undefined) {
       const key = addressOf(index) ?? `unknown backend index ${index}`;
@@ -80,7 +88,9 @@ export function programmedDigest(
       }
       byIndex.set(index, p);
     }
-    owners[s] = p;
-  }
-  return tableDigest({ size: size as Table['size'], backends, slots: owners });
+    return p;
+  };
+  const owners = Uint32Array.from(slots, positionOf);
+  const alt = alternates === null ? undefined : Uint32Array.from(alternates, (i) => (i === 0xffffffff ? i : positionOf(i)));
+  return tableDigest({ size: size as Table['size'], backends, slots: owners, ...(alt === undefined ? {} : { alternates: alt }) });
 }

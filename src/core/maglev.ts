@@ -37,6 +37,12 @@ export interface Table {
   readonly backends: readonly BackendWeight[];
   /** slots[s] = index into `backends` of the backend that owns slot s. */
   readonly slots: Uint32Array;
+  /**
+   * alternates[s] = index into `backends` of the slot's alternate owner, taken
+   * while its owner is down (core/alternates.ts; 0xffffffff: none). Absent:
+   * no alternates computed (a table built or succeeded here has none).
+   */
+  readonly alternates?: Uint32Array;
 }
 
 export interface TableRequest {

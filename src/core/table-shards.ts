@@ -6,7 +6,8 @@
 // old one is removed only once the new one is whole. An agent programs a
 // generation only when every shard of it is present and the assembled table
 // has the digest. The empty table (no backend takes new flows) is one shard of
-// size 0 with no backends: nodes drop the VIP's packets.
+// size 0 with no backends: nodes drop the VIP's packets. Each slot's
+// alternate (core/alternates.ts) travels beside its owner, in the same width.
 import { createHash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { canonicalBackends, type BackendWeight } from './backends.js';
@@ -14,6 +15,7 @@ import { tableDigest } from './digest.js';
 import { ErrorCodes, XdplbError } from './errors.js';
 import type { Table } from './maglev.js';
 import { isTableSize } from './table-sizes.js';
+import { NO_ALTERNATE } from './alternates.js';
 
 /** Slots per shard: 262144 u16 slots are 512 KiB raw, ~350-700 KiB base64 of deflate. */
 export const SHARD_SLOTS = 262144;
@@ -26,6 +28,8 @@ export interface TableShardSpec {
   readonly backends: readonly BackendWeight[];
   readonly shard: { readonly index: number; readonly count: number; readonly start: number; readonly end: number };
   readonly slots: { readonly encoding: 'u8' | 'u16'; readonly deflated: string };
+  /** Each slot's alternate owner, in the same encoding; the encoding's all-ones value: none. Absent: no alternates. */
+  readonly alternates?: { readonly deflated: string };
 }
 
 /** Longest VipTable name the API accepts (a DNS subdomain). */
@@ -45,16 +49,30 @@ export function shardObjectName(vip: string, generation: number, index: number):
 
 export function encodeShards(vip: string, generation: number, table: Table): TableShardSpec[] {
   const digest = tableDigest(table);
-  const encoding = table.backends.length <= 256 ? 'u8' : 'u16';
+  // The all-ones value of the width marks "no alternate", so u8 holds at most 255 backends.
+  const encoding = table.backends.length <= 255 ? 'u8' : 'u16';
   const width = encoding === 'u8' ? 1 : 2;
+  const none = encoding === 'u8' ? 0xff : 0xffff;
   const count = Math.max(1, Math.ceil(table.size / SHARD_SLOTS));
   const backends = table.backends.map((b) => ({ key: b.key, weight: b.weight }));
   return Array.from({ length: count }, (_, index) => {
     const start = index * SHARD_SLOTS;
     const end = Math.min(table.size, start + SHARD_SLOTS);
-    const raw = Buffer.alloc((end - start) * width);
-    for (let s = start; s < end; s++) raw.writeUIntLE(table.slots[s]!, (s - start) * width, width);
-    return { vip, generation, size: table.size, digest, backends, shard: { index, count, start, end }, slots: { encoding, deflated: deflateRawSync(raw, { level: 6 }).toString('base64') } };
+    const pack = (values: Uint32Array): string => {
+      const raw = Buffer.alloc((end - start) * width);
+      for (let s = start; s < end; s++) raw.writeUIntLE(values[s] === NO_ALTERNATE ? none : values[s]!, (s - start) * width, width);
+      return deflateRawSync(raw, { level: 6 }).toString('base64');
+    };
+    return {
+      vip,
+      generation,
+      size: table.size,
+      digest,
+      backends,
+      shard: { index, count, start, end },
+      slots: { encoding, deflated: pack(table.slots) },
+      ...(table.alternates === undefined ? {} : { alternates: { deflated: pack(table.alternates) } }),
+    };
   });
 }
 
@@ -83,28 +101,39 @@ export function assembleShards(shards: readonly TableShardSpec[]): { table: Tabl
     if (!isTableSize(first.size) && !(first.size === 0 && first.backends.length === 0)) throw bad(`VipTable ${first.vip} generation ${generation}: size ${first.size} is not allowed`);
     const backends = first.size === 0 ? [] : canonicalBackends(first.backends);
     const slots = new Uint32Array(first.size);
+    const hasAlternates = list.some((s) => s.alternates !== undefined);
+    const alternates = hasAlternates ? new Uint32Array(first.size) : undefined;
     let covered = 0;
     for (let index = 0; index < count; index++) {
       const s = complete.get(index)!;
       const width = s.slots.encoding === 'u8' ? 1 : 2;
-      let raw: Buffer;
-      try {
-        raw = inflateRawSync(Buffer.from(s.slots.deflated, 'base64'));
-      } catch {
-        throw bad(`VipTable ${s.vip} shard ${index}: slots are not deflate data`);
-      }
-      if (raw.length !== (s.shard.end - s.shard.start) * width || s.shard.start !== covered) {
-        throw bad(`VipTable ${s.vip} shard ${index}: covers [${s.shard.start}, ${s.shard.end}) with ${raw.length / width} slots, expected to start at ${covered}`);
-      }
-      for (let i = 0; i < s.shard.end - s.shard.start; i++) {
-        const owner = raw.readUIntLE(i * width, width);
-        if (owner >= backends.length) throw bad(`VipTable ${s.vip} shard ${index}: slot names backend ${owner} of ${backends.length}`);
-        slots[s.shard.start + i] = owner;
+      const none = width === 1 ? 0xff : 0xffff;
+      const unpack = (deflated: string, what: string, into: Uint32Array, allowNone: boolean): void => {
+        let raw: Buffer;
+        try {
+          raw = inflateRawSync(Buffer.from(deflated, 'base64'));
+        } catch {
+          throw bad(`VipTable ${s.vip} shard ${index}: ${what} are not deflate data`);
+        }
+        if (raw.length !== (s.shard.end - s.shard.start) * width || s.shard.start !== covered) {
+          throw bad(`VipTable ${s.vip} shard ${index}: ${what} cover [${s.shard.start}, ${s.shard.end}) with ${raw.length / width} slots, expected to start at ${covered}`);
+        }
+        for (let i = 0; i < s.shard.end - s.shard.start; i++) {
+          const v = raw.readUIntLE(i * width, width);
+          if (allowNone && v === none) into[s.shard.start + i] = NO_ALTERNATE;
+          else if (v >= backends.length) throw bad(`VipTable ${s.vip} shard ${index}: ${what} name backend ${v} of ${backends.length}`);
+          else into[s.shard.start + i] = v;
+        }
+      };
+      unpack(s.slots.deflated, 'slots', slots, false);
+      if (alternates !== undefined) {
+        if (s.alternates === undefined) throw bad(`VipTable ${s.vip} shard ${index}: no alternates, while other shards of generation ${generation} have them`);
+        unpack(s.alternates.deflated, 'alternates', alternates, true);
       }
       covered = s.shard.end;
     }
     if (covered !== first.size) throw bad(`VipTable ${first.vip} generation ${generation}: shards cover ${covered} of ${first.size} slots`);
-    const table: Table = { size: first.size, backends, slots };
+    const table: Table = { size: first.size, backends, slots, ...(alternates === undefined ? {} : { alternates }) };
     const digest = tableDigest(table);
     if (digest !== first.digest) throw bad(`VipTable ${first.vip} generation ${generation}: assembled digest ${digest} is not the published ${first.digest}`);
     return { table, generation, digest };

@@ -13,6 +13,7 @@ import type { BackendWeight } from './backends.js';
 import { findConflict as findClaimConflict, portClaimsOf, type Conflict, type VipClaim } from './claims.js';
 import { setCondition, type Condition, type ConditionInput } from './conditions.js';
 import { tableDigest } from './digest.js';
+import { withAlternates } from './alternates.js';
 import { buildTable, successorTable, type Table } from './maglev.js';
 
 /** The table of a VIP with no backend that takes new flows: size 0, every packet dropped (no-backend). */
@@ -217,7 +218,7 @@ export function decideVip(w: VipWorld): VipDecision {
   let generation = w.published?.generation ?? 0;
   if (conflict === null) {
     if (serving.some((b) => b.weight > 0)) {
-      table = w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving });
+      table = withAlternates(w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving }));
     } else {
       table = EMPTY_TABLE;
     }
