@@ -81,7 +81,7 @@ export async function runDemoCommand(argv: readonly string[], io: CliIo): Promis
     } else {
       io.out('');
       io.out(`xdplb demo: ${summary.complete ? 'done' : 'stopped early'} after ${summary.durationSeconds.toFixed(0)} s`);
-      io.out(`  failover (backend killed -> node's maps without it): ${Object.entries(summary.failoverMs).map(([n, ms]) => `${n} ${ms === null ? 'n/a' : `${ms} ms`}`).join(', ')}; new connections failed meanwhile: ${summary.failedDuringFailover ?? 'n/a'}`);
+      io.out(`  failover (backend killed -> node routes around it in its datapath): ${Object.entries(summary.failoverMs).map(([n, ms]) => `${n} ${ms === null ? 'n/a' : `${ms} ms`}`).join(', ')}; new connections failed meanwhile: ${summary.failedDuringFailover ?? 'n/a'}`);
       io.out(`  scale-out: ${pct(summary.moved)} of ${summary.flowsMeasured} established flows moved; theoretical minimum ${pct(summary.minimum)}`);
       io.out(`  new connections: ${summary.requests.ok} ok, ${summary.requests.failed} failed`);
       if (summary.report !== null) io.out(`  report: ${summary.report} (open it in a browser)`);

@@ -36,7 +36,7 @@ export interface DemoSummary {
   vip: { name: string; address: string; port: number; mode: string; tableSize: number };
   nodes: string[];
   durationSeconds: number;
-  /** Kill of a backend's server to that node's maps without it, per node (null: not measured). */
+  /** Kill of a backend's server to that node routing around it in its datapath, per node (null: not measured). */
   failoverMs: Record<string, number | null>;
   /** Failed new connections between the kill and both nodes' maps updated. */
   failedDuringFailover: number | null;

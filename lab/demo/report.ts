@@ -57,7 +57,7 @@ export function renderReport(summary: DemoSummary, samples: readonly TrafficSamp
   const failover = Object.entries(s.failoverMs).map(([n, ms]) => `${esc(n)}: ${ms === null ? 'n/a' : `${ms} ms`}`).join(', ');
   const rows: [string, string][] = [
     ['VIP', `${s.vip.name} ${s.vip.address}:${s.vip.port}, ${s.vip.mode}, table of ${s.vip.tableSize} slots, ${s.nodes.length} load-balancer nodes behind ECMP`],
-    ['Failover (backend killed to the node\'s maps without it)', failover],
+    ['Failover (backend killed to the node routing around it in its datapath)', failover],
     ['New connections failed during the failover', s.failedDuringFailover === null ? 'n/a' : String(s.failedDuringFailover)],
     ['Established flows moved at the scale-out', `${pct(s.moved)} of ${s.flowsMeasured} (theoretical minimum ${pct(s.minimum)}; table slots moved ${pct(s.movedSlots)})`],
     ['New connections', `${s.requests.ok} ok, ${s.requests.failed} failed`],
