@@ -24,6 +24,7 @@ import type { Table } from '../core/maglev.js';
 import type { Obj } from '../kube/k8s.js';
 import type { DesiredSource } from './engine.js';
 import type { HealthTarget } from './health-checker.js';
+import { SharedProbes } from './probes.js';
 
 export interface KubeVip {
   readonly key: string; // namespace/name
@@ -122,11 +123,23 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
 export class KubernetesSource implements DesiredSource {
   readonly vips: KubeVip[];
   /** What this node's probes find for a "vip|address" pair; null: not probed. */
-  readonly #measured: (key: string) => boolean | null;
+  readonly #probe: (probe: string) => boolean | null;
+  readonly #probes = new SharedProbes();
 
-  constructor(vips: KubeVip[], measured: (key: string) => boolean | null = () => null) {
+  /** `probe`: what a probe (by its key, probes.ts) finds now; null: not probed yet. */
+  constructor(vips: KubeVip[], probe: (probe: string) => boolean | null = () => null) {
     this.vips = vips;
-    this.#measured = measured;
+    this.#probe = probe;
+    for (const v of vips) {
+      const hc = v.healthCheck;
+      if (hc === undefined || v.published === null) continue;
+      const port = hc.port ?? v.firstPort;
+      if (port === undefined) continue;
+      // Weight-0 backends too: the operator keeps unhealthy ones listed so nodes keep probing them.
+      for (const b of v.published.table.backends) {
+        this.#probes.add(v.key, { type: hc.type === 'HTTP' ? 'http' : 'tcp', address: b.key, port, path: hc.path, timeoutMs: hc.timeoutMilliseconds, intervalMs: hc.intervalMilliseconds, healthyThreshold: hc.healthyThreshold, unhealthyThreshold: hc.unhealthyThreshold });
+      }
+    }
   }
 
   addresses(): Map<string, { onLink: boolean }> {
@@ -171,14 +184,14 @@ export class KubernetesSource implements DesiredSource {
         listed: t?.backends ?? [],
         backends: (t?.backends ?? []).map((b) => {
           const r = observed.mac(b.key);
-          const healthy = this.#measured(`${v.key}|${b.key}`);
+          const healthy = this.#measured(v.key, b.key);
           return { address: b.key, weight: b.weight, healthy, resolved: r?.ok === true, reason: r === undefined ? 'MAC not resolved yet' : !r.ok ? r.reason : healthy === false ? 'failed health checks' : null, slots: counts.get(b.key) ?? 0 };
         }),
       });
     }
     // The node's own probes take a backend out at once (one map write), before the operator's next table.
     const serving = this.vips.map((v) => ({ name: v.key, serving: (v.published?.table.backends ?? []).filter((b) => b.weight > 0).map((b) => b.key) }));
-    const down = routeAround(serving, (vip, address) => this.#measured(`${vip}|${address}`) === false);
+    const down = routeAround(serving, (vip, address) => this.#measured(vip, address) === false);
     const desired: DesiredDatapath = { vips, backends, down };
     return { desired, status };
   }
@@ -188,28 +201,19 @@ export class KubernetesSource implements DesiredSource {
     return v === undefined ? [] : v.keys.map((k) => `${k.address}|${k.port}|${k.protocol}`);
   }
 
+  /** What this node's probe of `vip`'s backend at `address` finds; null: not probed. */
+  #measured(vip: string, address: string): boolean | null {
+    const probe = this.#probes.probeOf(vip, address);
+    return probe === undefined ? null : this.#probe(probe);
+  }
+
+  /** Probes to run: one per distinct check of the backends of every VIP with a health check (probes.ts). */
   healthTargets(): HealthTarget[] {
-    const out: HealthTarget[] = [];
-    for (const v of this.vips) {
-      const hc = v.healthCheck;
-      if (hc === undefined || v.published === null) continue;
-      const port = hc.port ?? v.firstPort;
-      if (port === undefined) continue;
-      // Weight-0 backends too: the operator keeps unhealthy ones listed so nodes keep probing them.
-      for (const b of v.published.table.backends) {
-        out.push({
-          key: `${v.key}|${b.key}`,
-          type: hc.type === 'HTTP' ? 'http' : 'tcp',
-          address: b.key,
-          port,
-          path: hc.path,
-          timeoutMs: hc.timeoutMilliseconds,
-          intervalMs: hc.intervalMilliseconds,
-          healthyThreshold: hc.healthyThreshold,
-          unhealthyThreshold: hc.unhealthyThreshold,
-        });
-      }
-    }
-    return out;
+    return this.#probes.targets();
+  }
+
+  /** The probe (its key) that answers for `vip`'s backend at `address`, if any. */
+  probeOf(vip: string, address: string): string | undefined {
+    return this.#probes.probeOf(vip, address);
   }
 }

@@ -126,7 +126,8 @@ export class KubernetesMode {
     const byAddress = new Map<string, { address: string; vips: string[]; healthy?: boolean; resolved: boolean; reason: string }>();
     for (const s of engine.status) {
       for (const b of s.backends) {
-        const h = snapshot.get(`${s.name}|${b.address}`);
+        const probe = this.#source.probeOf(s.name, b.address);
+        const h = probe === undefined ? undefined : snapshot.get(probe);
         const entry = byAddress.get(b.address) ?? { address: b.address, vips: [], resolved: b.resolved, reason: '' };
         entry.vips.push(s.name);
         // Healthy only when probed: a backend no health check covers is reported without it (unknown).

@@ -107,9 +107,11 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
       if (k8s !== null) k8s.report(engine, health);
     },
     onProbe: (key, result) => {
-      const [vip, backend] = [key.slice(0, key.indexOf('|')), key.slice(key.indexOf('|') + 1)];
-      metrics.probes.inc({ vip, backend, result: result.ok ? 'ok' : 'fail' });
-      metrics.backendHealthy.set({ vip, backend }, health.healthy(key) ? 1 : 0);
+      // A probe is shared by every VIP checking the backend the same way: "type|address|port[|path]".
+      const [type = '', backend = '', port = ''] = key.split('|');
+      const check = `${type}:${port}${key.split('|')[3] ?? ''}`;
+      metrics.probes.inc({ backend, check, result: result.ok ? 'ok' : 'fail' });
+      metrics.backendHealthy.set({ backend, check }, health.healthy(key) ? 1 : 0);
     },
   });
 

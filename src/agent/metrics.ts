@@ -21,8 +21,8 @@ export class AgentMetrics {
   readonly reconciles: Counter<'result'>;
   readonly tableGeneration: Gauge<'vip'>;
   readonly tableInfo: Gauge<'vip' | 'digest'>;
-  readonly backendHealthy: Gauge<'vip' | 'backend'>;
-  readonly probes: Counter<'vip' | 'backend' | 'result'>;
+  readonly backendHealthy: Gauge<'backend' | 'check'>;
+  readonly probes: Counter<'backend' | 'check' | 'result'>;
   readonly backendServing: Gauge<'vip' | 'backend'>;
   readonly xdpMode: Gauge<'interface' | 'mode'>;
   readonly configErrors: Counter;
@@ -42,9 +42,9 @@ export class AgentMetrics {
     this.reconciles = new Counter({ name: 'xdplb_agent_reconciles_total', help: 'Reconcile passes by result.', labelNames: ['result'], registers });
     this.tableGeneration = new Gauge({ name: 'xdplb_agent_table_generation', help: 'Tables programmed for the VIP since the agent started.', labelNames: ['vip'], registers });
     this.tableInfo = new Gauge({ name: 'xdplb_agent_table_info', help: 'Digest of the VIP table read back from the kernel after programming (value 1).', labelNames: ['vip', 'digest'], registers });
-    this.backendHealthy = new Gauge({ name: 'xdplb_agent_backend_healthy', help: '1 if the backend passes its health checks from this node.', labelNames: ['vip', 'backend'], registers });
+    this.backendHealthy = new Gauge({ name: 'xdplb_agent_backend_healthy', help: '1 if the backend passes this health check (shared by every VIP checking it the same way) from this node.', labelNames: ['backend', 'check'], registers });
     this.backendServing = new Gauge({ name: 'xdplb_agent_backend_serving', help: '1 if the backend holds slots in the VIP table.', labelNames: ['vip', 'backend'], registers });
-    this.probes = new Counter({ name: 'xdplb_agent_health_probes_total', help: 'Health probes by result.', labelNames: ['vip', 'backend', 'result'], registers });
+    this.probes = new Counter({ name: 'xdplb_agent_health_probes_total', help: 'Health probes by backend, check (type:port[path]) and result; one probe serves every VIP checking the backend the same way.', labelNames: ['backend', 'check', 'result'], registers });
     this.xdpMode = new Gauge({ name: 'xdplb_agent_xdp_mode', help: 'XDP attach mode in use (value 1).', labelNames: ['interface', 'mode'], registers });
     this.configErrors = new Counter({ name: 'xdplb_agent_config_errors_total', help: 'Configuration files rejected.', registers });
     this.vipRefused = new Gauge({ name: 'xdplb_agent_vip_refused', help: '1 while the VIP is wanted but left out of the datapath because it does not fit its capacities.', labelNames: ['vip'], registers });

@@ -1,21 +1,26 @@
 // standalone-source.ts: the desired datapath in standalone mode, from the
 // config file: each VIP's table is computed here (minimal-disruption successor
 // of the programmed one) over the backends that are resolved and healthy.
+// Backends are probed once per distinct check, shared by the VIPs (probes.ts).
 import type { StandaloneConfig } from '../config/standalone.js';
 import { staticMacs, vipSpecs } from '../config/standalone.js';
 import { desiredState, type DesiredMemo, type VipSpec } from '../core/desired-state.js';
 import type { DesiredSource } from './engine.js';
 import type { HealthTarget } from './health-checker.js';
+import { SharedProbes } from './probes.js';
 
 export class StandaloneSource implements DesiredSource {
   readonly #config: StandaloneConfig;
   readonly #specs: VipSpec[];
   readonly #statics: Map<string, string>;
-  readonly #healthy: (key: string) => boolean;
+  readonly #healthy: (probe: string) => boolean;
+  readonly #probes: SharedProbes;
 
-  constructor(config: StandaloneConfig, healthy: (key: string) => boolean) {
+  /** `healthy`: what a probe (by its key, probes.ts) finds now. */
+  constructor(config: StandaloneConfig, healthy: (probe: string) => boolean) {
     this.#config = config;
     this.#specs = vipSpecs(config);
+    this.#probes = sharedProbes(config, this.#specs);
     this.#statics = staticMacs(config);
     this.#healthy = healthy;
   }
@@ -36,7 +41,10 @@ export class StandaloneSource implements DesiredSource {
     return desiredState(
       this.#specs,
       {
-      healthy: (vip, address) => this.#healthy(healthKey(vip, address)),
+      healthy: (vip, address) => {
+        const probe = this.#probes.probeOf(vip, address);
+        return probe === undefined || this.#healthy(probe);
+      },
       mac: (address) => {
         const mac = this.#statics.get(address);
         return mac !== undefined ? { ok: true, mac } : observed.mac(address);
@@ -53,33 +61,22 @@ export class StandaloneSource implements DesiredSource {
     return spec === undefined ? [] : spec.ports.map((p) => `${spec.address}|${p.port}|${p.protocol}`);
   }
 
-  /** Probes to run: every weighted backend of every VIP with a health check. */
+  /** Probes to run: one per distinct check of every weighted backend of every VIP with a health check. */
   healthTargets(): HealthTarget[] {
-    const out: HealthTarget[] = [];
-    this.#config.vips.forEach((v, i) => {
-      const hc = v.healthCheck;
-      if (hc === undefined) return;
-      const port = hc.port ?? v.ports.find((p) => p.port !== 0)!.port;
-      for (const b of this.#specs[i]!.backends) {
-        if (b.weight === 0) continue;
-        out.push({
-          key: healthKey(v.name, b.address),
-          type: hc.type,
-          address: b.address,
-          port,
-          path: hc.path,
-          timeoutMs: hc.timeoutMs,
-          intervalMs: hc.intervalMs,
-          healthyThreshold: hc.healthyThreshold,
-          unhealthyThreshold: hc.unhealthyThreshold,
-        });
-      }
-    });
-    return out;
+    return this.#probes.targets();
   }
 }
 
-/** Identity of a (VIP, backend) probe pair: "vip|address" (a VIP name may hold "/"). */
-export function healthKey(vip: string, address: string): string {
-  return `${vip}|${address}`;
+function sharedProbes(config: StandaloneConfig, specs: readonly VipSpec[]): SharedProbes {
+  const probes = new SharedProbes();
+  config.vips.forEach((v, i) => {
+    const hc = v.healthCheck;
+    if (hc === undefined) return;
+    const port = hc.port ?? v.ports.find((p) => p.port !== 0)!.port;
+    for (const b of specs[i]!.backends) {
+      if (b.weight === 0) continue;
+      probes.add(v.name, { type: hc.type, address: b.address, port, path: hc.path, timeoutMs: hc.timeoutMs, intervalMs: hc.intervalMs, healthyThreshold: hc.healthyThreshold, unhealthyThreshold: hc.unhealthyThreshold });
+    }
+  });
+  return probes;
 }

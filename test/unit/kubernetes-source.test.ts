@@ -79,13 +79,31 @@ describe('Kubernetes source', () => {
 
   it('reports health as probed, unknown (null) when no probe runs, and no panic of its own (issue 11 item 9)', () => {
     const v = vip('web', '2026-01-01T00:00:00Z');
+    (v.spec as Record<string, unknown>).healthCheck = { type: 'TCP' };
     const [k] = kubeVips([v], shards('web', 1, buildTable({ size: 251, backends: backends(2) })), {});
-    const source = new KubernetesSource([k!], (key) => (key === 'shop/web|10.0.0.1' ? false : null));
+    // 10.0.0.1's probe failed; 10.0.0.2's has no result yet.
+    const source = new KubernetesSource([k!], (probe) => (probe === 'tcp|10.0.0.1|80' ? false : null));
     const { status } = source.compute({ mac: () => ({ ok: true, mac: '02:00:00:00:00:01' }), currentTable: () => undefined, currentTableArray: () => undefined });
     expect(status[0]!.panic).toBeNull();
     expect(status[0]!.backends.map((b) => [b.address, b.healthy])).toEqual([
       ['10.0.0.1', false],
       ['10.0.0.2', null],
     ]);
+  });
+
+  it('probes each backend once per distinct check, shared by the VIPs that use it (issue 13 item 3)', () => {
+    const table = buildTable({ size: 251, backends: backends(10) });
+    const vips = Array.from({ length: 100 }, (_, i) => {
+      const o = vip(`v${i}`, '2026-01-01T00:00:00Z', `192.0.2.${i + 1}`);
+      (o.spec as Record<string, unknown>).healthCheck = { type: 'TCP', intervalMilliseconds: i === 7 ? 50 : 100 };
+      return o;
+    });
+    const tables = vips.flatMap((o) => shards(o.metadata!.name!, 1, table));
+    const source = new KubernetesSource(kubeVips(vips, tables, {}));
+    const targets = source.healthTargets();
+    expect(targets).toHaveLength(10);
+    // The strictest timing of the VIPs sharing a probe wins.
+    expect(new Set(targets.map((t) => t.intervalMs))).toEqual(new Set([50]));
+    expect(source.probeOf('shop/v3', '10.0.0.4')).toBe('tcp|10.0.0.4|80');
   });
 });
