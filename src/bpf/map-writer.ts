@@ -193,13 +193,24 @@ export class MapWriter {
 
   /** The backend address of every valid-or-not backend index, read from the kernel. */
   readBackendAddresses(): Map<number, string> {
-    const out = new Map<number, string>();
+    return new Map([...this.#readBackends()].map(([i, be]) => [i, be.address]));
+  }
+
+  /** Every backend entry the kernel holds (all-zero entries are free), decoded. */
+  #readBackends(): Map<number, BackendImage> {
+    const out = new Map<number, BackendImage>();
     const raw = this.#maps.backends.readArray();
     const size = this.#maps.backends.valueSize;
     for (let i = 0; i < this.#maps.backends.maxEntries; i++) {
       const entry = raw.subarray(i * size, (i + 1) * size);
       if (entry.every((b) => b === 0)) continue;
-      out.set(i, ipText(decodeBackend(entry).address));
+      const be = decodeBackend(entry);
+      const mac = Array.from(be.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
+      out.set(i, {
+        address: ipText(be.address),
+        family: be.address.length === 4 ? 4 : 6,
+        mac: (be.flags & BACKEND_F_VALID) !== 0 && mac !== ZERO_MAC ? mac : null,
+      });
     }
     return out;
   }
@@ -222,20 +233,7 @@ export class MapWriter {
 
   /** What the maps hold now. */
   readImage(): DatapathImage {
-    const backends = new Map<number, BackendImage>();
-    const raw = this.#maps.backends.readArray();
-    const size = this.#maps.backends.valueSize;
-    for (let i = 0; i < this.#maps.backends.maxEntries; i++) {
-      const entry = raw.subarray(i * size, (i + 1) * size);
-      if (entry.every((b) => b === 0)) continue;
-      const be = decodeBackend(entry);
-      const mac = Array.from(be.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
-      backends.set(i, {
-        address: ipText(be.address),
-        family: be.address.length === 4 ? 4 : 6,
-        mac: (be.flags & BACKEND_F_VALID) !== 0 && mac !== ZERO_MAC ? mac : null,
-      });
-    }
+    const backends = this.#readBackends();
     const tables = new Map<number, Uint32Array>();
     const alternates = new Map<number, Uint32Array>();
     for (let slot = 0; slot < this.#maps.tables.maxEntries; slot++) {
