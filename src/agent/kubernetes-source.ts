@@ -30,7 +30,6 @@ export interface KubeVip {
   readonly key: string; // namespace/name
   readonly address: string;
   readonly keys: { address: string; port: number; protocol: 'TCP' | 'UDP' }[];
-  readonly mode: 'ipip' | 'l2dsr';
   readonly features: VipFeatures;
   /** With its defaults (src/api/defaults.ts) applied; undefined: no health check. */
   readonly healthCheck: VipHealthCheck | undefined;
@@ -108,7 +107,6 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
       address,
       // The CRD's CEL rule makes every entry carry exactly one of port and allPorts.
       keys: s.ports.map((p) => ({ address, port: p.allPorts === true ? 0 : Number(p.port), protocol: p.protocol })),
-      mode: s.mode,
       features: featuresOf({ mode: s.mode, affinity: s.hashing.affinity === 'SourceIP' ? 'sourceIp' : 'fiveTuple', flowTable: s.flowTable?.enabled === true }),
       healthCheck: s.healthCheck,
       firstPort: s.ports.map((p) => p.port).find((p) => p !== undefined && p > 0),
@@ -146,7 +144,7 @@ export class KubernetesSource implements DesiredSource {
     const out = new Map<string, { onLink: boolean }>();
     for (const v of this.vips) {
       for (const b of v.published?.table.backends ?? []) {
-        out.set(b.key, { onLink: (out.get(b.key)?.onLink ?? false) || v.mode === 'l2dsr' });
+        out.set(b.key, { onLink: (out.get(b.key)?.onLink ?? false) || v.features.mode === 'l2dsr' });
       }
     }
     return out;

@@ -155,6 +155,14 @@ export function findConflict(vip: VipObject, all: readonly VipObject[]): Conflic
   return findClaimConflict(claimOf(vip), all.map(claimOf));
 }
 
+/** Same backends (keys and weights, in order) and the same owner in every slot. */
+function sameAssignment(a: Table, b: Table): boolean {
+  if (a.size !== b.size || a.backends.length !== b.backends.length) return false;
+  for (let i = 0; i < a.backends.length; i++) if (a.backends[i]!.key !== b.backends[i]!.key || a.backends[i]!.weight !== b.backends[i]!.weight) return false;
+  for (let s = 0; s < a.size; s++) if (a.slots[s] !== b.slots[s]) return false;
+  return true;
+}
+
 /** Votes needed to call a backend unhealthy: a majority of the VIP's nodes. */
 const quorumOf = (nodes: number): number => Math.floor(nodes / 2) + 1;
 
@@ -218,7 +226,9 @@ export function decideVip(w: VipWorld): VipDecision {
   let generation = w.published?.generation ?? 0;
   if (conflict === null) {
     if (serving.some((b) => b.weight > 0)) {
-      table = withAlternates(w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving }));
+      const next = w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving });
+      // Nothing changed: keep the published table and its alternates (one successor per backend is not redone on every pass).
+      table = w.published !== null && w.published.table.alternates !== undefined && sameAssignment(w.published.table, next) ? w.published.table : withAlternates(next);
     } else {
       table = EMPTY_TABLE;
     }
