@@ -15,6 +15,7 @@ import { Lab, macOf, sh, type Netns } from './netns.js';
 import { pidAlive } from './process.js';
 import type { AgentStatus } from '../src/agent/status.js';
 import { LAB_BIN, ROOT, XDPLB } from './root.js';
+import { until } from './wait.js';
 
 export type { AgentStatus } from '../src/agent/status.js';
 export type AgentVipStatus = AgentStatus['vips'][number];
@@ -253,16 +254,19 @@ export class LbTopology {
   }
 
   /** Polls the agent's /status until `match` returns a value (not null/false), which it resolves with. */
-  async waitForAgent<T>(what: string, match: (s: AgentStatus) => T | null | undefined | false, options: { node?: LbNode; timeoutMs?: number } = {}): Promise<T> {
-    const end = Date.now() + (options.timeoutMs ?? 20_000);
+  waitForAgent<T>(what: string, match: (s: AgentStatus) => T | null | undefined | false, options: { node?: LbNode; timeoutMs?: number } = {}): Promise<T> {
     let last: AgentStatus | null = null;
-    for (;;) {
-      last = this.agentStatus(options.node);
-      const v = last === null ? null : match(last);
-      if (v !== null && v !== undefined && v !== false) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for the agent: ${what}; last status: ${JSON.stringify(last)?.slice(0, 2000)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    return until(
+      `the agent: ${what}`,
+      () => {
+        last = this.agentStatus(options.node);
+        return last === null ? null : match(last);
+      },
+      options.timeoutMs ?? 20_000,
+      50,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}; last status: ${JSON.stringify(last)?.slice(0, 2000)}`);
+    });
   }
 
   /** Tables the node's agent has programmed for `vip` since it started (0 when none, or not answering). */

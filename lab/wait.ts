@@ -1,4 +1,4 @@
-// wait.ts: how tests wait: on state, polled (the API, /status, /metrics),
+// wait.ts: how the tests and the lab wait: on state, polled (the API, /status, /metrics),
 // never on log text. `until` resolves with the first value the probe returns
 // that is not null, undefined or false, and fails naming what it waited for
 // and the probe's last error.

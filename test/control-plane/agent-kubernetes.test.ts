@@ -12,7 +12,7 @@ import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { LbTopology, ROOT, type AgentProcess } from '../../lab/topology.js';
-import { until, percentile } from '../support/wait.js';
+import { until, percentile } from '../../lab/wait.js';
 
 let cp: ControlPlane;
 let topo: LbTopology;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTable } from '../../src/core/maglev.js';
 import { encodeShards } from '../../src/core/table-shards.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
-import { sleep } from '../support/wait.js';
+import { sleep } from '../../lab/wait.js';
 
 const CRD_DIR = fileURLToPath(new URL('../../crds', import.meta.url));
 const API_VERSION = 'xdplb.io/v1alpha1';

@@ -11,7 +11,7 @@ import type { Kube } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
 import { backendYaml, publishedTable, startOperatorPlane, webVipYaml } from '../support/operator-plane.js';
-import { until } from '../support/wait.js';
+import { until } from '../../lab/wait.js';
 
 let cp: ControlPlane;
 let kube: Kube;

@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import type { LbNode } from '../../lab/topology.js';
-import { until } from '../support/wait.js';
+import { until } from '../../lab/wait.js';
 
 const NS = 'shop';
 const VIP = '10.60.0.10';

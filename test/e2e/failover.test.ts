@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import { brokenBetween, ConnectionPool } from '../../lab/connections.js';
-import { sleep, until } from '../support/wait.js';
+import { sleep, until } from '../../lab/wait.js';
 
 const NS = 'shop';
 const VIP = '10.60.0.10';

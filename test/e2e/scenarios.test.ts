@@ -13,7 +13,7 @@ import { ipBytes } from '../../src/core/net.js';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import { brokenBetween, ConnectionPool, type ConnResult } from '../../lab/connections.js';
 import type { LbNode, LoadResult } from '../../lab/topology.js';
-import { sleep, percentile } from '../support/wait.js';
+import { sleep, percentile } from '../../lab/wait.js';
 
 const NS = 'shop';
 const WEIGHTS = [100, 100, 200, 400];
