@@ -10,12 +10,15 @@
 // while the operator is down. VIPs whose nodeSelector excludes this node are
 // not programmed; a VIP without a published table, or with the empty one, is
 // programmed without one (its traffic is dropped and counted). Health checks
-// run here and are reported in the node's NodeReport; the operator, not the
-// agent, takes unhealthy backends out (by quorum). Objects are read through
+// run here and are reported in the node's NodeReport; the operator takes
+// unhealthy backends out of the table (by quorum), but the node routes around
+// a backend at once (core/down.ts) when its own probes fail it or when the
+// VIP's Service lists it as not ready (core/endpoints.ts). Objects are read through
 // src/api's parsers, defaults applied; one that does not parse is left out.
 import { parseVip, parseVipTable, parseVipTableRef, shardOf, vipClaimOf, type VipHealthCheck, type VipTable } from '../api/index.js';
 import { findConflict } from '../core/claims.js';
 import { routeAround } from '../core/down.js';
+import { endpointsOut, type EndpointSliceObject } from '../core/endpoints.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, VipFeatures } from '../core/datapath-plan.js';
 import { featuresOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
@@ -34,6 +37,8 @@ export interface KubeVip {
   /** With its defaults (src/api/defaults.ts) applied; undefined: no health check. */
   readonly healthCheck: VipHealthCheck | undefined;
   readonly firstPort: number | undefined;
+  /** The Service whose EndpointSlices give (some of) its backends (backends.service.name), if any. */
+  readonly service: string | undefined;
   readonly published: { table: Table; generation: number; digest: string } | null;
   readonly problem: string | null;
 }
@@ -110,6 +115,7 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
       features: featuresOf({ mode: s.mode, affinity: s.hashing.affinity === 'SourceIP' ? 'sourceIp' : 'fiveTuple', flowTable: s.flowTable?.enabled === true }),
       healthCheck: s.healthCheck,
       firstPort: s.ports.map((p) => p.port).find((p) => p !== undefined && p > 0),
+      service: s.backends?.service?.name,
       published: hit.lastGood,
       problem: hit.problem,
     });
@@ -123,11 +129,17 @@ export class KubernetesSource implements DesiredSource {
   /** What this node's probes find for a "vip|address" pair; null: not probed. */
   readonly #probe: (probe: string) => boolean | null;
   readonly #probes = new SharedProbes();
+  /** Per VIP over a Service: the addresses its EndpointSlices list only as out (core/endpoints.ts). */
+  readonly #endpointsOut = new Map<string, Set<string>>();
 
-  /** `probe`: what a probe (by its key, probes.ts) finds now; null: not probed yet. */
-  constructor(vips: KubeVip[], probe: (probe: string) => boolean | null = () => null) {
+  /**
+   * `probe`: what a probe (by its key, probes.ts) finds now; null: not probed yet.
+   * `slices`: the EndpointSlices of the Services the VIPs reference, from a synced informer.
+   */
+  constructor(vips: KubeVip[], probe: (probe: string) => boolean | null = () => null, slices: readonly EndpointSliceObject[] = []) {
     this.vips = vips;
     this.#probe = probe;
+    for (const v of vips) if (v.service !== undefined) this.#endpointsOut.set(v.key, endpointsOut(slices, v.key.split('/')[0]!, v.service));
     for (const v of vips) {
       const hc = v.healthCheck;
       if (hc === undefined || v.published === null) continue;
@@ -183,13 +195,16 @@ export class KubernetesSource implements DesiredSource {
         backends: (t?.backends ?? []).map((b) => {
           const r = observed.mac(b.key);
           const healthy = this.#measured(v.key, b.key);
-          return { address: b.key, weight: b.weight, healthy, resolved: r?.ok === true, reason: r === undefined ? 'MAC not resolved yet' : !r.ok ? r.reason : healthy === false ? 'failed health checks' : null, slots: counts.get(b.key) ?? 0 };
+          const out = this.#endpointOut(v.key, b.key);
+          const reason = r === undefined ? 'MAC not resolved yet' : !r.ok ? r.reason : healthy === false ? 'failed health checks' : out ? 'endpoint not ready' : null;
+          return { address: b.key, weight: b.weight, healthy, resolved: r?.ok === true, reason, slots: counts.get(b.key) ?? 0 };
         }),
       });
     }
-    // The node's own probes take a backend out at once (one map write), before the operator's next table.
+    // The node's own probes, and endpoints turning not ready, take a backend out at
+    // once (one map write), before the operator's next table.
     const serving = this.vips.map((v) => ({ name: v.key, serving: (v.published?.table.backends ?? []).filter((b) => b.weight > 0).map((b) => b.key) }));
-    const down = routeAround(serving, (vip, address) => this.#measured(vip, address) === false);
+    const down = routeAround(serving, (vip, address) => this.#measured(vip, address) === false || this.#endpointOut(vip, address));
     const desired: DesiredDatapath = { vips, backends, down };
     return { desired, status };
   }
@@ -203,6 +218,11 @@ export class KubernetesSource implements DesiredSource {
   #measured(vip: string, address: string): boolean | null {
     const probe = this.#probes.probeOf(vip, address);
     return probe === undefined ? null : this.#probe(probe);
+  }
+
+  /** Whether `vip`'s Service lists the endpoint at `address` as out (not ready, not draining). */
+  #endpointOut(vip: string, address: string): boolean {
+    return this.#endpointsOut.get(vip)?.has(address) ?? false;
   }
 
   /** Probes to run: one per distinct check of the backends of every VIP with a health check (probes.ts). */

@@ -1,5 +1,6 @@
 // kubernetes.ts: the agent in Kubernetes mode. Informers over LoadBalancerVips,
-// VipTables and Nodes rebuild the desired source on every change; the engine
+// VipTables, Nodes and the EndpointSlices of the Services VIPs reference
+// rebuild the desired source on every change; the engine
 // programs it; after each pass the agent writes its NodeReport when what it
 // says changed, and at least every report interval as a heartbeat (the
 // operator stops counting a node whose report is silent). The report says
@@ -11,7 +12,8 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { GROUP, PLURALS, VERSION } from '../api/coordinates.js';
 import { jsonEqual } from '../core/conditions.js';
-import { Kube, loadKubeConfig, statusCode, type Obj } from '../kube/k8s.js';
+import { emptySlices, parseEndpointSlice, referencedServices } from '../kube/endpoint-slices.js';
+import { Kube, loadKubeConfig, statusCode, type Cached, type Obj } from '../kube/k8s.js';
 import type { Engine } from './engine.js';
 import type { HealthChecker } from './health-checker.js';
 import { kubeVips, KubernetesSource, type PublishedCache } from './kubernetes-source.js';
@@ -33,6 +35,10 @@ export class KubernetesMode {
   readonly #vips;
   readonly #tables;
   readonly #nodes;
+  /** EndpointSlices of the Services VIPs reference (replaced when that set changes), synced. */
+  #slices: Cached<Obj> = emptySlices;
+  #sliceServices = '';
+  #stopped = false;
   readonly #cache: PublishedCache = new Map();
   #source: KubernetesSource = new KubernetesSource([]);
   #lastReport: unknown = null;
@@ -56,26 +62,52 @@ export class KubernetesMode {
   async start(engine: Engine, health: HealthChecker): Promise<void> {
     const rebuild = (): void => {
       const labels = this.#nodes.get(this.node)?.metadata?.labels ?? {};
-      this.#source = new KubernetesSource(kubeVips(this.#vips.list(), this.#tables.list(), labels, this.#cache), (key) => health.measured(key));
+      const slices = this.#slices.list().map(parseEndpointSlice);
+      this.#source = new KubernetesSource(kubeVips(this.#vips.list(), this.#tables.list(), labels, this.#cache), (key) => health.measured(key), slices);
       for (const v of this.#source.vips) if (v.problem !== null) this.#o.log.warn({ vip: v.key, problem: v.problem }, 'Published table of VIP is inconsistent; keeping the programmed one');
       health.setTargets(this.#source.healthTargets());
       engine.setSource(this.#source);
     };
-    for (const informer of [this.#vips, this.#tables, this.#nodes]) {
+    const watch = (informer: Cached<Obj>): void => {
       for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, rebuild);
       informer.on('error', (err: unknown) => {
         this.#o.log.warn({ err: (err as Error)?.message ?? String(err) }, 'Watch failed; restarting it');
-        setTimeout(() => void informer.start().catch(() => undefined), 1000);
+        setTimeout(() => {
+          // A slice informer replaced meanwhile stays stopped.
+          const current = [this.#vips, this.#tables, this.#nodes, this.#slices].includes(informer);
+          if (!this.#stopped && current) void informer.start().catch(() => undefined);
+        }, 1000);
       });
-    }
+    };
+    for (const informer of [this.#vips, this.#tables, this.#nodes]) watch(informer);
     await Promise.all([this.#vips.start(), this.#tables.start(), this.#nodes.start()]);
+    // The slice informer follows the Services the VIPs reference; a new one is synced before it replaces the old.
+    const follow = async (): Promise<void> => {
+      const names = referencedServices(this.#vips.list());
+      const key = names.join(',');
+      if (key === this.#sliceServices || this.#stopped) return;
+      this.#sliceServices = key;
+      const next = names.length === 0 ? emptySlices : this.#kube.endpointSliceInformer(names);
+      if (next !== emptySlices) {
+        watch(next);
+        await next.start();
+      }
+      const old = this.#slices;
+      this.#slices = next;
+      await old.stop();
+      rebuild();
+    };
+    const followLater = (): void => void follow().catch((err: unknown) => this.#o.log.warn({ err: (err as Error)?.message ?? String(err) }, 'EndpointSlice watch not updated'));
+    for (const verb of ['add', 'update', 'delete'] as const) this.#vips.on(verb, followLater);
+    await follow();
     rebuild();
     this.#heartbeat = setInterval(() => this.report(engine, health, true), this.#o.reportIntervalSeconds * 1000);
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
-    await Promise.all([this.#vips.stop(), this.#tables.stop(), this.#nodes.stop()]);
+    await Promise.all([this.#vips.stop(), this.#tables.stop(), this.#nodes.stop(), this.#slices.stop()]);
   }
 
   /** Writes the NodeReport when what it says changed (after every engine pass), or always when `force` (the heartbeat). */

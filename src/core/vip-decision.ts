@@ -12,6 +12,7 @@
 import type { BackendWeight } from './backends.js';
 import { findConflict as findClaimConflict, portClaimsOf, type Conflict, type VipClaim } from './claims.js';
 import { setCondition, type Condition, type ConditionInput } from './conditions.js';
+import { endpointState, type EndpointSliceObject } from './endpoints.js';
 import { tableDigest } from './digest.js';
 import { withAlternates } from './alternates.js';
 import { buildTable, successorTable, type Table } from './maglev.js';
@@ -56,13 +57,6 @@ export interface BackendObject {
   readonly address: string;
   readonly weight: number;
   readonly deleting: boolean;
-}
-
-export interface EndpointSliceObject {
-  readonly namespace: string;
-  /** The kubernetes.io/service-name label. */
-  readonly serviceName: string;
-  readonly endpoints: readonly { readonly addresses: readonly string[]; readonly ready?: boolean; readonly serving?: boolean; readonly terminating?: boolean }[];
 }
 
 /** What one node's agent reports for this VIP. */
@@ -184,9 +178,9 @@ export function decideBackends(w: VipWorld): BackendDecision[] {
     for (const slice of w.endpointSlices) {
       if (slice.namespace !== vip.namespace || slice.serviceName !== service.name) continue;
       for (const ep of slice.endpoints) {
-        const ready = ep.ready !== false;
-        const draining = !ready && ep.serving === true && ep.terminating === true;
-        if (!ready && !draining) continue;
+        const state = endpointState(ep);
+        if (state === 'Out') continue;
+        const draining = state === 'Draining';
         for (const address of ep.addresses) {
           if (byAddress.has(address)) continue; // an explicit Backend wins over an endpoint
           byAddress.set(address, { address, weight: draining ? 0 : service.weight, source: 'EndpointSlice', state: draining || service.weight === 0 ? 'Draining' : 'Serving' });

@@ -14,6 +14,7 @@
 // heartbeat alone does not. The leader removes the reports of deleted Nodes.
 import type { Logger } from 'pino';
 import { PLURALS } from '../api/coordinates.js';
+import { emptySlices, referencedServices } from '../kube/endpoint-slices.js';
 import { Kube, statusCode, type Cached, type Obj } from '../kube/k8s.js';
 import { LeaderElector } from './leader.js';
 import { NodeLiveness } from './node-liveness.js';
@@ -38,16 +39,6 @@ export interface OperatorOptions {
  * watch cache is still filling after a restart; Retry-After is 1 s).
  */
 const WATCH_RETRY_MS = { base: 500, max: 5000, tooManyRequests: 1000 } as const;
-
-/** A cache that holds nothing (no VIP references a Service). */
-const emptySlices = {
-  list: () => [],
-  get: () => undefined,
-  on: () => undefined,
-  off: () => undefined,
-  start: async () => undefined,
-  stop: async () => undefined,
-} as unknown as Cached<Obj>;
 
 export class Operator {
   readonly #o: OperatorOptions;
@@ -172,9 +163,7 @@ export class Operator {
   /** Restarts the EndpointSlice informer when the set of Services VIPs reference changes. */
   async #followServices(): Promise<void> {
     if (this.#stopped) return;
-    const names = [
-      ...new Set(this.caches.vips.list().map((v) => ((v.spec?.backends as { service?: { name?: string } } | undefined)?.service?.name ?? '')).filter((n) => /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n))),
-    ].sort();
+    const names = referencedServices(this.caches.vips.list());
     const key = names.join(',');
     if (key === this.#sliceServices) return;
     this.#sliceServices = key;

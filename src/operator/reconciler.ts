@@ -25,7 +25,8 @@ import {
 } from '../api/index.js';
 import { findCondition, jsonEqual, transitions } from '../core/conditions.js';
 import { assembleShards, encodeShards, shardObjectName, type TableShardSpec } from '../core/table-shards.js';
-import { decideVip, selectorMatches, type EndpointSliceObject, type NodeView } from '../core/vip-decision.js';
+import { decideVip, selectorMatches, type NodeView } from '../core/vip-decision.js';
+import { parseEndpointSlice } from '../kube/endpoint-slices.js';
 import type { Cached, Kube, Obj } from '../kube/k8s.js';
 
 export interface Caches {
@@ -50,8 +51,6 @@ export interface ReconcilerDeps {
   readonly serviceWatched: (name: string) => boolean;
 }
 
-type Spec = Record<string, unknown>;
-
 /** The values that parse; the others are logged and left out (at debug: every pass meets them again). */
 function parsed<T>(results: readonly Parsed<T>[], log: Logger, kind: string): T[] {
   const out: T[] = [];
@@ -60,14 +59,6 @@ function parsed<T>(results: readonly Parsed<T>[], log: Logger, kind: string): T[
     else log.debug({ object: r.key, problem: r.problem }, `Left out ${kind} that does not parse`);
   }
   return out;
-}
-
-function toSlice(o: Obj): EndpointSliceObject {
-  const endpoints = ((o as unknown as { endpoints?: Spec[] }).endpoints ?? []).map((e) => {
-    const c = (e.conditions ?? {}) as Spec;
-    return { addresses: (e.addresses ?? []) as string[], ready: c.ready as boolean | undefined, serving: c.serving as boolean | undefined, terminating: c.terminating as boolean | undefined };
-  });
-  return { namespace: o.metadata!.namespace!, serviceName: o.metadata!.labels?.['kubernetes.io/service-name'] ?? '', endpoints };
 }
 
 /** The VIPs of the cache that parse (a VIP that does not is left out by its own reconcile, and logged there). */
@@ -187,7 +178,7 @@ export class Reconciler {
         .filter((v) => v.metadata.deletionTimestamp === undefined)
         .map((v) => vipObjectOf(v)),
       backends: parsed(caches.backends.list().map(parseBackend), log, 'Backend').map(backendObjectOf),
-      endpointSlices: caches.endpointSlices.list().map(toSlice),
+      endpointSlices: caches.endpointSlices.list().map(parseEndpointSlice),
       nodes,
       published,
       highestGeneration: Math.max(0, ...shards.map((s) => s.generation)),

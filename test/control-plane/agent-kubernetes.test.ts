@@ -4,7 +4,8 @@
 // DaemonSet pod), with real TCP from a client namespace to backend
 // namespaces. `kubectl apply` of a VIP makes its maps appear on the node; a
 // Backend change reaches the maps (time measured over 100 changes); a backend
-// whose server dies leaves the table by the node's report.
+// whose server dies leaves the table by the node's report; an EndpointSlice
+// endpoint turning not ready is routed around by the node alone.
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,6 +118,64 @@ describe('agent in Kubernetes mode with the operator', () => {
     const again = await topo.load(['--count', '300']);
     expect(again.failed).toBe(0);
     expect(again.byBackend[victim.name]).toBeGreaterThan(0);
+  });
+
+  it('an endpoint turning not ready is routed around at once by the node, with the operator stopped; the operator\'s next table agrees', async () => {
+    const endpoints = (notReady: string | null): string =>
+      topo.backends.map((b) => `  - { addresses: [${b.address}], conditions: { ready: ${b.name !== notReady}, serving: ${b.name !== notReady}, terminating: false } }`).join('\n');
+    const slice = (notReady: string | null): string => `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: api-1, namespace: shop, labels: { kubernetes.io/service-name: api } }
+addressType: IPv4
+ports: [{ port: 80, protocol: TCP }]
+endpoints:
+${endpoints(notReady)}
+`;
+    // A second VIP over a Service whose pods are the same three backends (no health check: only the slices speak).
+    await apply(`${slice(null)}---
+apiVersion: xdplb.io/v1alpha1
+kind: LoadBalancerVip
+metadata: { name: api, namespace: shop }
+spec:
+  address: ${topo.vip}
+  mode: l2dsr
+  ports: [{ port: 8080 }]
+  hashing: { tableSize: 1021 }
+  backends: { service: { name: api } }
+`);
+    await topo.waitForAgent('api programmed over 3 endpoints', (s) => s.vips.find((v) => v.name === 'shop/api')?.serving === 3, { timeoutMs: 30_000 });
+    const victim = topo.backends[0]!;
+    await operator.stop();
+    const before = topo.agentStatus()!.vips.find((v) => v.name === 'shop/api')!;
+    const t0 = Date.now();
+    await apply(slice(victim.name));
+    await topo.waitForAgent('the not-ready endpoint is down on the node', (s) => s.down.includes(victim.address), { timeoutMs: 10_000 });
+    const ms = Date.now() - t0;
+    // No new table: the node acted on the slice alone, and the backend is out for every VIP that uses it.
+    const now = topo.agentStatus()!.vips.find((v) => v.name === 'shop/api')!;
+    expect(now.digest).toBe(before.digest);
+    expect(now.programmings).toBe(before.programmings);
+    const r = await topo.load(['--count', '300']);
+    expect(r.failed).toBe(0);
+    expect(r.byBackend[victim.name]).toBeUndefined();
+    console.log(`EndpointSlice endpoint not ready -> down on the node, operator stopped: ${ms} ms (includes kubectl's own start-up)`);
+
+    // The operator comes back and publishes the table without it: the node's down state is no longer needed.
+    operator = new Operator({
+      kube: new Kube(loadKubeConfig(cp.kubeconfigPath)),
+      namespace: 'xdplb-system',
+      identity: 'op-2',
+      leaderElect: true,
+      leaseSeconds: 5,
+      renewMs: 1000,
+      resyncSeconds: 30,
+      workers: 2,
+      log: pino({ level: 'silent' }),
+    });
+    await operator.start();
+    await topo.waitForAgent('the successor without it, and nothing down', (s) => s.vips.find((v) => v.name === 'shop/api')?.serving === 2 && s.down.length === 0, { timeoutMs: 30_000 });
+    await cp.kubectl(['-n', 'shop', 'delete', 'vip', 'api']);
+    await cp.kubectl(['-n', 'shop', 'delete', 'endpointslice', 'api-1']);
   });
 
   it('deleting the VIP removes it from the node', async () => {

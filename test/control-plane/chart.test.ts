@@ -257,6 +257,7 @@ describe('charts/xdplb', () => {
       ['list', 'viptables.xdplb.io', '--all-namespaces'],
       ['watch', 'loadbalancervips.xdplb.io', '--all-namespaces'],
       ['get', 'nodes'],
+      ['watch', 'endpointslices.discovery.k8s.io', '--all-namespaces'],
       ['create', 'nodereports.xdplb.io', '-n', NS],
       ['get', 'nodereports.xdplb.io', '-n', NS],
       ['patch', 'nodereports.xdplb.io', '--subresource=status', '-n', NS],
@@ -274,6 +275,7 @@ describe('charts/xdplb', () => {
       ['patch', 'nodereports.xdplb.io', '-n', NS],
       ['list', 'backends.xdplb.io', '--all-namespaces'],
       ['patch', 'nodes'],
+      ['update', 'endpointslices.discovery.k8s.io', '-n', 'shop'],
       ['create', 'pods', '--subresource=exec', '-n', NS],
     ])('refuses the agent %s %s %s', async (...args) => {
       expect(await canI(AGENT_SA, args)).toBe(false);
