@@ -9,7 +9,7 @@
 // changed are read back from the kernel and their digests computed: what the
 // agent reports as programmed is what the kernel holds.
 import type { Logger } from 'pino';
-import { planDatapath, type DatapathImage, type DesiredDatapath, type DesiredVip } from '../core/datapath-plan.js';
+import { downOps, planDatapath, type DatapathImage, type DesiredDatapath, type DesiredVip } from '../core/datapath-plan.js';
 import { programmedDigest } from '../core/digest.js';
 import { DesiredMemo, tableFromImage, type MacResolution, type VipStatus } from '../core/desired-state.js';
 import type { Table } from '../core/maglev.js';
@@ -34,6 +34,8 @@ export interface DesiredSource {
   };
   /** The VIP's keys as "address|port|protocol", to find the table it has now. */
   keysOf(vip: string): readonly string[];
+  /** The backends to route around now, computed without the tables (the fast path); absent: only full passes. */
+  down?(): ReadonlySet<string>;
 }
 
 export interface EngineDeps {
@@ -74,6 +76,8 @@ export class Engine {
   /** Per VIP left out because it does not fit: why. */
   #refused = new Map<string, string>();
   readonly #memo = new DesiredMemo();
+  /** Backend address -> when this node's datapath started routing around it (ms since the epoch). */
+  readonly #downSince = new Map<string, number>();
 
   #seed: DatapathImage | null;
 
@@ -111,6 +115,11 @@ export class Engine {
     return this.#programmings;
   }
 
+  /** Backend address -> when the write that routes around it completed (ms since the epoch), for those down now. */
+  get downSince(): ReadonlyMap<string, number> {
+    return this.#downSince;
+  }
+
   /** VIP name -> why it is left out of the datapath (it does not fit), as of the last pass. */
   get refused(): ReadonlyMap<string, string> {
     return this.#refused;
@@ -123,7 +132,8 @@ export class Engine {
 
   setSource(source: DesiredSource): void {
     this.#source = source;
-    this.trigger('source');
+    // An endpoint turning not ready is routed around before the pass, like a failed probe.
+    this.routeAround('source');
   }
 
   /** Something may have changed: reconcile soon (coalesced). */
@@ -138,6 +148,35 @@ export class Engine {
     this.#running = this.#loop().finally(() => {
       this.#running = null;
     });
+  }
+
+  /**
+   * The fast path of a health change: marks down the backends the source
+   * wants down that the maps hold (one write per backend), at once, without a
+   * pass over the tables; then a pass follows for everything else.
+   * The event loop is single-threaded and a pass applies its plan without
+   * yielding, so this never interleaves with a pass's writes.
+   */
+  routeAround(reason: string): void {
+    const down = this.#source?.down?.();
+    if (down !== undefined && !this.#stopped) {
+      // Only backends going down: one coming back waits for the pass (after its tables).
+      const ops = downOps(this.#image, down).set;
+      if (ops.length > 0) {
+        try {
+          this.#setImage(this.#d.writer.apply(this.#image, ops, this.#d.control));
+          this.#d.log.info({ reason, down: [...down].sort() }, 'Routed around backends');
+        } catch (e) {
+          this.#d.log.error({ err: e }, 'Writing the down state failed; the pass will retry');
+          try {
+            this.#image = this.#d.writer.readImage();
+          } catch {
+            // the pass re-reads the maps on its own failure
+          }
+        }
+      }
+    }
+    this.trigger(reason);
   }
 
   /** Resolves when no pass is running or pending. */
@@ -213,7 +252,7 @@ export class Engine {
       touched = new Set();
     } else {
       const started = performance.now();
-      this.#image = this.#d.writer.apply(image, plan.ops, this.#d.control);
+      this.#setImage(this.#d.writer.apply(image, plan.ops, this.#d.control));
       this.#seed = null;
       const applied = this.#image;
       this.#memo.programmed((vip) => tableArrayOf(applied, source.keysOf(vip)));
@@ -234,6 +273,24 @@ export class Engine {
     // Room freed by this pass's removals may fit a VIP refused in it.
     if (plan.retry && plan.ops.length > 0) this.trigger('capacity');
     return plan.ops.length > 0;
+  }
+
+  /** The maps now hold `next`; notes when backends went down or came back. */
+  #setImage(next: DatapathImage): void {
+    const now = Date.now();
+    const down = new Set([...next.down].map((i) => next.backends.get(i)?.address).filter((a): a is string => a !== undefined));
+    for (const a of down) {
+      if (this.#downSince.has(a)) continue;
+      this.#downSince.set(a, now);
+      this.#d.metrics.routedAround.inc();
+      this.#d.metrics.backendDown.set({ backend: a }, 1);
+    }
+    for (const a of [...this.#downSince.keys()]) {
+      if (down.has(a)) continue;
+      this.#downSince.delete(a);
+      this.#d.metrics.backendDown.remove({ backend: a });
+    }
+    this.#image = next;
   }
 
   /** Reads back from the kernel the tables of VIPs changed or never read, and digests them. */

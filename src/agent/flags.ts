@@ -15,6 +15,9 @@ export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | -
   --namespace NS           Kubernetes mode: where NodeReports live (default $POD_NAMESPACE or xdplb-system)
   --report-interval SECONDS  Kubernetes mode: rewrite the NodeReport at least this often, as a heartbeat;
                            the operator stops counting a node silent for 3 intervals (default 10)
+  --route-around on|off    Kubernetes mode: route around a backend this node's probes fail, or whose
+                           endpoint turns not ready, at once in its own datapath (default on); off: only
+                           the operator's tables take backends out (a quorum of nodes, over the API server)
   --metrics-address ADDR   serve Prometheus /metrics on ADDR (default 0.0.0.0:9477; "off" disables)
   --pin-dir DIR            bpffs directory for pins (default /sys/fs/bpf/xdplb)
   --object FILE            the XDP object to load (default: bpf/build/xdp_lb.o next to the install)
@@ -46,6 +49,7 @@ const schema = z
     'pin-dir': z.string().startsWith('/', { message: '--pin-dir must be an absolute path' }).default('/sys/fs/bpf/xdplb'),
     object: z.string().optional(),
     resync: z.coerce.number().positive().max(3600).default(10),
+    'route-around': z.enum(['on', 'off'], { message: '--route-around must be on or off' }).default('on'),
     'report-interval': z.coerce.number().min(0.5, { message: '--report-interval must be at least 0.5 seconds' }).max(300).default(10),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     cleanup: z.boolean().default(false),
@@ -59,5 +63,5 @@ export type AgentFlags = Readonly<z.infer<typeof schema>>;
 
 /** The agent's flags, or null for --help. Throws BAD_FLAG naming the problem. */
 export function parseAgentFlags(argv: readonly string[]): AgentFlags | null {
-  return parseFlags(argv, flagOptions(['interface', 'xdp-mode', 'config', 'kubeconfig', 'node-name', 'namespace', 'metrics-address', 'pin-dir', 'object', 'resync', 'report-interval', 'log-level'], ['kubernetes', 'cleanup']), schema);
+  return parseFlags(argv, flagOptions(['interface', 'xdp-mode', 'config', 'kubeconfig', 'node-name', 'namespace', 'metrics-address', 'pin-dir', 'object', 'resync', 'report-interval', 'route-around', 'log-level'], ['kubernetes', 'cleanup']), schema);
 }

@@ -131,14 +131,17 @@ export class KubernetesSource implements DesiredSource {
   readonly #probes = new SharedProbes();
   /** Per VIP over a Service: the addresses its EndpointSlices list only as out (core/endpoints.ts). */
   readonly #endpointsOut = new Map<string, Set<string>>();
+  readonly #routeAround: boolean;
 
   /**
    * `probe`: what a probe (by its key, probes.ts) finds now; null: not probed yet.
    * `slices`: the EndpointSlices of the Services the VIPs reference, from a synced informer.
+   * `routeAround`: false leaves taking backends out to the operator's tables alone.
    */
-  constructor(vips: KubeVip[], probe: (probe: string) => boolean | null = () => null, slices: readonly EndpointSliceObject[] = []) {
+  constructor(vips: KubeVip[], probe: (probe: string) => boolean | null = () => null, slices: readonly EndpointSliceObject[] = [], routeAround = true) {
     this.vips = vips;
     this.#probe = probe;
+    this.#routeAround = routeAround;
     for (const v of vips) if (v.service !== undefined) this.#endpointsOut.set(v.key, endpointsOut(slices, v.key.split('/')[0]!, v.service));
     for (const v of vips) {
       const hc = v.healthCheck;
@@ -201,12 +204,19 @@ export class KubernetesSource implements DesiredSource {
         }),
       });
     }
-    // The node's own probes, and endpoints turning not ready, take a backend out at
-    // once (one map write), before the operator's next table.
-    const serving = this.vips.map((v) => ({ name: v.key, serving: (v.published?.table.backends ?? []).filter((b) => b.weight > 0).map((b) => b.key) }));
-    const down = routeAround(serving, (vip, address) => this.#measured(vip, address) === false || this.#endpointOut(vip, address));
-    const desired: DesiredDatapath = { vips, backends, down };
+    const desired: DesiredDatapath = { vips, backends, down: this.down() };
     return { desired, status };
+  }
+
+  /**
+   * The backends to route around: the node's own probes, and endpoints turning
+   * not ready, take a backend out at once (one map write), before the
+   * operator's next table. Cheap (no table is read): the agent's fast path.
+   */
+  down(): Set<string> {
+    if (!this.#routeAround) return new Set();
+    const serving = this.vips.map((v) => ({ name: v.key, serving: (v.published?.table.backends ?? []).filter((b) => b.weight > 0).map((b) => b.key) }));
+    return routeAround(serving, (vip, address) => this.#measured(vip, address) === false || this.#endpointOut(vip, address));
   }
 
   keysOf(vip: string): readonly string[] {

@@ -25,6 +25,8 @@ export interface KubernetesModeOptions {
   readonly interfaceName: string;
   /** The NodeReport is rewritten at least this often (a heartbeat). */
   readonly reportIntervalSeconds: number;
+  /** Route around backends this node finds dead at once (off: only the operator's tables take them out). */
+  readonly routeAround: boolean;
   readonly log: Logger;
 }
 
@@ -63,7 +65,7 @@ export class KubernetesMode {
     const rebuild = (): void => {
       const labels = this.#nodes.get(this.node)?.metadata?.labels ?? {};
       const slices = this.#slices.list().map(parseEndpointSlice);
-      this.#source = new KubernetesSource(kubeVips(this.#vips.list(), this.#tables.list(), labels, this.#cache), (key) => health.measured(key), slices);
+      this.#source = new KubernetesSource(kubeVips(this.#vips.list(), this.#tables.list(), labels, this.#cache), (key) => health.measured(key), slices, this.#o.routeAround);
       for (const v of this.#source.vips) if (v.problem !== null) this.#o.log.warn({ vip: v.key, problem: v.problem }, 'Published table of VIP is inconsistent; keeping the programmed one');
       health.setTargets(this.#source.healthTargets());
       engine.setSource(this.#source);

@@ -70,7 +70,7 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
   const initial = configPath === undefined ? null : await loadConfig(configPath);
   let config = initial?.config ?? null;
   const k8s = flags.kubernetes
-    ? new KubernetesMode({ kubeconfig: flags.kubeconfig, nodeName: flags['node-name'], namespace: flags.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', interfaceName: flags.interface, reportIntervalSeconds: flags['report-interval'], log: log.child({ component: 'kubernetes' }) })
+    ? new KubernetesMode({ kubeconfig: flags.kubeconfig, nodeName: flags['node-name'], namespace: flags.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', interfaceName: flags.interface, reportIntervalSeconds: flags['report-interval'], routeAround: flags['route-around'] === 'on', log: log.child({ component: 'kubernetes' }) })
     : null;
   const metrics = new AgentMetrics({ interface: flags.interface });
   const control: ControlSettings = {
@@ -103,7 +103,7 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
       // Standalone: the agent takes the backend out of its tables itself. Kubernetes: it marks the
       // backend down in its own datapath at once (its slots take their alternates) and reports;
       // the operator decides the next table by quorum.
-      engine.trigger('health');
+      engine.routeAround('health');
       if (k8s !== null) k8s.report(engine, health);
     },
     onProbe: (key, result) => {

@@ -27,6 +27,8 @@ export class AgentMetrics {
   readonly xdpMode: Gauge<'interface' | 'mode'>;
   readonly configErrors: Counter;
   readonly vipRefused: Gauge<'vip'>;
+  readonly backendDown: Gauge<'backend'>;
+  readonly routedAround: Counter;
   #counters: DatapathCounters | null = null;
 
   constructor(labels: Record<string, string> = {}) {
@@ -47,6 +49,8 @@ export class AgentMetrics {
     this.probes = new Counter({ name: 'xdplb_agent_health_probes_total', help: 'Health probes by backend, check (type:port[path]) and result; one probe serves every VIP checking the backend the same way.', labelNames: ['backend', 'check', 'result'], registers });
     this.xdpMode = new Gauge({ name: 'xdplb_agent_xdp_mode', help: 'XDP attach mode in use (value 1).', labelNames: ['interface', 'mode'], registers });
     this.configErrors = new Counter({ name: 'xdplb_agent_config_errors_total', help: 'Configuration files rejected.', registers });
+    this.backendDown = new Gauge({ name: 'xdplb_agent_backend_down', help: '1 while this node\'s datapath routes around the backend (its slots take their alternates), by its own probes or its endpoint\'s readiness.', labelNames: ['backend'], registers });
+    this.routedAround = new Counter({ name: 'xdplb_agent_routed_around_total', help: 'Backends marked down in this node\'s datapath (one map write each), before any new table.', registers });
     this.vipRefused = new Gauge({ name: 'xdplb_agent_vip_refused', help: '1 while the VIP is wanted but left out of the datapath because it does not fit its capacities.', labelNames: ['vip'], registers });
 
     const self = this;

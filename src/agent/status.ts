@@ -2,11 +2,11 @@
 // debugging a node and for tests, which wait on it instead of on log text.
 // Everything in it is observed: the datapath as the agent found it at start
 // (fresh, adopted from pins, or upgraded), the XDP mode read back from the
-// interface, the backends routed around (down in this node's datapath), per
-// VIP the tables programmed since start, when the last was
-// written, the digest read back from the kernel, the backends holding slots
-// and their probed health, VIPs left out for lack of room, and rejected
-// config files.
+// interface, the backends routed around (down in this node's datapath) and
+// when each write completed, per VIP the tables programmed since start, when
+// the last was written, the digest read back from the kernel, the backends
+// holding slots and their probed health, VIPs left out for lack of room, and
+// rejected config files.
 import type { Engine } from './engine.js';
 
 export interface AgentStatus {
@@ -16,6 +16,8 @@ export interface AgentStatus {
   readonly lastRejection: readonly string[] | null;
   /** Backend addresses this node's datapath routes around now (their slots take their alternates). */
   readonly down: readonly string[];
+  /** For each of them: when the write that routes around it completed (ms since the epoch). */
+  readonly downSince: Readonly<Record<string, number>>;
   readonly vips: readonly {
     readonly name: string;
     /** Tables programmed for the VIP since the agent started. */
@@ -45,6 +47,7 @@ export function agentStatus(engine: Engine, s: StatusSources): AgentStatus {
     rejectedConfigs: s.rejectedConfigs,
     lastRejection: s.lastRejection,
     down: [...engine.image.down].map((i) => engine.image.backends.get(i)?.address ?? `index ${i}`).sort(),
+    downSince: Object.fromEntries(engine.downSince),
     vips: engine.status.map((v) => ({
       name: v.name,
       programmings: engine.programmings.get(v.name)?.count ?? 0,

@@ -3,8 +3,8 @@
 // never lets a packet see a half-made state:
 //
 //   1. backend entries (new or changed) - before any table refers to them;
-//      then the down state of backends (set or cleared: one write each, read
-//      by every table slot naming the backend, which then takes its alternate)
+//      then backends newly down (one write each, read by every table slot
+//      naming the backend, which then takes its alternate)
 //   2. tables: each changed table is written whole into a new inner map, which
 //      then replaces the VIP's inner map in one update (same size), or goes
 //      into a fresh outer slot (new VIP, or size change)
@@ -13,8 +13,10 @@
 //      per (address, protocol), the VIP entry with the lowest port, whose
 //      table non-first fragments (which carry no ports) use
 //   4. removals: VIP keys and fragment owners no longer wanted, outer slots
-//      no longer referenced, backend entries no longer referenced (their down
-//      state was cleared in step 1: a freed index starts up)
+//      no longer referenced; then the down state cleared (a backend back up,
+//      or one the new tables no longer use: only once they are in place, so
+//      no old table sends a packet to a dead backend meanwhile); then backend
+//      entries no longer referenced (a freed index starts up)
 //
 // A VIP without any usable backend is still programmed, with table size 0:
 // the datapath then drops its packets and counts them as no-backend.
@@ -266,14 +268,9 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
     }
     if (!sameBackend(current.backends.get(index), be)) ops.push({ op: 'putBackend', index, backend: be, fresh });
   }
-  // Down state, before any table: a backend found dead is routed around at once.
-  const wantedDown = new Set<number>();
-  for (const address of desired.down ?? []) {
-    const index = indexByAddress.get(address);
-    if (index !== undefined) wantedDown.add(index);
-  }
-  for (const index of [...wantedDown].sort((a, b) => a - b)) if (!current.down.has(index)) ops.push({ op: 'setBackendDown', index, down: true });
-  for (const index of [...current.down].sort((a, b) => a - b)) if (!wantedDown.has(index)) ops.push({ op: 'setBackendDown', index, down: false });
+  // Down, before any table: a backend found dead is routed around at once. Up again: after the tables.
+  const down = downOps(current, desired.down ?? new Set(), indexByAddress);
+  ops.push(...down.set);
 
   // --- current VIPs by key, and by id ---
   const currentByKey = new Map(current.vips.map((v) => [vipKeyId(v.key), v]));
@@ -351,12 +348,39 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
   for (const v of current.fragVips) if (!fragOwners.has(vipKeyId(v.key))) ops.push({ op: 'deleteFragVip', key: v.key });
   for (const v of current.vips) if (!wantedKeys.has(vipKeyId(v.key))) ops.push({ op: 'deleteVip', key: v.key });
   for (const slot of [...current.tables.keys()].sort((a, b) => a - b)) if (!keptSlots.has(slot)) ops.push({ op: 'deleteTable', slot });
+  ops.push(...down.clear);
   const wantedIndices = new Set(indexByAddress.values());
   for (const index of [...current.backends.keys()].sort((a, b) => a - b)) {
     if (!wantedIndices.has(index)) ops.push({ op: 'clearBackend', index });
   }
 
   return { ops, vipIds, backendIndex: indexByAddress, refused, retry };
+}
+
+/**
+ * The writes that make the down state of backends `down` (addresses) and
+ * only those, one per backend whose state changes: `set` marks backends
+ * down, `clear` brings them back. `indexByAddress` defaults to the backends
+ * the image holds; an address without an entry is left to the next full plan.
+ * `set` alone is the agent's fast path: a backend found dead is routed around
+ * for every VIP with one write, before any other work. `clear` waits for the
+ * full plan, which orders it after the tables.
+ */
+export function downOps(current: DatapathImage, down: ReadonlySet<string>, indexByAddress: ReadonlyMap<string, number> = backendIndexByAddress(current)): { set: PlanOp[]; clear: PlanOp[] } {
+  const wanted = new Set<number>();
+  for (const address of down) {
+    const index = indexByAddress.get(address);
+    if (index !== undefined) wanted.add(index);
+  }
+  const set: PlanOp[] = [...wanted].sort((a, b) => a - b).filter((i) => !current.down.has(i)).map((index) => ({ op: 'setBackendDown', index, down: true }));
+  const clear: PlanOp[] = [...current.down].sort((a, b) => a - b).filter((i) => !wanted.has(i)).map((index) => ({ op: 'setBackendDown', index, down: false }));
+  return { set, clear };
+}
+
+function backendIndexByAddress(image: DatapathImage): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [index, be] of image.backends) if (!out.has(be.address)) out.set(be.address, index);
+  return out;
 }
 
 /** Applies a plan to an image: what the maps hold once every op succeeded. */

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { buildTable } from '../../src/core/maglev.js';
 import {
   applyPlan,
+  downOps,
   EMPTY_IMAGE,
   planDatapath,
   type BackendImage,
@@ -135,6 +136,26 @@ describe('datapath plan', () => {
     expect(p2.vipIds.get('a')).toEqual(p1.vipIds.get('a'));
     expect(p2.ops.map((o) => o.op)).toEqual(['putBackend', 'putTable', 'clearBackend']);
     expect(p1.ops.map((o) => o.op)).toEqual(['putBackend', 'putBackend', 'putBackend', 'resetVipStats', 'putTable', 'putVip', 'putFragVip']);
+  });
+
+  it('marks a backend down before any table, and clears it only once the tables no longer need it', () => {
+    const spec = (backends: string[]): VipSpec => ({ name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends });
+    const three = desiredOf([spec(['10.0.0.1', '10.0.0.2', '10.0.0.3'])], {});
+    const p1 = planDatapath(EMPTY_IMAGE, three, caps);
+    const image = applyPlan(EMPTY_IMAGE, p1.ops);
+    const victim = p1.backendIndex.get('10.0.0.2')!;
+    // Found dead: one write, the same as the fast path's.
+    const dead = planDatapath(image, { ...three, down: new Set(['10.0.0.2']) }, caps);
+    expect(dead.ops).toEqual([{ op: 'setBackendDown', index: victim, down: true }]);
+    expect(downOps(image, new Set(['10.0.0.2']))).toEqual({ set: dead.ops, clear: [] });
+    const down = applyPlan(image, dead.ops);
+    // The successor without it: the new table first, then its down state cleared, then its entry.
+    const successor = planDatapath(down, desiredOf([spec(['10.0.0.1', '10.0.0.3'])], {}), caps);
+    expect(successor.ops.map((o) => o.op)).toEqual(['putTable', 'setBackendDown', 'clearBackend']);
+    expect(successor.ops[1]).toEqual({ op: 'setBackendDown', index: victim, down: false });
+    // Back up while still in the tables: cleared by the plan, never by the fast path.
+    expect(downOps(down, new Set()).set).toEqual([]);
+    expect(planDatapath(down, three, caps).ops).toEqual([{ op: 'setBackendDown', index: victim, down: false }]);
   });
 
   it('a size change goes through a fresh table slot, then the VIP, then frees the old slot', () => {

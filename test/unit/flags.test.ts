@@ -10,7 +10,7 @@ const bad = (message: RegExp) => expect.objectContaining({ code: ErrorCodes.BAD_
 describe('agent flags', () => {
   it('fills defaults and freezes', () => {
     const f = parseAgentFlags(['--interface', 'eth0', '--config', '/etc/xdplb.yaml'])!;
-    expect(f).toMatchObject({ interface: 'eth0', 'xdp-mode': 'auto', 'metrics-address': '0.0.0.0:9477', 'pin-dir': '/sys/fs/bpf/xdplb', resync: 10, kubernetes: false });
+    expect(f).toMatchObject({ interface: 'eth0', 'xdp-mode': 'auto', 'metrics-address': '0.0.0.0:9477', 'pin-dir': '/sys/fs/bpf/xdplb', resync: 10, kubernetes: false, 'route-around': 'on' });
     expect(Object.isFrozen(f)).toBe(true);
     expect(parseAgentFlags(['--help'])).toBeNull();
     expect(parseAgentFlags(['--interface', 'eth0', '--cleanup'])!.cleanup).toBe(true);
@@ -25,6 +25,7 @@ describe('agent flags', () => {
     [['--interface', 'eth0', '--config', 'x', '--metrics-address', 'nowhere'], /--metrics-address must be HOST:PORT or off/],
     [['--interface', 'eth0', '--config', 'x', '--pin-dir', 'relative'], /--pin-dir must be an absolute path/],
     [['--interface', 'eth0', '--config', ''], /--config needs a file path/],
+    [['--interface', 'eth0', '--kubernetes', '--route-around', 'sometimes'], /--route-around must be on or off/],
     [['--interface', 'eth0', '--config', 'x', '--frobnicate'], /Unknown option '--frobnicate'/],
   ])('%j is refused with one line', (argv, message) => {
     expect(() => parseAgentFlags(argv as string[])).toThrowError(bad(message));
