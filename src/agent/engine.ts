@@ -224,6 +224,8 @@ export class Engine {
         if (this.#retry !== null) clearTimeout(this.#retry);
         this.#retry = setTimeout(() => this.trigger('retry'), wait);
       }
+      // Let probes, /status and watch events run between passes.
+      if (this.#dirty) await new Promise((r) => setImmediate(r));
     } while (this.#dirty && !this.#stopped);
   }
 
@@ -296,7 +298,7 @@ export class Engine {
   /** Reads back from the kernel the tables of VIPs changed or never read, and digests them. */
   #readBack(vips: readonly DesiredVip[], status: readonly VipStatus[], touched: ReadonlySet<string>, refused: ReadonlyMap<string, string>): void {
     const listed = new Map(status.map((s) => [s.name, s.listed]));
-    let addresses: Map<number, string> | null = null;
+    const addresses = new Map<number, string>();
     const wanted = new Set<string>();
     for (const vip of vips) {
       wanted.add(vip.name);
@@ -311,9 +313,12 @@ export class Engine {
         this.#programmed.set(vip.name, null);
         continue;
       }
-      addresses ??= this.#d.writer.readBackendAddresses();
-      const names = addresses;
-      this.#programmed.set(vip.name, programmedDigest(held.tableSize, held.slots, (i) => names.get(i), listed.get(vip.name) ?? [], held.alternates));
+      // The backend entries the table names, read once per pass.
+      const named = new Set<number>();
+      for (const a of [held.slots, held.alternates]) if (a !== null) for (let s = 0; s < a.length; s++) named.add(a[s]!);
+      const missing = [...named].filter((i) => !addresses.has(i));
+      for (const [i, address] of this.#d.writer.readBackendAddresses(missing)) addresses.set(i, address);
+      this.#programmed.set(vip.name, programmedDigest(held.tableSize, held.slots, (i) => addresses.get(i), listed.get(vip.name) ?? [], held.alternates));
     }
     for (const name of [...this.#programmed.keys()]) if (!wanted.has(name)) this.#programmed.delete(name);
   }

@@ -16,7 +16,7 @@
 // VIP's Service lists it as not ready (core/endpoints.ts). Objects are read through
 // src/api's parsers, defaults applied; one that does not parse is left out.
 import { parseVip, parseVipTable, parseVipTableRef, shardOf, vipClaimOf, type VipHealthCheck, type VipTable } from '../api/index.js';
-import { findConflict } from '../core/claims.js';
+import { findConflicts } from '../core/claims.js';
 import { routeAround } from '../core/down.js';
 import { endpointsOut, type EndpointSliceObject } from '../core/endpoints.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, VipFeatures } from '../core/datapath-plan.js';
@@ -62,6 +62,7 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
     return v.ok && v.value.metadata.deletionTimestamp === undefined ? [v.value] : [];
   });
   const claims = live.map(vipClaimOf);
+  const conflicts = findConflicts(claims);
   const order = live.map((v, i) => ({ v, claim: claims[i]! })).sort((a, b) => (a.claim.creationTimestamp < b.claim.creationTimestamp ? -1 : a.claim.creationTimestamp > b.claim.creationTimestamp ? 1 : a.claim.id < b.claim.id ? -1 : 1));
   // Each VIP's shards, read by reference only (VIP, name, resourceVersion): decoded when its set changed.
   const shardsOf = new Map<string, { objects: Obj[]; versions: string[] }>();
@@ -80,7 +81,7 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
     const s = v.spec;
     if (!Object.entries(s.nodeSelector ?? {}).every(([k, val]) => nodeLabels[k] === val)) continue;
     // The older claim wins, whatever the VIP's status says (it may lag, or the operator may be down).
-    if (findConflict(claim, claims) !== null) continue;
+    if (conflicts.has(claim.id)) continue;
     let address: string;
     try {
       address = canonicalIp(s.address);

@@ -1,6 +1,6 @@
 // kubernetes.ts: the agent in Kubernetes mode. Informers over LoadBalancerVips,
 // VipTables, Nodes and the EndpointSlices of the Services VIPs reference
-// rebuild the desired source on every change; the engine
+// rebuild the desired source on every change (a burst of changes, once); the engine
 // programs it; after each pass the agent writes its NodeReport when what it
 // says changed, and at least every report interval as a heartbeat (the
 // operator stops counting a node whose report is silent). The report says
@@ -62,6 +62,16 @@ export class KubernetesMode {
 
   /** Starts the informers; `changed` runs (with a fresh source) on every change. */
   async start(engine: Engine, health: HealthChecker): Promise<void> {
+    // A burst of events (a watch chunk, a list after a restart) makes one rebuild, after the events already read.
+    let pending = false;
+    const rebuildSoon = (): void => {
+      if (pending) return;
+      pending = true;
+      setImmediate(() => {
+        pending = false;
+        if (!this.#stopped) rebuild();
+      });
+    };
     const rebuild = (): void => {
       const labels = this.#nodes.get(this.node)?.metadata?.labels ?? {};
       const slices = this.#slices.list().map(parseEndpointSlice);
@@ -71,7 +81,7 @@ export class KubernetesMode {
       engine.setSource(this.#source);
     };
     const watch = (informer: Cached<Obj>): void => {
-      for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, rebuild);
+      for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, rebuildSoon);
       informer.on('error', (err: unknown) => {
         this.#o.log.warn({ err: (err as Error)?.message ?? String(err) }, 'Watch failed; restarting it');
         setTimeout(() => {

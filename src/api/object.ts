@@ -53,20 +53,37 @@ function problemOf(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
 }
 
+/**
+ * `parse`, remembered per object. An informer replaces an object on every
+ * change (it never edits one in place), so an object is parsed once however
+ * many reconciles read it: with a thousand VIPs, each reconcile would
+ * otherwise parse every VIP, table and report again. Callers must not edit a
+ * parsed object in place either.
+ */
+export function parsedOnce<T>(parse: (o: RawObject) => T): (o: RawObject) => T {
+  const seen = new WeakMap<RawObject, T>();
+  return (o) => {
+    if (seen.has(o)) return seen.get(o)!;
+    const v = parse(o);
+    seen.set(o, v);
+    return v;
+  };
+}
+
 /** A parser of one kind's objects: metadata and spec (with the spec schema given). */
 export function objectParser<S extends z.ZodType>(spec: S): (o: RawObject) => Parsed<ApiObject<z.output<S>>> {
   const schema = z.object({ metadata: metadataSchema, spec });
-  return (o) => {
+  return parsedOnce((o) => {
     const r = schema.safeParse(o);
     // The data is exactly this shape; TypeScript cannot resolve zod's output type through the generic S.
     return r.success ? { ok: true, value: r.data as ApiObject<z.output<S>> } : { ok: false, key: keyOf(o), problem: problemOf(r.error) };
-  };
+  });
 }
 
 /** A parser of one kind's status; an object without status reads as an empty one. */
 export function statusParser<S extends z.ZodType>(status: S): (o: RawObject) => Parsed<z.output<S>> {
-  return (o) => {
+  return parsedOnce((o) => {
     const r = status.safeParse(o.status ?? {});
     return r.success ? { ok: true, value: r.data } : { ok: false, key: keyOf(o), problem: problemOf(r.error) };
-  };
+  });
 }

@@ -119,7 +119,7 @@ export function writeTable(tables: BpfMap, slot: number, slots: Uint32Array, alt
 }
 
 /** The slots of the inner map with this id, unpacked: primaries and alternates (backend indices, BACKEND_NONE for none). */
-function readTable(id: number): { primaries: Uint32Array; alternates: Uint32Array } {
+function readTableById(id: number): { primaries: Uint32Array; alternates: Uint32Array } {
   const inner = openMapById(id);
   try {
     const values = inner.readArray();
@@ -176,6 +176,14 @@ const ZERO_MAC = '00:00:00:00:00:00';
 
 export class MapWriter {
   readonly #maps: LbMaps;
+  /**
+   * Tables read from the kernel, by inner map id. A table is never written
+   * after its inner map is swapped in (a change is a new inner map), so its
+   * id names its content: a resync re-reads only tables swapped since, not
+   * every table of every VIP. (A write into a live inner map behind the
+   * agent's back is not seen; nothing in xdplb does that.)
+   */
+  #readTables = new Map<number, { primaries: Uint32Array; alternates: Uint32Array }>();
 
   constructor(maps: LbMaps) {
     this.#maps = maps;
@@ -191,9 +199,20 @@ export class MapWriter {
     };
   }
 
-  /** The backend address of every valid-or-not backend index, read from the kernel. */
-  readBackendAddresses(): Map<number, string> {
-    return new Map([...this.#readBackends()].map(([i, be]) => [i, be.address]));
+  /**
+   * The backend address at each of `indices` (every index when absent), read
+   * from the kernel; free entries are left out. With indices, one lookup each:
+   * what a read-back of a few tables needs, not the whole array.
+   */
+  readBackendAddresses(indices?: Iterable<number>): Map<number, string> {
+    if (indices === undefined) return new Map([...this.#readBackends()].map(([i, be]) => [i, be.address]));
+    const out = new Map<number, string>();
+    for (const i of indices) {
+      const entry = this.#maps.backends.lookup(u32Key(i));
+      if (entry === undefined || entry.every((b) => b === 0)) continue;
+      out.set(i, ipText(decodeBackend(entry).address));
+    }
+    return out;
   }
 
   /** Every backend entry the kernel holds (all-zero entries are free), decoded. */
@@ -227,8 +246,19 @@ export class MapWriter {
     if (meta.tableSize === 0) return { tableSize: 0, slots: null, alternates: null };
     const id = this.#maps.tables.lookup(u32Key(meta.tableSlot));
     if (id === undefined) return { tableSize: meta.tableSize, slots: null, alternates: null };
-    const { primaries, alternates } = readTable(id.readUInt32LE(0));
+    // Read-back of a table just written: not kept (the next resync keeps what is live).
+    const { primaries, alternates } = this.#readTables.get(id.readUInt32LE(0)) ?? readTableById(id.readUInt32LE(0));
     return { tableSize: meta.tableSize, slots: primaries, alternates };
+  }
+
+  /** A table by inner map id: read from the kernel once (see #readTables). */
+  #readTable(id: number): { primaries: Uint32Array; alternates: Uint32Array } {
+    let t = this.#readTables.get(id);
+    if (t === undefined) {
+      t = readTableById(id);
+      this.#readTables.set(id, t);
+    }
+    return t;
   }
 
   /** What the maps hold now. */
@@ -236,13 +266,16 @@ export class MapWriter {
     const backends = this.#readBackends();
     const tables = new Map<number, Uint32Array>();
     const alternates = new Map<number, Uint32Array>();
+    const live = new Set<number>();
     for (let slot = 0; slot < this.#maps.tables.maxEntries; slot++) {
       const id = this.#maps.tables.lookup(u32Key(slot));
       if (id === undefined) continue;
-      const t = readTable(id.readUInt32LE(0));
+      live.add(id.readUInt32LE(0));
+      const t = this.#readTable(id.readUInt32LE(0));
       tables.set(slot, t.primaries);
       alternates.set(slot, t.alternates);
     }
+    for (const id of [...this.#readTables.keys()]) if (!live.has(id)) this.#readTables.delete(id);
     const down = new Set<number>();
     const flags = this.#maps.backendDown.readArray();
     for (let i = 0; i < this.#maps.backendDown.maxEntries; i++) if (flags.readUInt32LE(i * 4) !== 0) down.add(i);

@@ -60,3 +60,46 @@ export function findConflict(vip: VipClaim, all: readonly VipClaim[]): Conflict 
   }
   return null;
 }
+
+/**
+ * findConflict for every claim at once, in O(n log n): the claims that an
+ * older claim on the same address contests, each with an older claim that
+ * holds one of its ports. The same VIPs conflict as with findConflict; this is
+ * what an agent with a thousand VIPs runs on every change.
+ */
+export function findConflicts(all: readonly VipClaim[]): Map<string, Conflict> {
+  const byAddress = new Map<string, VipClaim[]>();
+  for (const c of all) {
+    const address = addressKey(c.address);
+    const group = byAddress.get(address) ?? [];
+    group.push(c);
+    byAddress.set(address, group);
+  }
+  const out = new Map<string, Conflict>();
+  for (const [address, group] of byAddress) {
+    group.sort((a, b) => (olderClaim(a, b) ? -1 : olderClaim(b, a) ? 1 : 0));
+    // Per protocol: who first held each port, and who first held every port.
+    const held = new Map<string, string>();
+    const firstOfProtocol = new Map<string, string>();
+    const everyPort = new Map<string, string>();
+    for (const c of group) {
+      let conflict: Conflict | null = null;
+      for (const claim of portClaimsOf(c.ports)) {
+        const [protocol, port] = claim.split('/') as [string, string];
+        const holder = everyPort.get(protocol) ?? (port === '*' ? firstOfProtocol.get(protocol) : held.get(claim));
+        if (holder !== undefined && holder !== c.id) {
+          conflict = { with: holder, claim: `${address} ${claim}` };
+          break;
+        }
+      }
+      if (conflict !== null) out.set(c.id, conflict);
+      for (const claim of portClaimsOf(c.ports)) {
+        const [protocol, port] = claim.split('/') as [string, string];
+        if (!firstOfProtocol.has(protocol)) firstOfProtocol.set(protocol, c.id);
+        if (port === '*' && !everyPort.has(protocol)) everyPort.set(protocol, c.id);
+        if (!held.has(claim)) held.set(claim, c.id);
+      }
+    }
+  }
+  return out;
+}
