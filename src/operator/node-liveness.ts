@@ -4,8 +4,10 @@
 // the operator's own clock (so agents' clocks need not agree with it), is
 // stale: its node no longer votes in the health quorum and is not expected
 // to program anything. A report whose Node was deleted is removed. Staleness
-// turning on or off, or a report's content changing, re-queues every VIP;
-// a heartbeat that changes nothing else does not.
+// turning on or off, or a report appearing or going, re-queues every VIP; a
+// report's content changing re-queues the VIPs whose part of it changed (their
+// entry, or a backend entry that lists them); a heartbeat that changes
+// nothing else re-queues none.
 import type { Logger } from 'pino';
 import { jsonEqual } from '../core/conditions.js';
 import type { Obj } from '../kube/k8s.js';
@@ -17,8 +19,8 @@ export const DEFAULT_REPORT_INTERVAL_SECONDS = 10;
 
 export interface LivenessDeps {
   readonly now: () => number;
-  /** Something that decides changed: re-queue every VIP. */
-  readonly changed: () => void;
+  /** Something that decides changed: re-queue these VIPs ("namespace/name"), or every VIP. */
+  readonly changed: (vips: ReadonlySet<string> | 'all') => void;
   readonly log: Logger;
 }
 
@@ -60,12 +62,16 @@ export class NodeLiveness {
     const wasStale = prev?.stale ?? false;
     this.#seen.set(name, { version, content, at: this.#d.now(), staleAfterMs, stale: false });
     if (wasStale) this.#d.log.info({ kind: 'NodeReport', name }, 'NodeReport is fresh again; its node counts');
-    if (prev === undefined || wasStale || !jsonEqual(prev.content, content)) this.#d.changed();
+    if (prev === undefined || wasStale) this.#d.changed('all');
+    else {
+      const vips = changedVips(prev.content, content);
+      if (vips === 'all' || vips.size > 0) this.#d.changed(vips);
+    }
   }
 
   /** A report was deleted. */
   forget(name: string): void {
-    if (this.#seen.delete(name)) this.#d.changed();
+    if (this.#seen.delete(name)) this.#d.changed('all');
   }
 
   /** Whether the report counts now. Unknown reports do not. */
@@ -85,7 +91,7 @@ export class NodeLiveness {
         this.#d.log.warn({ kind: 'NodeReport', name, silentMs: now - s.at }, 'NodeReport went stale; its node no longer counts');
       }
     }
-    if (newlyStale.length > 0) this.#d.changed();
+    if (newlyStale.length > 0) this.#d.changed('all');
     return newlyStale;
   }
 
@@ -99,4 +105,42 @@ export class NodeLiveness {
     const shortest = Math.min(DEFAULT_REPORT_INTERVAL_SECONDS * STALE_INTERVALS * 1000, ...[...this.#seen.values()].map((s) => s.staleAfterMs));
     return Math.max(250, Math.floor(shortest / 6));
   }
+}
+
+type ReportContent = Record<string, unknown> & {
+  vips?: { namespace?: string; name?: string }[];
+  backends?: { address?: string; vips?: string[] }[];
+};
+
+/** Fields that only summarise others (a VIP's entry changing changes them too). */
+const DERIVED = new Set(['programmedSummary']);
+
+/**
+ * The VIPs ("namespace/name") whose view of a node differs between two
+ * report contents: their own entry, or a backend entry that lists them. Any
+ * other field changing (the interface, the XDP mode, the interval) concerns
+ * every VIP.
+ */
+export function changedVips(before: unknown, after: unknown): Set<string> | 'all' {
+  const a = (before ?? {}) as ReportContent;
+  const b = (after ?? {}) as ReportContent;
+  for (const field of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (field === 'vips' || field === 'backends' || DERIVED.has(field)) continue;
+    if (!jsonEqual(a[field], b[field])) return 'all';
+  }
+  const out = new Set<string>();
+  const diff = <T>(x: readonly T[] | undefined, y: readonly T[] | undefined, key: (e: T) => string, owners: (e: T) => readonly string[]): void => {
+    const byKey = new Map((x ?? []).map((e) => [key(e), e]));
+    const seen = new Set<string>();
+    for (const e of y ?? []) {
+      const k = key(e);
+      seen.add(k);
+      const old = byKey.get(k);
+      if (old === undefined || !jsonEqual(old, e)) for (const v of [...owners(e), ...(old === undefined ? [] : owners(old))]) out.add(v);
+    }
+    for (const [k, old] of byKey) if (!seen.has(k)) for (const v of owners(old)) out.add(v);
+  };
+  diff(a.vips, b.vips, (e) => `${e.namespace}/${e.name}`, (e) => [`${e.namespace}/${e.name}`]);
+  diff(a.backends, b.backends, (e) => String(e.address), (e) => e.vips ?? []);
+  return out;
 }

@@ -9,9 +9,10 @@
 // campaigning; winning it again queues every VIP. A watch that fails (an API
 // outage) is restarted with backoff until it succeeds, then every VIP is
 // queued again. The process stays up throughout: only stop() ends it.
-// NodeReports count only while fresh (node-liveness.ts): a report's content
-// changing, or its node going stale or fresh again, queues every VIP; a
-// heartbeat alone does not. The leader removes the reports of deleted Nodes.
+// NodeReports count only while fresh (node-liveness.ts): a node going stale
+// or fresh again queues every VIP; a report's content changing queues the VIPs
+// whose part of it changed; a heartbeat alone queues none. The leader
+// removes the reports of deleted Nodes.
 import type { Logger } from 'pino';
 import { PLURALS } from '../api/coordinates.js';
 import { emptySlices, referencedServices } from '../kube/endpoint-slices.js';
@@ -73,8 +74,10 @@ export class Operator {
     };
     this.#liveness = new NodeLiveness({
       now: () => performance.now(),
-      changed: () => {
-        if (this.#leading) this.#enqueueAll();
+      changed: (vips) => {
+        if (!this.#leading) return;
+        if (vips === 'all') this.#enqueueAll();
+        else for (const key of vips) this.queue.add(key);
       },
       log: o.log.child({ component: 'liveness' }),
     });
