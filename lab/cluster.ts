@@ -127,9 +127,9 @@ export class LocalCluster {
     return this.topo.backends;
   }
 
-  /** Starts (or starts again) the node's agent in Kubernetes mode. */
-  startAgent(node: LbNode): AgentProcess {
-    const agent = this.topo.startAgent(null, ['--kubernetes', '--kubeconfig', this.#kubeconfigs.get(node.name)!, '--node-name', node.name, '--namespace', SYSTEM_NAMESPACE], node);
+  /** Starts (or starts again) the node's agent in Kubernetes mode, with `extra` flags. */
+  startAgent(node: LbNode, extra: readonly string[] = []): AgentProcess {
+    const agent = this.topo.startAgent(null, ['--kubernetes', '--kubeconfig', this.#kubeconfigs.get(node.name)!, '--node-name', node.name, '--namespace', SYSTEM_NAMESPACE, ...extra], node);
     this.agents.set(node.name, agent);
     return agent;
   }

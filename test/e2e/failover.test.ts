@@ -6,7 +6,8 @@
 // and new connections stop failing with no control plane at all. When the API
 // server returns, the operator publishes the successor without the backend;
 // connections opened to the alternates meanwhile keep their backend through
-// that change (no flow moves twice).
+// that change (no flow moves twice). A backend shared by 1000 VIPs is routed
+// around for all of them by the same one write per node.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import { brokenBetween, ConnectionPool } from '../../lab/connections.js';
@@ -86,6 +87,53 @@ describe('a dead backend is routed around in the datapath (issue 13)', () => {
     } finally {
       await pool.close();
       if (apiDown) await c.cp.startApiserver();
+      await c.topo.startServer(victim);
+    }
+  });
+
+  it('a backend shared by 1000 VIPs: both nodes route around it for all of them with one write each, no table rewritten', async () => {
+    await until('nothing down, four serving', () => c.nodes.every((n) => {
+      const s = c.topo.agentStatus(n);
+      return s !== null && s.down.length === 0 && s.vips.every((v) => v.serving === 4);
+    }), 120_000);
+    // 999 more VIPs on the same address (other ports), over the same four backends, checked on port 80.
+    const more = Array.from({ length: 999 }, (_, i) => `apiVersion: xdplb.io/v1alpha1
+kind: LoadBalancerVip
+metadata: { name: many-${i + 1}, namespace: ${NS} }
+spec:
+  address: ${VIP}
+  mode: l2dsr
+  ports: [{ port: ${10001 + i} }]
+  hashing: { tableSize: 1021 }
+  backends: { selector: { matchLabels: { app: web } } }
+  healthCheck: { type: TCP, port: 80 }
+---
+`).join('');
+    await c.apply(more);
+    for (const n of c.nodes) {
+      await c.topo.waitForAgent(`1000 VIPs programmed on ${n.name}`, (s) => s.vips.length === 1000 && s.vips.every((v) => v.serving === 4 && v.digest !== null), { node: n, timeoutMs: 480_000 });
+    }
+    const digests = c.nodes.map((n) => new Map(c.topo.agentStatus(n)!.vips.map((v) => [v.name, v.digest])));
+    const victim = c.backends[2]!;
+    const load = await c.topo.startLoad(200);
+    try {
+      await sleep(300);
+      const killedAt = Date.now();
+      c.topo.stopServer(victim);
+      const at = await Promise.all(c.nodes.map((n) => c.topo.waitForAgent(`${victim.name} down on ${n.name}`, (s) => s.downSince[victim.address], { node: n, timeoutMs: 10_000 })));
+      // Routed around by the down state alone: every VIP's table on each node is still the one it held.
+      c.nodes.forEach((n, i) => {
+        const now = c.topo.agentStatus(n)!;
+        const changed = now.vips.filter((v) => digests[i]!.get(v.name) !== v.digest && v.programmedAt! < at[i]!);
+        expect(changed, `${n.name}: tables rewritten before the down write`).toEqual([]);
+      });
+      const during = await c.topo.load(['--count', '300']);
+      const r = await load.stop();
+      console.log(`[13] ${victim.name}, shared by 1000 VIPs, killed under 200 new connections/s: routed around on ${c.nodes.map((n, i) => `${n.name} after ${at[i]! - killedAt} ms`).join(', ')} (the agents' own timestamps of the write); then 300 new connections: ${during.failed} failed, ${during.byBackend[victim.name] ?? 0} to the victim; ${r.failed} failed under load in all`);
+      expect(during.failed).toBe(0);
+      expect(during.byBackend[victim.name]).toBeUndefined();
+    } finally {
+      await load.stop().catch(() => undefined);
       await c.topo.startServer(victim);
     }
   });
