@@ -76,6 +76,9 @@ export class Engine {
   /** Per VIP left out because it does not fit: why. */
   #refused = new Map<string, string>();
   readonly #memo = new DesiredMemo();
+  /** Per VIP: the table array its read-back digest was computed from (a resync re-digests only tables that changed). */
+  readonly #digested = new Map<string, Uint32Array | null>();
+  #verifyAll = false;
   /** Backend address -> when this node's datapath started routing around it (ms since the epoch). */
   readonly #downSince = new Map<string, number>();
 
@@ -186,7 +189,7 @@ export class Engine {
 
   /** Re-reads the maps (periodic resync: anything changed behind the agent's back is repaired). */
   resync(): void {
-    this.#programmed.clear(); // read every VIP's table back again on the next pass
+    this.#verifyAll = true; // read every VIP's table back again on the next pass
     try {
       this.#image = this.#d.writer.readImage();
     } catch (e) {
@@ -306,13 +309,17 @@ export class Engine {
         this.#programmed.set(vip.name, null);
         continue;
       }
-      if (!touched.has(vip.name) && this.#programmed.has(vip.name)) continue;
+      if (!touched.has(vip.name) && this.#programmed.has(vip.name) && !this.#verifyAll) continue;
       const key = vip.keys[0];
       const held = key === undefined ? null : this.#d.writer.readVipTable(key);
       if (held === null) {
         this.#programmed.set(vip.name, null);
+        this.#digested.delete(vip.name);
         continue;
       }
+      // The kernel holds the very table last digested (same inner map): nothing to recompute.
+      if (!touched.has(vip.name) && this.#programmed.has(vip.name) && held.slots !== null && this.#digested.get(vip.name) === held.slots) continue;
+      this.#digested.set(vip.name, held.slots);
       // The backend entries the table names, read once per pass.
       const named = new Set<number>();
       for (const a of [held.slots, held.alternates]) if (a !== null) for (let s = 0; s < a.length; s++) named.add(a[s]!);
@@ -321,6 +328,8 @@ export class Engine {
       this.#programmed.set(vip.name, programmedDigest(held.tableSize, held.slots, (i) => addresses.get(i), listed.get(vip.name) ?? [], held.alternates));
     }
     for (const name of [...this.#programmed.keys()]) if (!wanted.has(name)) this.#programmed.delete(name);
+    for (const name of [...this.#digested.keys()]) if (!wanted.has(name)) this.#digested.delete(name);
+    this.#verifyAll = false;
   }
 
   #noteRefused(refused: ReadonlyMap<string, string>): void {

@@ -125,6 +125,20 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
   return out;
 }
 
+/** Slots per backend of a published table, counted once per table. */
+const countsOf = new WeakMap<Table, Map<string, number>>();
+
+function slotCounts(t: Table): Map<string, number> {
+  let counts = countsOf.get(t);
+  if (counts === undefined) {
+    const perOwner = new Uint32Array(t.backends.length);
+    for (let s = 0; s < t.size; s++) perOwner[t.slots[s]!]!++;
+    counts = new Map(t.backends.map((b, i) => [b.key, perOwner[i]!]));
+    countsOf.set(t, counts);
+  }
+  return counts;
+}
+
 export class KubernetesSource implements DesiredSource {
   readonly vips: KubeVip[];
   /** What this node's probes find for a "vip|address" pair; null: not probed. */
@@ -186,8 +200,7 @@ export class KubernetesSource implements DesiredSource {
         features: v.features,
         table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots, ...(t.alternates === undefined ? {} : { alternates: t.alternates }) },
       });
-      const counts = new Map<string, number>();
-      if (t !== null) for (let s = 0; s < t.size; s++) counts.set(t.backends[t.slots[s]!]!.key, (counts.get(t.backends[t.slots[s]!]!.key) ?? 0) + 1);
+      const counts = t === null ? new Map<string, number>() : slotCounts(t);
       status.push({
         name: v.key,
         digest: published === null ? null : published.digest,

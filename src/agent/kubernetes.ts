@@ -91,8 +91,7 @@ export class KubernetesMode {
         }, 1000);
       });
     };
-    for (const informer of [this.#vips, this.#tables, this.#nodes]) watch(informer);
-    await Promise.all([this.#vips.start(), this.#tables.start(), this.#nodes.start()]);
+    for (const informer of [this.#tables, this.#nodes]) watch(informer);
     // The slice informer follows the Services the VIPs reference; a new one is synced before it replaces the old.
     const follow = async (): Promise<void> => {
       const names = referencedServices(this.#vips.list());
@@ -110,7 +109,31 @@ export class KubernetesMode {
       rebuild();
     };
     const followLater = (): void => void follow().catch((err: unknown) => this.#o.log.warn({ err: (err as Error)?.message ?? String(err) }, 'EndpointSlice watch not updated'));
-    for (const verb of ['add', 'update', 'delete'] as const) this.#vips.on(verb, followLater);
+    // A VIP's status changes often (the operator reports nodes' progress) and means nothing here: only
+    // its spec (generation) and its deletion do.
+    const seen = new Map<string, string>();
+    const signature = (o: Obj): string => `${o.metadata?.uid}|${o.metadata?.generation}|${String(o.metadata?.deletionTimestamp ?? '')}`;
+    const keyOf = (o: Obj): string => `${o.metadata?.namespace}/${o.metadata?.name}`;
+    for (const verb of ['add', 'update'] as const) {
+      this.#vips.on(verb, (o: Obj) => {
+        if (seen.get(keyOf(o)) === signature(o)) return;
+        seen.set(keyOf(o), signature(o));
+        rebuildSoon();
+        followLater();
+      });
+    }
+    this.#vips.on('delete', (o: Obj) => {
+      seen.delete(keyOf(o));
+      rebuildSoon();
+      followLater();
+    });
+    this.#vips.on('error', (err: unknown) => {
+      this.#o.log.warn({ err: (err as Error)?.message ?? String(err) }, 'Watch failed; restarting it');
+      setTimeout(() => {
+        if (!this.#stopped) void this.#vips.start().catch(() => undefined);
+      }, 1000);
+    });
+    await Promise.all([this.#vips.start(), this.#tables.start(), this.#nodes.start()]);
     await follow();
     rebuild();
     this.#heartbeat = setInterval(() => this.report(engine, health, true), this.#o.reportIntervalSeconds * 1000);

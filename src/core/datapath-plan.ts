@@ -170,7 +170,46 @@ function sameBackend(a: BackendImage | undefined, b: BackendImage): boolean {
   return a !== undefined && a.address === b.address && a.family === b.family && a.mac === b.mac;
 }
 
+/**
+ * The last translation of each desired table (by its slots array): a table
+ * whose owners keep their backend indices is translated once, and its arrays
+ * are the very ones the image holds once written, so comparing them next pass
+ * is one identity check. With a thousand VIPs, a pass that changes one table
+ * then costs one table's work, not a thousand.
+ */
+const translations = new WeakMap<Uint32Array, { byOwner: string; translated: Uint32Array; alternates: Uint32Array }>();
+
+/** A desired table's slots and alternates as backend indices (NO_BACKEND_INDEX: none). */
+function translate(name: string, table: NonNullable<DesiredVip['table']>, indexByAddress: ReadonlyMap<string, number>): { translated: Uint32Array; alternates: Uint32Array } {
+  // Owner position -> backend index once per table, then one array read per slot.
+  const byOwner = Uint32Array.from(table.owners, (owner) => {
+    const index = indexByAddress.get(owner);
+    if (index === undefined) throw new Error(`table of ${name} refers to backend ${owner} that is not in the desired backends`);
+    return index;
+  });
+  const key = `${byOwner.join(',')}|${table.alternates === undefined ? '' : 'a'}`;
+  const hit = translations.get(table.slots);
+  if (hit !== undefined && hit.byOwner === key && hit.translated.length === table.size) return hit;
+  const translated = new Uint32Array(table.size);
+  const alternates = new Uint32Array(table.size).fill(NO_BACKEND_INDEX);
+  const slots = table.slots;
+  const wantedAlternates = table.alternates;
+  for (let s = 0; s < translated.length; s++) {
+    const i = slots[s]!;
+    if (i >= byOwner.length) throw new Error(`table of ${name} names owner ${i} of ${byOwner.length}`);
+    translated[s] = byOwner[i]!;
+    const a = wantedAlternates?.[s] ?? NO_BACKEND_INDEX;
+    if (a !== NO_BACKEND_INDEX) {
+      if (a >= byOwner.length) throw new Error(`table of ${name} names alternate ${a} of ${byOwner.length}`);
+      alternates[s] = byOwner[a]!;
+    }
+  }
+  translations.set(table.slots, { byOwner: key, translated, alternates });
+  return { translated, alternates };
+}
+
 function sameSlots(a: Uint32Array | undefined, b: Uint32Array): boolean {
+  if (a === b) return true;
   if (a === undefined || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -299,26 +338,7 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
     keptIds.add(vipId);
     let tableSlot = NO_TABLE_SLOT;
     if (vip.table !== null) {
-      // Owner position -> backend index once per table, then one array read per slot.
-      const byOwner = Uint32Array.from(vip.table.owners, (owner) => {
-        const index = indexByAddress.get(owner);
-        if (index === undefined) throw new Error(`table of ${vip.name} refers to backend ${owner} that is not in the desired backends`);
-        return index;
-      });
-      const translated = new Uint32Array(vip.table.size);
-      const alternates = new Uint32Array(vip.table.size).fill(NO_BACKEND_INDEX);
-      const slots = vip.table.slots;
-      const wantedAlternates = vip.table.alternates;
-      for (let s = 0; s < translated.length; s++) {
-        const i = slots[s]!;
-        if (i >= byOwner.length) throw new Error(`table of ${vip.name} names owner ${i} of ${byOwner.length}`);
-        translated[s] = byOwner[i]!;
-        const a = wantedAlternates?.[s] ?? NO_BACKEND_INDEX;
-        if (a !== NO_BACKEND_INDEX) {
-          if (a >= byOwner.length) throw new Error(`table of ${vip.name} names alternate ${a} of ${byOwner.length}`);
-          alternates[s] = byOwner[a]!;
-        }
-      }
+      const { translated, alternates } = translate(vip.name, vip.table, indexByAddress);
       const reuse = existing !== undefined && existing.meta.tableSize === vip.table.size && current.tables.has(existing.meta.tableSlot);
       tableSlot = reuse ? existing.meta.tableSlot : newTableSlot.next().value;
       keptSlots.add(tableSlot);
