@@ -104,7 +104,11 @@ async function settled(c: LocalCluster, serving: number, vips: number): Promise<
 /** When the write routing around `victim` completed on the last node, relative to `t0`. */
 async function routedAround(c: LocalCluster, victim: BackendNode, t0: number, timeoutMs = 10_000): Promise<number> {
   const at = await Promise.all(
-    c.nodes.map((n: LbNode) => c.topo.waitForAgent(`${victim.name} down on ${n.name}`, (s) => s.downSince[victim.address], { node: n, timeoutMs })),
+    // The node's last spell down for it: seen even if the operator's table already cleared it.
+    c.nodes.map((n: LbNode) => c.topo.waitForAgent(`${victim.name} down on ${n.name}`, (s) => {
+      const d = s.lastDown[victim.address];
+      return d !== undefined && d.since >= t0 ? d.since : null;
+    }, { node: n, timeoutMs })),
   );
   return Math.max(...at) - t0;
 }

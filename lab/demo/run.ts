@@ -147,15 +147,21 @@ spec:
     backends[1]!.state = 'killed';
     event('kill', `killed the HTTP server of ${victim.name} (${victim.address})`);
     // Each node routes around it on its own (its probes, one map write to its down state),
-    // before the operator's next table; seen on the node's /status.
+    // before the operator's next table; the node's /status says when its write completed.
+    // (If the poll comes after the operator's table already took it out, the table's time counts.)
     await Promise.all(
       cluster.nodes.map(async (n: LbNode) => {
-        await cluster.topo.waitForAgent(
+        const at = await cluster.topo.waitForAgent(
           `${victim.name} routed around on ${n.name}`,
-          (st) => st.down.includes(victim.address) || (st.vips.find((v) => v.name === key)?.programmings ?? 0) > (mark.get(n.name) ?? 0),
+          (st) => {
+            const v = st.vips.find((x) => x.name === key);
+            const d = st.lastDown[victim.address];
+            if (d !== undefined && d.since >= killedAt) return d.since;
+            return (v?.programmings ?? 0) > (mark.get(n.name) ?? 0) ? v!.programmedAt : null;
+          },
           { node: n, timeoutMs: 30_000 },
         );
-        summary.failoverMs[n.name] = Date.now() - killedAt;
+        summary.failoverMs[n.name] = at - killedAt;
       }),
     );
     await sleep(500); // connections refused before the nodes routed around it are counted by then

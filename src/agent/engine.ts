@@ -81,6 +81,7 @@ export class Engine {
   #verifyAll = false;
   /** Backend address -> when this node's datapath started routing around it (ms since the epoch). */
   readonly #downSince = new Map<string, number>();
+  readonly #lastDown = new Map<string, { since: number; until: number | null }>();
 
   #seed: DatapathImage | null;
 
@@ -116,6 +117,15 @@ export class Engine {
   /** VIP name -> tables programmed for it since the agent started, and when the last one was written (ms since the epoch). */
   get programmings(): ReadonlyMap<string, { readonly count: number; readonly at: number }> {
     return this.#programmings;
+  }
+
+  /**
+   * Backend address -> its last time down in this datapath: when the write that
+   * marked it completed and when the one that cleared it did (null: down now),
+   * for backends the maps hold. A down spell shorter than a poll still shows here.
+   */
+  get lastDown(): ReadonlyMap<string, { readonly since: number; readonly until: number | null }> {
+    return this.#lastDown;
   }
 
   /** Backend address -> when the write that routes around it completed (ms since the epoch), for those down now. */
@@ -287,14 +297,19 @@ export class Engine {
     for (const a of down) {
       if (this.#downSince.has(a)) continue;
       this.#downSince.set(a, now);
+      this.#lastDown.set(a, { since: now, until: null });
       this.#d.metrics.routedAround.inc();
       this.#d.metrics.backendDown.set({ backend: a }, 1);
     }
     for (const a of [...this.#downSince.keys()]) {
       if (down.has(a)) continue;
       this.#downSince.delete(a);
+      const last = this.#lastDown.get(a);
+      if (last !== undefined) last.until = now;
       this.#d.metrics.backendDown.remove({ backend: a });
     }
+    const present = new Set([...next.backends.values()].map((b) => b.address));
+    for (const a of [...this.#lastDown.keys()]) if (!present.has(a)) this.#lastDown.delete(a);
     this.#image = next;
   }
 

@@ -3,10 +3,10 @@
 // Everything in it is observed: the datapath as the agent found it at start
 // (fresh, adopted from pins, or upgraded), the XDP mode read back from the
 // interface, the backends routed around (down in this node's datapath) and
-// when each write completed, per VIP the tables programmed since start, when
-// the last was written, the digest read back from the kernel, the backends
-// holding slots and their probed health, VIPs left out for lack of room, and
-// rejected config files.
+// when each write completed, each backend's last spell down, per VIP the
+// tables programmed since start, when the last was written, the digest read
+// back from the kernel, the backends holding slots and their probed health,
+// VIPs left out for lack of room, and rejected config files.
 import type { Engine } from './engine.js';
 
 export interface AgentStatus {
@@ -18,6 +18,8 @@ export interface AgentStatus {
   readonly down: readonly string[];
   /** For each of them: when the write that routes around it completed (ms since the epoch). */
   readonly downSince: Readonly<Record<string, number>>;
+  /** Per backend the maps hold: its last spell down here (ms since the epoch; until null: still down). */
+  readonly lastDown: Readonly<Record<string, { readonly since: number; readonly until: number | null }>>;
   readonly vips: readonly {
     readonly name: string;
     /** Tables programmed for the VIP since the agent started. */
@@ -48,6 +50,7 @@ export function agentStatus(engine: Engine, s: StatusSources): AgentStatus {
     lastRejection: s.lastRejection,
     down: [...engine.image.down].map((i) => engine.image.backends.get(i)?.address ?? `index ${i}`).sort(),
     downSince: Object.fromEntries(engine.downSince),
+    lastDown: Object.fromEntries([...engine.lastDown].map(([a, d]) => [a, { ...d }])),
     vips: engine.status.map((v) => ({
       name: v.name,
       programmings: engine.programmings.get(v.name)?.count ?? 0,

@@ -120,7 +120,7 @@ spec:
       await sleep(300);
       const killedAt = Date.now();
       c.topo.stopServer(victim);
-      const at = await Promise.all(c.nodes.map((n) => c.topo.waitForAgent(`${victim.name} down on ${n.name}`, (s) => s.downSince[victim.address], { node: n, timeoutMs: 10_000 })));
+      const at = await Promise.all(c.nodes.map((n) => c.topo.waitForAgent(`${victim.name} down on ${n.name}`, (s) => (s.lastDown[victim.address]?.since ?? 0) >= killedAt && s.lastDown[victim.address]!.since, { node: n, timeoutMs: 10_000 })));
       // Routed around by the down state alone: every VIP's table on each node is still the one it held.
       c.nodes.forEach((n, i) => {
         const now = c.topo.agentStatus(n)!;
