@@ -9,7 +9,8 @@
 // changed are read back from the kernel and their digests computed: what the
 // agent reports as programmed is what the kernel holds.
 import type { Logger } from 'pino';
-import { downOps, planDatapath, type DatapathImage, type DesiredDatapath, type DesiredVip } from '../core/datapath-plan.js';
+import { EMPTY_FAILOVER_MODEL, type FailoverModel } from '../core/failover-model.js';
+import { applyPlan, downOps, planDatapath, type DatapathImage, type DesiredDatapath, type DesiredVip } from '../core/datapath-plan.js';
 import { programmedDigest } from '../core/digest.js';
 import { DesiredMemo, tableFromImage, type MacResolution, type VipStatus } from '../core/desired-state.js';
 import type { Table } from '../core/maglev.js';
@@ -36,6 +37,8 @@ export interface DesiredSource {
   keysOf(vip: string): readonly string[];
   /** The backends to route around now, computed without the tables (the fast path); absent: only full passes. */
   down?(): ReadonlySet<string>;
+  /** What the failover thread needs to route around on its own (failover-model.ts); absent: it never does. */
+  failover?(): Pick<FailoverModel, 'enabled' | 'vips'>;
 }
 
 export interface EngineDeps {
@@ -192,6 +195,29 @@ export class Engine {
     this.trigger(reason);
   }
 
+  /**
+   * The failover thread marked these backends down (it writes the map
+   * itself): the image follows, so the next pass plans from what the maps
+   * hold, and a pass follows. An index that no longer holds that address is
+   * marked too: the pass then clears it if nothing wants it down.
+   */
+  noteDown(writes: readonly { readonly index: number; readonly at: number }[]): void {
+    const ops = writes.filter((w) => !this.#image.down.has(w.index)).map((w) => ({ op: 'setBackendDown' as const, index: w.index, down: true }));
+    if (ops.length === 0) return;
+    const at = new Map(writes.map((w) => [this.#image.backends.get(w.index)?.address ?? '', w.at]));
+    this.#setImage(applyPlan(this.#image, ops), at);
+    this.trigger('failover');
+  }
+
+  /** What the failover thread needs now: the source's VIPs, and the maps' backend indices and down state. */
+  failoverModel(): FailoverModel {
+    const f = this.#source?.failover?.();
+    if (f === undefined) return EMPTY_FAILOVER_MODEL;
+    const indexOf: [string, number][] = [];
+    for (const [index, be] of this.#image.backends) indexOf.push([be.address, index]);
+    return { ...f, indexOf: indexOf.sort((a, b) => a[1] - b[1]), down: [...this.#image.down].sort((a, b) => a - b) };
+  }
+
   /** Resolves when no pass is running or pending. */
   async settled(): Promise<void> {
     while (this.#running !== null) await this.#running;
@@ -290,14 +316,15 @@ export class Engine {
     return plan.ops.length > 0;
   }
 
-  /** The maps now hold `next`; notes when backends went down or came back. */
-  #setImage(next: DatapathImage): void {
+  /** The maps now hold `next`; notes when backends went down (at `at`'s time, else now) or came back. */
+  #setImage(next: DatapathImage, at: ReadonlyMap<string, number> = new Map()): void {
     const now = Date.now();
     const down = new Set([...next.down].map((i) => next.backends.get(i)?.address).filter((a): a is string => a !== undefined));
     for (const a of down) {
       if (this.#downSince.has(a)) continue;
-      this.#downSince.set(a, now);
-      this.#lastDown.set(a, { since: now, until: null });
+      const since = at.get(a) ?? now;
+      this.#downSince.set(a, since);
+      this.#lastDown.set(a, { since, until: null });
       this.#d.metrics.routedAround.inc();
       this.#d.metrics.backendDown.set({ backend: a }, 1);
     }

@@ -31,7 +31,18 @@ interface Loop {
 const settings = (t: HealthTarget): string =>
   JSON.stringify([t.type, t.address, t.port, t.path, t.timeoutMs, t.intervalMs, t.healthyThreshold, t.unhealthyThreshold]);
 
-export class HealthChecker {
+/** What the agent reads of its health checks, wherever they run (here, or on the failover thread). */
+export interface Health {
+  setTargets(targets: readonly HealthTarget[]): void;
+  /** Pairs not probed are healthy. */
+  healthy(key: string): boolean;
+  /** Healthy or not; null when not probed. */
+  measured(key: string): boolean | null;
+  snapshot(): Map<string, HealthState>;
+  stop(): void;
+}
+
+export class HealthChecker implements Health {
   readonly #loops = new Map<string, Loop>();
   // States of loops stopped for a settings change, carried into their restart.
   readonly #previous = new Map<string, HealthState>();
@@ -66,6 +77,11 @@ export class HealthChecker {
   /** What the probes of a pair found: healthy or not; null when it is not probed. */
   measured(key: string): boolean | null {
     return this.#loops.get(key)?.state.healthy ?? null;
+  }
+
+  /** The state of one probed pair, or undefined when it is not probed. */
+  stateOf(key: string): HealthState | undefined {
+    return this.#loops.get(key)?.state;
   }
 
   snapshot(): Map<string, HealthState> {

@@ -19,6 +19,7 @@ import { parseVip, parseVipTable, parseVipTableRef, shardOf, vipClaimOf, type Vi
 import { findConflicts } from '../core/claims.js';
 import { routeAround } from '../core/down.js';
 import { endpointsOut, type EndpointSliceObject } from '../core/endpoints.js';
+import type { FailoverModel } from '../core/failover-model.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, VipFeatures } from '../core/datapath-plan.js';
 import { featuresOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
@@ -242,6 +243,17 @@ export class KubernetesSource implements DesiredSource {
   #measured(vip: string, address: string): boolean | null {
     const probe = this.#probes.probeOf(vip, address);
     return probe === undefined ? null : this.#probe(probe);
+  }
+
+  /** Per VIP, the backends holding slots with the probe answering for each and whether its endpoint is out. */
+  failover(): Pick<FailoverModel, 'enabled' | 'vips'> {
+    return {
+      enabled: this.#routeAround,
+      vips: this.vips.map((v) => ({
+        name: v.key,
+        serving: (v.published?.table.backends ?? []).filter((b) => b.weight > 0).map((b) => ({ address: b.key, probe: this.#probes.probeOf(v.key, b.key) ?? null, out: this.#endpointOut(v.key, b.key) })),
+      })),
+    };
   }
 
   /** Whether `vip`'s Service lists the endpoint at `address` as out (not ready, not draining). */

@@ -15,7 +15,7 @@ import { jsonEqual } from '../core/conditions.js';
 import { emptySlices, parseEndpointSlice, referencedServices } from '../kube/endpoint-slices.js';
 import { Kube, loadKubeConfig, statusCode, type Cached, type Obj } from '../kube/k8s.js';
 import type { Engine } from './engine.js';
-import type { HealthChecker } from './health-checker.js';
+import type { Health } from './health-checker.js';
 import { kubeVips, KubernetesSource, type PublishedCache } from './kubernetes-source.js';
 
 export interface KubernetesModeOptions {
@@ -61,7 +61,7 @@ export class KubernetesMode {
   }
 
   /** Starts the informers; `changed` runs (with a fresh source) on every change. */
-  async start(engine: Engine, health: HealthChecker): Promise<void> {
+  async start(engine: Engine, health: Health): Promise<void> {
     // A burst of events (a watch chunk, a list after a restart) makes one rebuild, after the events already read.
     let pending = false;
     const rebuildSoon = (): void => {
@@ -146,7 +146,7 @@ export class KubernetesMode {
   }
 
   /** Writes the NodeReport when what it says changed (after every engine pass), or always when `force` (the heartbeat). */
-  report(engine: Engine, health: HealthChecker, force = false): void {
+  report(engine: Engine, health: Health, force = false): void {
     if (this.#reporting) {
       this.#reportAgain = true;
       this.#forceAgain ||= force;
@@ -166,7 +166,7 @@ export class KubernetesMode {
       });
   }
 
-  async #report(engine: Engine, health: HealthChecker, force: boolean): Promise<void> {
+  async #report(engine: Engine, health: Health, force: boolean): Promise<void> {
     const snapshot = health.snapshot();
     const vips = this.#source.vips.map((v) => {
       const held = engine.programmed.get(v.key);

@@ -18,7 +18,7 @@ import { Engine } from './engine.js';
 import { commandFlags } from '../config/flags.js';
 import { FileWatch } from './file-watch.js';
 import { AGENT_USAGE, parseAgentFlags, type AgentFlags } from './flags.js';
-import { HealthChecker } from './health-checker.js';
+import { FailoverThread } from './failover-thread.js';
 import { cleanup, prepare, type Prepared } from './lifecycle.js';
 import { interfaceMac, interfaceMtu } from '../net/interfaces.js';
 import { AgentMetrics } from './metrics.js';
@@ -92,17 +92,25 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
       resolver: new NeighborResolver({ interfaceName: flags.interface }),
       metrics,
       log: log.child({ component: 'engine' }),
-      ...(k8s === null ? {} : { onPass: () => k8s.report(engine, health) }),
+      onPass: () => {
+        health.setModel(engine.failoverModel());
+        k8s?.report(engine, health);
+      },
     },
     image,
     seed,
   );
-  const health: HealthChecker = new HealthChecker({
-    onChange: (key, healthy, last) => {
-      log.info({ backend: key, healthy, probe: last.detail }, healthy ? 'Backend passed its health checks' : 'Backend failed its health checks');
-      // Standalone: the agent takes the backend out of its tables itself. Kubernetes: it marks the
-      // backend down in its own datapath at once (its slots take their alternates) and reports;
-      // the operator decides the next table by quorum.
+  // Probes run on the failover thread, which marks a failing backend down itself (Kubernetes mode).
+  const health: FailoverThread = new FailoverThread({
+    downMap: prepared.maps.backendDown,
+    log: log.child({ component: 'failover' }),
+    onChange: (key, healthy, last, writes) => {
+      engine.noteDown(writes);
+      log.info({ backend: key, healthy, probe: last.detail, ...(writes.length > 0 ? { routedAround: writes.map((w) => w.address) } : {}) }, healthy ? 'Backend passed its health checks' : 'Backend failed its health checks');
+      // Standalone: the agent takes the backend out of its tables itself. Kubernetes: the failover
+      // thread marked it down in this datapath already (its slots take their alternates; this
+      // thread's fast path covers a flip it could not write); the agent reports, and the operator
+      // decides the next table by quorum.
       engine.routeAround('health');
       if (k8s !== null) k8s.report(engine, health);
     },

@@ -1,0 +1,46 @@
+// failover-model.ts: what the agent's failover thread needs to route around
+// a backend on its own, without the reconcile loop: per VIP, the addresses
+// holding slots with the probe that answers for each and whether its endpoint
+// is out, and the backend index each address has in the maps. Plain data (it
+// crosses to a worker thread). `downWrites` is the decision: routeAround
+// (core/down.ts, failing open per VIP) over what the probes find now, minus
+// what is already down. Pure.
+import { routeAround } from './down.js';
+
+export interface FailoverVip {
+  readonly name: string;
+  readonly serving: readonly { readonly address: string; readonly probe: string | null; readonly out: boolean }[];
+}
+
+export interface FailoverModel {
+  /** False: only the operator's tables take backends out (--route-around off). */
+  readonly enabled: boolean;
+  readonly vips: readonly FailoverVip[];
+  /** Backend address -> its index in the maps. */
+  readonly indexOf: readonly (readonly [string, number])[];
+  /** Backend indices down in the maps. */
+  readonly down: readonly number[];
+}
+
+export const EMPTY_FAILOVER_MODEL: FailoverModel = { enabled: false, vips: [], indexOf: [], down: [] };
+
+/** The backends (address, index) to mark down now, given what each probe finds (false: failing). */
+export function downWrites(model: FailoverModel, measured: (probe: string) => boolean | null, alreadyDown: ReadonlySet<number>): { address: string; index: number }[] {
+  if (!model.enabled) return [];
+  const entries = new Map<string, { probe: string | null; out: boolean }>();
+  for (const v of model.vips) for (const s of v.serving) entries.set(`${v.name}|${s.address}`, s);
+  const down = routeAround(
+    model.vips.map((v) => ({ name: v.name, serving: v.serving.map((s) => s.address) })),
+    (vip, address) => {
+      const e = entries.get(`${vip}|${address}`);
+      return e !== undefined && (e.out || (e.probe !== null && measured(e.probe) === false));
+    },
+  );
+  const indexOf = new Map(model.indexOf);
+  const out: { address: string; index: number }[] = [];
+  for (const address of [...down].sort()) {
+    const index = indexOf.get(address);
+    if (index !== undefined && !alreadyDown.has(index)) out.push({ address, index });
+  }
+  return out;
+}
