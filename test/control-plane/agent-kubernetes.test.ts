@@ -24,14 +24,12 @@ async function apply(yaml: string): Promise<void> {
   await cp.kubectl(['apply', '-f', '-'], { input: yaml });
 }
 
-beforeAll(async () => {
-  cp = await startControlPlane({ crdDir: join(ROOT, 'crds'), apiserverArgs: ['--bind-address=0.0.0.0'] });
-  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
-  await cp.kubectl(['create', 'namespace', 'shop']);
-  operator = new Operator({
+/** The operator in this process, leader-elected, as the chart runs it. */
+async function startOperator(identity: string): Promise<Operator> {
+  const op = new Operator({
     kube: new Kube(loadKubeConfig(cp.kubeconfigPath)),
     namespace: 'xdplb-system',
-    identity: 'op',
+    identity,
     leaderElect: true,
     leaseSeconds: 5,
     renewMs: 1000,
@@ -39,7 +37,15 @@ beforeAll(async () => {
     workers: 2,
     log: pino({ level: 'silent' }),
   });
-  await operator.start();
+  await op.start();
+  return op;
+}
+
+beforeAll(async () => {
+  cp = await startControlPlane({ crdDir: join(ROOT, 'crds'), apiserverArgs: ['--bind-address=0.0.0.0'] });
+  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
+  await cp.kubectl(['create', 'namespace', 'shop']);
+  operator = await startOperator('op');
 
   topo = new LbTopology('k8', 3);
   // The node reaches the API server over a veth to the host, through a forwarder on its loopback.
@@ -161,18 +167,7 @@ spec:
     console.log(`EndpointSlice endpoint not ready -> down on the node, operator stopped: ${ms} ms (includes kubectl's own start-up)`);
 
     // The operator comes back and publishes the table without it: the node's down state is no longer needed.
-    operator = new Operator({
-      kube: new Kube(loadKubeConfig(cp.kubeconfigPath)),
-      namespace: 'xdplb-system',
-      identity: 'op-2',
-      leaderElect: true,
-      leaseSeconds: 5,
-      renewMs: 1000,
-      resyncSeconds: 30,
-      workers: 2,
-      log: pino({ level: 'silent' }),
-    });
-    await operator.start();
+    operator = await startOperator('op-2');
     await topo.waitForAgent('the successor without it, and nothing down', (s) => s.vips.find((v) => v.name === 'shop/api')?.serving === 2 && s.down.length === 0, { timeoutMs: 30_000 });
     await cp.kubectl(['-n', 'shop', 'delete', 'vip', 'api']);
     await cp.kubectl(['-n', 'shop', 'delete', 'endpointslice', 'api-1']);
