@@ -1,7 +1,8 @@
 // k8s.ts: the operator's thin edge to the API server: informers (list + watch
 // caches) and the few writes the operator makes (VipTable shards, VIP status
 // and finalizers, Events), over @kubernetes/client-node, at the xdplb.io
-// coordinates of src/api. Nothing here decides anything.
+// coordinates of src/api, each request timed for an optional observer (the
+// operator's metrics). Nothing here decides anything.
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -24,6 +25,9 @@ export interface Obj extends KubernetesObject {
   status?: Record<string, unknown>;
 }
 
+/** A request finished: `code` is the HTTP status of a failure (0: none came back), null on success. */
+export type RequestObserver = (verb: string, resource: string, seconds: number, code: number | null) => void;
+
 export function loadKubeConfig(path?: string): KubeConfig {
   const kc = new KubeConfig();
   if (path !== undefined) kc.loadFromFile(path);
@@ -44,8 +48,12 @@ export class Kube {
   readonly core: CoreV1Api;
   readonly discovery: DiscoveryV1Api;
 
-  constructor(kc: KubeConfig) {
+  /** Told of every request the methods below make (operator metrics). */
+  readonly #onRequest: RequestObserver | undefined;
+
+  constructor(kc: KubeConfig, onRequest?: RequestObserver) {
     this.kc = kc;
+    this.#onRequest = onRequest;
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.core = kc.makeApiClient(CoreV1Api);
     this.discovery = kc.makeApiClient(DiscoveryV1Api);
@@ -55,9 +63,11 @@ export class Kube {
   customInformer(plural: string, namespace?: string): Cached<Obj> {
     const path = namespace === undefined ? `/apis/${GROUP}/${VERSION}/${plural}` : `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${plural}`;
     return makeInformer<Obj>(this.kc, path, () =>
-      namespace === undefined
-        ? this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
-        : this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural }),
+      this.timed('list', plural, () =>
+        namespace === undefined
+          ? this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
+          : this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural }),
+      ),
     );
   }
 
@@ -67,26 +77,43 @@ export class Kube {
     return makeInformer<Obj>(
       this.kc,
       '/apis/discovery.k8s.io/v1/endpointslices',
-      () => this.discovery.listEndpointSliceForAllNamespaces({ labelSelector }) as never,
+      () => this.timed('list', 'endpointslices', () => this.discovery.listEndpointSliceForAllNamespaces({ labelSelector })) as never,
       labelSelector,
     );
   }
 
   nodeInformer(): Cached<Obj> {
-    return makeInformer<Obj>(this.kc, '/api/v1/nodes', () => this.core.listNode() as never);
+    return makeInformer<Obj>(this.kc, '/api/v1/nodes', () => this.timed('list', 'nodes', () => this.core.listNode()) as never);
+  }
+
+  /** Runs one API request, timing it for the request observer. */
+  async timed<T>(verb: string, resource: string, request: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      const out = await request();
+      this.#onRequest?.(verb, resource, (performance.now() - start) / 1000, null);
+      return out;
+    } catch (e) {
+      this.#onRequest?.(verb, resource, (performance.now() - start) / 1000, statusCode(e) ?? 0);
+      throw e;
+    }
   }
 
   async patchStatus(plural: string, namespace: string, name: string, status: unknown): Promise<void> {
-    await this.custom.patchNamespacedCustomObjectStatus(
-      { group: GROUP, version: VERSION, namespace, plural, name, body: { status } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    await this.timed('patch', `${plural}/status`, () =>
+      this.custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, namespace, plural, name, body: { status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
     );
   }
 
   async setFinalizers(plural: string, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<void> {
-    await this.custom.patchNamespacedCustomObject(
-      { group: GROUP, version: VERSION, namespace, plural, name, body: { metadata: { finalizers, resourceVersion } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    await this.timed('patch', plural, () =>
+      this.custom.patchNamespacedCustomObject(
+        { group: GROUP, version: VERSION, namespace, plural, name, body: { metadata: { finalizers, resourceVersion } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
     );
   }
 
@@ -99,25 +126,25 @@ export class Kube {
     const name = body.metadata!.name!;
     if (cachedVersion !== undefined) {
       try {
-        await this.custom.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name, body: { ...body, metadata: { ...body.metadata, resourceVersion: cachedVersion } } });
+        await this.timed('update', plural, () => this.custom.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name, body: { ...body, metadata: { ...body.metadata, resourceVersion: cachedVersion } } }));
         return;
       } catch (e) {
         if (statusCode(e) !== 409 && statusCode(e) !== 404) throw e;
       }
     }
     try {
-      await this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, body });
+      await this.timed('create', plural, () => this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, body }));
     } catch (e) {
       if (statusCode(e) !== 409) throw e;
-      const current = (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name })) as Obj;
-      await this.custom.replaceNamespacedCustomObject({
+      const current = (await this.timed('get', plural, () => this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name }))) as Obj;
+      await this.timed('update', plural, () => this.custom.replaceNamespacedCustomObject({
         group: GROUP,
         version: VERSION,
         namespace,
         plural,
         name,
         body: { ...body, metadata: { ...body.metadata, resourceVersion: current.metadata!.resourceVersion } },
-      });
+      }));
     }
   }
 
@@ -129,11 +156,11 @@ export class Kube {
    */
   async createImmutable(plural: string, namespace: string, body: Obj): Promise<void> {
     try {
-      await this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, body });
+      await this.timed('create', plural, () => this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, body }));
     } catch (e) {
       if (statusCode(e) !== 409) throw e;
       const name = body.metadata!.name!;
-      const current = (await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name })) as Obj;
+      const current = (await this.timed('get', plural, () => this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name }))) as Obj;
       if (JSON.stringify(current.spec) !== JSON.stringify(body.spec)) {
         throw new XdplbError(ErrorCodes.CONFLICT, `${plural} ${namespace}/${name} exists with another spec; a published generation is never changed`, { cause: e });
       }
@@ -142,7 +169,7 @@ export class Kube {
 
   async delete(plural: string, namespace: string, name: string): Promise<void> {
     try {
-      await this.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name });
+      await this.timed('delete', plural, () => this.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name }));
     } catch (e) {
       if (statusCode(e) !== 404) throw e;
     }
@@ -150,7 +177,7 @@ export class Kube {
 
   async event(involved: Obj, type: 'Normal' | 'Warning', reason: string, message: string, now: Date): Promise<void> {
     const ns = involved.metadata!.namespace!;
-    await this.core.createNamespacedEvent({
+    await this.timed('create', 'events', () => this.core.createNamespacedEvent({
       namespace: ns,
       body: {
         metadata: { generateName: `${involved.metadata!.name!}.`, namespace: ns },
@@ -164,7 +191,7 @@ export class Kube {
         source: { component: 'xdplb-operator' },
         reportingComponent: 'xdplb.io/operator',
       },
-    });
+    }));
   }
 }
 

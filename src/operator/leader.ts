@@ -53,11 +53,11 @@ export class LeaderElector {
     if (this.#timer !== null) clearTimeout(this.#timer);
     if (!this.#leading) return;
     try {
-      const lease = await this.#api.readNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace });
+      const lease = await this.#o.kube.timed('get', 'leases', () => this.#api.readNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace }));
       if (lease.spec?.holderIdentity === this.#o.identity) {
         lease.spec.holderIdentity = undefined;
         lease.spec.leaseDurationSeconds = 1;
-        await this.#api.replaceNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace, body: lease });
+        await this.#o.kube.timed('update', 'leases', () => this.#api.replaceNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace, body: lease }));
       }
     } catch (e) {
       this.#o.log.warn({ err: e }, 'Could not release the lease');
@@ -98,13 +98,15 @@ export class LeaderElector {
     const now = microTime(new Date());
     let lease: V1Lease;
     try {
-      lease = await this.#api.readNamespacedLease({ name, namespace });
+      lease = await this.#o.kube.timed('get', 'leases', () => this.#api.readNamespacedLease({ name, namespace }));
     } catch (e) {
       if (statusCode(e) !== 404) throw e;
-      await this.#api.createNamespacedLease({
-        namespace,
-        body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: duration, acquireTime: now as never, renewTime: now as never, leaseTransitions: 0 } },
-      });
+      await this.#o.kube.timed('create', 'leases', () =>
+        this.#api.createNamespacedLease({
+          namespace,
+          body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: duration, acquireTime: now as never, renewTime: now as never, leaseTransitions: 0 } },
+        }),
+      );
       this.#observedAt = sent;
       return true;
     }
@@ -126,7 +128,7 @@ export class LeaderElector {
       ...(takeover ? { acquireTime: now as never, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
     };
     try {
-      await this.#api.replaceNamespacedLease({ name, namespace, body: lease });
+      await this.#o.kube.timed('update', 'leases', () => this.#api.replaceNamespacedLease({ name, namespace, body: lease }));
     } catch (e) {
       if (statusCode(e) === 409) return false; // someone else wrote it first
       throw e;

@@ -11,6 +11,7 @@ import { commandFlags, flagOptions, parseFlags } from '../config/flags.js';
 import { isXdplbError } from '../core/errors.js';
 import { Kube, loadKubeConfig } from '../kube/k8s.js';
 import { serveHealth } from './health.js';
+import { OperatorMetrics } from './metrics.js';
 import { Operator } from './operator.js';
 
 export const OPERATOR_USAGE = `usage: xdplb operator [flags]
@@ -22,7 +23,7 @@ export const OPERATOR_USAGE = `usage: xdplb operator [flags]
   --lease-seconds N        a standby takes over after N seconds without renewal (default 15)
   --resync SECONDS         queue every VIP again this often (default 60)
   --workers N              VIPs reconciled at once (default 2)
-  --health-address ADDR    serve /healthz and /readyz on ADDR (default 0.0.0.0:8081; "off" disables)
+  --health-address ADDR    serve /healthz, /readyz and /metrics on ADDR (default 0.0.0.0:8081; "off" disables)
   --log-level LEVEL        trace, debug, info, warn, error (default info)`;
 
 const schema = z.object({
@@ -51,7 +52,8 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
   );
   if (typeof flags === 'number') return flags;
   const log = pino({ level: flags['log-level'], base: { component: 'operator', identity: flags.identity } });
-  const kube = new Kube(loadKubeConfig(flags.kubeconfig));
+  const metrics = new OperatorMetrics();
+  const kube = new Kube(loadKubeConfig(flags.kubeconfig), (verb, resource, seconds, code) => metrics.request(verb, resource, seconds, code));
   const operator = new Operator({
     kube,
     namespace: flags.namespace,
@@ -62,8 +64,9 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
     resyncSeconds: flags.resync,
     workers: flags.workers,
     log,
+    metrics,
   });
-  const health = flags['health-address'] === 'off' ? null : await serveHealth(flags['health-address'], () => operator.synced);
+  const health = flags['health-address'] === 'off' ? null : await serveHealth(flags['health-address'], () => operator.synced, metrics.registry);
   await operator.start();
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());

@@ -18,6 +18,7 @@ import { PLURALS } from '../api/coordinates.js';
 import { emptySlices, referencedServices } from '../kube/endpoint-slices.js';
 import { Kube, statusCode, type Cached, type Obj } from '../kube/k8s.js';
 import { LeaderElector } from './leader.js';
+import type { OperatorMetrics } from './metrics.js';
 import { NodeLiveness } from './node-liveness.js';
 import { WorkQueue } from './queue.js';
 import { affectedVips, Reconciler, type Caches } from './reconciler.js';
@@ -32,6 +33,8 @@ export interface OperatorOptions {
   readonly resyncSeconds: number;
   readonly workers: number;
   readonly log: Logger;
+  /** Where reconciles, the queue, leadership and publications are counted (the Kube's requests are, if it was made with the same metrics). */
+  readonly metrics?: OperatorMetrics;
 }
 
 /**
@@ -89,10 +92,12 @@ export class Operator {
       now: () => new Date(),
       reportFresh: (name) => this.#liveness.fresh(name),
       serviceWatched: (name) => this.#servicesWatched.has(name),
+      ...(o.metrics === undefined ? {} : { published: () => o.metrics!.tablesPublished.inc() }),
     });
     this.queue = new WorkQueue((key) => reconciler.reconcile(key), {
       workers: o.workers,
       onError: (key, err, retryInMs) => o.log.warn({ key, err, retryInMs }, 'Reconcile failed; retrying'),
+      ...(o.metrics === undefined ? {} : { observer: o.metrics.queueObserver() }),
     });
     this.#elector = o.leaderElect
       ? new LeaderElector({
@@ -254,6 +259,7 @@ export class Operator {
   #lead(): void {
     if (this.#stopped) return;
     this.#leading = true;
+    this.#o.metrics?.leader.set(1);
     this.queue.start();
     this.#enqueueAll();
     if (this.#resync !== null) clearInterval(this.#resync);
@@ -263,6 +269,7 @@ export class Operator {
   /** Lost the Lease: stop reconciling at once; the informers and the elector keep running. */
   #stepDown(): void {
     this.#leading = false;
+    this.#o.metrics?.leader.set(0);
     if (this.#resync !== null) clearInterval(this.#resync);
     this.#resync = null;
     this.queue.stop();

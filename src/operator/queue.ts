@@ -29,9 +29,20 @@ export interface QueueOptions {
   readonly clock?: Clock;
   /** Called when a reconcile throws (after scheduling its retry). */
   readonly onError?: (key: string, error: unknown, retryInMs: number) => void;
+  readonly observer?: QueueObserver;
 }
 
 export type Reconcile = (key: string) => Promise<void>;
+
+/** What the queue reports as it works (metrics.ts). */
+export interface QueueObserver {
+  /** Keys waiting now. */
+  depth(n: number): void;
+  /** A key waited this long between its add and its reconcile's start. */
+  waited(ms: number): void;
+  /** A reconcile finished after `ms`; not ok: it failed and is retried with backoff. */
+  done(ms: number, ok: boolean): void;
+}
 
 export class WorkQueue {
   readonly #reconcile: Reconcile;
@@ -40,6 +51,9 @@ export class WorkQueue {
   readonly #max: number;
   readonly #clock: Clock;
   readonly #onError: QueueOptions['onError'];
+  readonly #observer: QueueObserver | undefined;
+  /** When each waiting key was added. */
+  readonly #addedAt = new Map<string, number>();
   readonly #waiting: string[] = [];
   readonly #queued = new Set<string>();
   readonly #running = new Set<string>();
@@ -57,6 +71,7 @@ export class WorkQueue {
     this.#max = options.maxBackoffMs ?? 60_000;
     this.#clock = options.clock ?? realClock;
     this.#onError = options.onError;
+    this.#observer = options.observer;
   }
 
   /** Queue a key now (de-duplicated). */
@@ -74,6 +89,7 @@ export class WorkQueue {
     }
     if (this.#queued.has(key)) return;
     this.#queued.add(key);
+    this.#addedAt.set(key, this.#clock.now());
     this.#waiting.push(key);
     this.#pump();
   }
@@ -112,6 +128,7 @@ export class WorkQueue {
     this.#delayed.clear();
     this.#waiting.length = 0;
     this.#queued.clear();
+    this.#addedAt.clear();
     this.#again.clear();
     this.#failures.clear();
     this.#pump();
@@ -130,20 +147,27 @@ export class WorkQueue {
     while (this.#active < this.#workers && this.#waiting.length > 0) {
       const key = this.#waiting.shift()!;
       this.#queued.delete(key);
+      const added = this.#addedAt.get(key);
+      this.#addedAt.delete(key);
+      if (added !== undefined) this.#observer?.waited(this.#clock.now() - added);
       this.#running.add(key);
       this.#active++;
       void this.#run(key);
     }
+    this.#observer?.depth(this.#waiting.length);
     if (this.#active === 0 && this.#waiting.length === 0) {
       for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
 
   async #run(key: string): Promise<void> {
+    const started = this.#clock.now();
     try {
       await this.#reconcile(key);
       this.#failures.delete(key);
+      this.#observer?.done(this.#clock.now() - started, true);
     } catch (e) {
+      this.#observer?.done(this.#clock.now() - started, false);
       const n = (this.#failures.get(key) ?? 0) + 1;
       this.#failures.set(key, n);
       const wait = Math.min(this.#max, this.#base * 2 ** (n - 1));

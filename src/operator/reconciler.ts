@@ -49,6 +49,8 @@ export interface ReconcilerDeps {
   readonly reportFresh: (name: string) => boolean;
   /** Whether the EndpointSlices of a Service (by name) are watched and synced: until then a VIP over it is not decided. */
   readonly serviceWatched: (name: string) => boolean;
+  /** A new table generation is published (every shard written). */
+  readonly published?: () => void;
 }
 
 /** The values that parse; the others are logged and left out (at debug: every pass meets them again). */
@@ -201,6 +203,7 @@ export class Reconciler {
           });
         }
         current = decision.generation;
+        this.#d.published?.();
         log.info({ generation: decision.generation, digest: decision.digest, size: decision.table.size, backends: decision.backends.length }, 'Published table of VIP');
       }
       for (const s of shards) if (s.generation !== current) await kube.delete(PLURALS.tables, namespace, s.name);

@@ -37,6 +37,7 @@ const OBJECTS: Array<[kind: string, name: string, namespaced: boolean]> = [
   ['poddisruptionbudget.policy', 'xdplb-operator', true],
   ['daemonset.apps', 'xdplb-agent', true],
   ['service', 'xdplb-agent-metrics', true],
+  ['service', 'xdplb-operator-metrics', true],
 ];
 
 interface Container {
@@ -124,7 +125,7 @@ describe('charts/xdplb', () => {
     const c = plane();
     expect(kinds((await c.helm(['template', RELEASE, CHART, '-n', NS])).stdout)).not.toContain('ServiceMonitor');
     const on = (await c.helm(['template', RELEASE, CHART, '-n', NS, '--set', 'serviceMonitor.enabled=true'])).stdout;
-    expect(kinds(on)).toContain('ServiceMonitor');
+    expect(kinds(on).filter((k) => k === 'ServiceMonitor')).toHaveLength(2); // agents and operator
     expect(on).toContain('apiVersion: monitoring.coreos.com/v1');
   });
 
@@ -219,6 +220,13 @@ describe('charts/xdplb', () => {
       expect(svc.spec.clusterIP).toBe('None');
       expect(svc.spec.ports.map((p) => p.port)).toEqual([9477]);
       expect(svc.spec.selector['app.kubernetes.io/component']).toBe('agent');
+    });
+
+    it('serves the operator metrics through a headless Service on its health port', async () => {
+      const svc = await get<{ spec: { clusterIP: string; ports: Array<{ port: number; targetPort: string }>; selector: Record<string, string> } }>('service', 'xdplb-operator-metrics');
+      expect(svc.spec.clusterIP).toBe('None');
+      expect(svc.spec.ports.map((p) => [p.port, p.targetPort])).toEqual([[8081, 'health']]);
+      expect(svc.spec.selector['app.kubernetes.io/component']).toBe('operator');
     });
 
     it.each([

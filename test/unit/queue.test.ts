@@ -182,3 +182,36 @@ describe('work queue', () => {
     expect(clock.timers.map((t) => t.at - clock.now())).toEqual([100]);
   });
 });
+
+describe('work queue observer (operator metrics)', () => {
+  it('reports depth, how long a key waited, and how long each reconcile took and whether it failed', async () => {
+    const clock = new ManualClock();
+    const gates = new Map<string, ReturnType<typeof deferred>>();
+    const seen: string[] = [];
+    const q = new WorkQueue(
+      async (key) => {
+        const g = deferred();
+        gates.set(key, g);
+        await g.promise;
+        if (key === 'bad') throw new Error('no');
+      },
+      {
+        workers: 1,
+        clock,
+        observer: { depth: (n) => seen.push(`depth ${n}`), waited: (ms) => seen.push(`waited ${ms}`), done: (ms, ok) => seen.push(`done ${ms} ${ok}`) },
+      },
+    );
+    q.add('a');
+    q.add('bad');
+    clock.t = 40;
+    gates.get('a')!.resolve();
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    clock.t = 100;
+    gates.get('bad')!.resolve();
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(['waited 0', 'depth 0', 'depth 1', 'done 40 true', 'waited 40', 'depth 0', 'done 60 false', 'depth 0']);
+    q.stop();
+  });
+});
