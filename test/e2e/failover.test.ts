@@ -136,5 +136,5 @@ spec:
       await load.stop().catch(() => undefined);
       await c.topo.startServer(victim);
     }
-  });
+  }, 600_000); // the operator publishes 1000 tables first (about a minute here)
 });
