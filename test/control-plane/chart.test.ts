@@ -114,7 +114,7 @@ describe('charts/xdplb', () => {
     const { stdout } = await c.helm(['template', RELEASE, CHART, '--namespace', 'xdplb-dry-run']);
     expect(kinds(stdout).sort()).toEqual(
       ['ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'DaemonSet', 'Deployment', 'PodDisruptionBudget',
-        'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'ServiceAccount', 'ServiceAccount'],
+        'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount'],
     );
     const r = await c.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: stdout });
     expect(r.stdout).toMatch(/deployment\.apps\/xdplb-operator created \(server dry run\)/);
