@@ -59,11 +59,12 @@ struct {
 } lb_frag_vips SEC(".maps");
 
 /* Inner map template: one Maglev table, slot -> backend index and alternate
- * (packed, abi.h). */
+ * (packed, abi.h). BPF_F_MMAPABLE: the agent writes a whole table with one
+ * memory copy into the new map (every inner map must carry the same flags). */
 struct lb_table_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, XDPLB_DEFAULT_TABLE_SIZE);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 };

@@ -5,12 +5,15 @@
 // maps' image and applies. Triggers during a pass coalesce into one more pass.
 // A failed pass re-reads the maps and retries with backoff. What does not fit
 // the maps is refused by the plan (logged once, counted in a metric, reported)
-// while everything else is programmed. After writing, the tables of the VIPs
-// changed are read back from the kernel and their digests computed: what the
-// agent reports as programmed is what the kernel holds.
+// while everything else is programmed. The agent holds no table's slots: they
+// live in the kernel, and the image holds what each inner map was written
+// from. After writing, lb_tables is read back (one batch lookup): a VIP's
+// programmed digest is that of the table in the inner map its outer slot
+// holds. Each resync re-reads a few tables in turn and digests their slots,
+// so a table changed behind the agent's back is found and written again.
 import type { Logger } from 'pino';
 import { EMPTY_FAILOVER_MODEL, type FailoverModel } from '../core/failover-model.js';
-import { applyPlan, downOps, planDatapath, type DatapathImage, type DesiredDatapath, type DesiredVip } from '../core/datapath-plan.js';
+import { applyPlan, downOps, keyDigest, planDatapath, type DatapathImage, type DesiredDatapath, type DesiredVip, type VipEntryImage } from '../core/datapath-plan.js';
 import { programmedDigest } from '../core/digest.js';
 import { DesiredMemo, tableFromImage, type MacResolution, type VipStatus } from '../core/desired-state.js';
 import type { Table } from '../core/maglev.js';
@@ -26,7 +29,7 @@ export interface DesiredSource {
     observed: {
       mac: (address: string) => MacResolution | undefined;
       currentTable: (vip: string) => Table | undefined;
-      currentTableArray: (vip: string) => Uint32Array | undefined;
+      currentTableDigest: (vip: string) => string | undefined;
     },
     memo: DesiredMemo,
   ): {
@@ -44,13 +47,21 @@ export interface DesiredSource {
 export interface EngineDeps {
   readonly writer: MapWriter;
   readonly control: ControlSettings;
-  readonly resolver: NeighborResolver;
+  readonly resolver: Pick<NeighborResolver, 'resolve'>;
   readonly metrics: AgentMetrics;
   readonly log: Logger;
   /** Re-resolve known MACs this often, unresolved ones every second. */
   readonly neighborRefreshMs?: number;
   /** Called after every successful pass (Kubernetes mode reports from it). */
   readonly onPass?: () => void;
+  /** Tables whose slots a resync re-reads and digests (in turn, all of them over successive resyncs). */
+  readonly checkPerResync?: number;
+}
+
+/** On an upgrade: the old program's maps, whose tables the first tables continue from. */
+export interface Seed {
+  readonly image: DatapathImage;
+  readonly writer: MapWriter;
 }
 
 interface Neighbor {
@@ -79,27 +90,27 @@ export class Engine {
   /** Per VIP left out because it does not fit: why. */
   #refused = new Map<string, string>();
   readonly #memo = new DesiredMemo();
-  /** Per VIP: the table array its read-back digest was computed from (a resync re-digests only tables that changed). */
-  readonly #digested = new Map<string, Uint32Array | null>();
   #verifyAll = false;
+  /** Where the next resync's slot check starts, in the VIPs' order. */
+  #checkFrom = 0;
   /** Backend address -> when this node's datapath started routing around it (ms since the epoch). */
   readonly #downSince = new Map<string, number>();
   readonly #lastDown = new Map<string, { since: number; until: number | null }>();
 
-  #seed: DatapathImage | null;
+  #seed: Seed | null;
 
   /**
    * `image`: what the maps hold. `seed`: on an upgrade, the old program's maps,
    * whose tables the first tables continue from (the new maps start empty).
    */
-  constructor(deps: EngineDeps, image: DatapathImage, seed: DatapathImage | null = null) {
+  constructor(deps: EngineDeps, image: DatapathImage, seed: Seed | null = null) {
     this.#d = deps;
     this.#image = image;
     this.#seed = seed;
     // MACs the maps already hold count as resolved: an adopted datapath keeps forwarding
     // while they are re-checked, instead of losing every backend for a moment.
     const stale = performance.now() - (deps.neighborRefreshMs ?? 10_000);
-    for (const be of [...image.backends.values(), ...(seed?.backends.values() ?? [])]) {
+    for (const be of [...image.backends.values(), ...(seed?.image.backends.values() ?? [])]) {
       if (be.mac !== null) this.#neighbors.set(be.address, { resolution: { ok: true, mac: be.mac }, at: stale, inFlight: false });
     }
   }
@@ -225,7 +236,7 @@ export class Engine {
 
   /** Re-reads the maps (periodic resync: anything changed behind the agent's back is repaired). */
   resync(): void {
-    this.#verifyAll = true; // read every VIP's table back again on the next pass
+    this.#verifyAll = true; // check every VIP's outer slot, and a few tables' slots, on the next pass
     try {
       this.#image = this.#d.writer.readImage();
     } catch (e) {
@@ -274,12 +285,20 @@ export class Engine {
     if (source === null) return false;
     await this.#resolveNeighbors(source.addresses());
     const image = this.#image;
+    const held = vipIndex(image);
+    const seed = this.#seed;
+    const seedHeld = seed === null ? null : vipIndex(seed.image);
     const { desired, status } = source.compute(
       {
         mac: (a) => this.#neighbors.get(a)?.resolution,
         currentTable: (vip) =>
-          this.#currentTable(image, source.keysOf(vip)) ?? (this.#seed === null ? undefined : this.#currentTable(this.#seed, source.keysOf(vip))),
-        currentTableArray: (vip) => tableArrayOf(image, source.keysOf(vip)),
+          readCurrentTable(this.#d.writer, image, held, source.keysOf(vip)) ??
+          (seed === null || seedHeld === null ? undefined : readCurrentTable(seed.writer, seed.image, seedHeld, source.keysOf(vip))),
+        currentTableDigest: (vip) => {
+          const entry = entryOf(held, source.keysOf(vip));
+          const key = entry === undefined || entry.meta.tableSize === 0 ? null : (image.tables.get(entry.meta.tableSlot)?.key ?? null);
+          return key === null ? undefined : keyDigest(key);
+        },
       },
       this.#memo,
     );
@@ -289,14 +308,11 @@ export class Engine {
     this.#noteRefused(plan.refused);
     let touched: Set<string>;
     if (plan.ops.length === 0) {
-      this.#memo.programmed((vip) => tableArrayOf(image, source.keysOf(vip)));
       touched = new Set();
     } else {
       const started = performance.now();
       this.#setImage(this.#d.writer.apply(image, plan.ops, this.#d.control));
       this.#seed = null;
-      const applied = this.#image;
-      this.#memo.programmed((vip) => tableArrayOf(applied, source.keysOf(vip)));
       touched = new Set(plan.ops.flatMap((o) => (o.op === 'putTable' || o.op === 'putVip' ? [o.vip] : [])));
       for (const s of status) {
         if (touched.has(s.name)) {
@@ -340,38 +356,80 @@ export class Engine {
     this.#image = next;
   }
 
-  /** Reads back from the kernel the tables of VIPs changed or never read, and digests them. */
+  /**
+   * What the kernel holds for the VIPs changed or never checked (all of them
+   * on a resync): the VIP entry's outer slot, the inner map there, and the
+   * digest of what was written into it. A table this writer did not write
+   * (or distrusts) is read and digested. On a resync, a few tables' slots are
+   * read and digested too (in turn): one that differs from what was written
+   * is reported, distrusted and written again by the next pass.
+   */
   #readBack(vips: readonly DesiredVip[], status: readonly VipStatus[], touched: ReadonlySet<string>, refused: ReadonlyMap<string, string>): void {
     const listed = new Map(status.map((s) => [s.name, s.listed]));
-    const addresses = new Map<number, string>();
-    const wanted = new Set<string>();
-    for (const vip of vips) {
-      wanted.add(vip.name);
-      if (refused.has(vip.name)) {
-        this.#programmed.set(vip.name, null);
-        continue;
+    const wanted = new Set(vips.map((v) => v.name));
+    const verifyAll = this.#verifyAll;
+    this.#verifyAll = false;
+    const due = vips.filter((v) => !refused.has(v.name) && (verifyAll || touched.has(v.name) || !this.#programmed.has(v.name)));
+    for (const v of vips) if (refused.has(v.name)) this.#programmed.set(v.name, null);
+    if (due.length > 0) {
+      const writer = this.#d.writer;
+      const ids = writer.tableIds();
+      const addresses = new Map<number, string>();
+      const digestOfSlots = (name: string, size: number, slot: number): string | null => {
+        const t = writer.readTable(slot);
+        if (t === null) return null;
+        const named = new Set<number>();
+        for (const a of [t.slots, t.alternates]) for (let s = 0; s < a.length; s++) named.add(a[s]!);
+        for (const [i, address] of writer.readBackendAddresses([...named].filter((i) => !addresses.has(i)))) addresses.set(i, address);
+        return programmedDigest(size, t.slots, (i) => addresses.get(i), listed.get(name) ?? [], t.alternates);
+      };
+      const check = verifyAll ? this.#checkedThisResync(due) : new Set<string>();
+      let distrusted = false;
+      for (const vip of due) {
+        const first = vip.keys[0];
+        const meta = first === undefined ? null : writer.readVipMeta(first);
+        if (meta === null) {
+          this.#programmed.set(vip.name, null);
+          continue;
+        }
+        if (meta.tableSize === 0) {
+          this.#programmed.set(vip.name, programmedDigest(0, null, () => undefined, []));
+          continue;
+        }
+        const held = ids.get(meta.tableSlot);
+        if (held === undefined) {
+          this.#programmed.set(vip.name, null);
+          continue;
+        }
+        const written = held.table === null ? null : keyDigest(held.table.key ?? '');
+        if (written === null || written === '' || check.has(vip.name)) {
+          const read = digestOfSlots(vip.name, meta.tableSize, meta.tableSlot);
+          if (written !== null && written !== '' && read !== written) {
+            this.#d.log.error({ vip: vip.name, slot: meta.tableSlot, written, read }, 'A table in the kernel differs from what was written; writing it again');
+            this.#d.metrics.tableCheckFailures.inc();
+            writer.distrust(meta.tableSlot);
+            distrusted = true;
+          }
+          this.#programmed.set(vip.name, read);
+        } else {
+          this.#programmed.set(vip.name, written);
+        }
       }
-      if (!touched.has(vip.name) && this.#programmed.has(vip.name) && !this.#verifyAll) continue;
-      const key = vip.keys[0];
-      const held = key === undefined ? null : this.#d.writer.readVipTable(key);
-      if (held === null) {
-        this.#programmed.set(vip.name, null);
-        this.#digested.delete(vip.name);
-        continue;
+      if (distrusted) {
+        this.#image = writer.readImage();
+        this.trigger('table check');
       }
-      // The kernel holds the very table last digested (same inner map): nothing to recompute.
-      if (!touched.has(vip.name) && this.#programmed.has(vip.name) && held.slots !== null && this.#digested.get(vip.name) === held.slots) continue;
-      this.#digested.set(vip.name, held.slots);
-      // The backend entries the table names, read once per pass.
-      const named = new Set<number>();
-      for (const a of [held.slots, held.alternates]) if (a !== null) for (let s = 0; s < a.length; s++) named.add(a[s]!);
-      const missing = [...named].filter((i) => !addresses.has(i));
-      for (const [i, address] of this.#d.writer.readBackendAddresses(missing)) addresses.set(i, address);
-      this.#programmed.set(vip.name, programmedDigest(held.tableSize, held.slots, (i) => addresses.get(i), listed.get(vip.name) ?? [], held.alternates));
     }
     for (const name of [...this.#programmed.keys()]) if (!wanted.has(name)) this.#programmed.delete(name);
-    for (const name of [...this.#digested.keys()]) if (!wanted.has(name)) this.#digested.delete(name);
-    this.#verifyAll = false;
+  }
+
+  /** The VIPs whose slots this resync reads and digests: the next few, in turn. */
+  #checkedThisResync(vips: readonly DesiredVip[]): Set<string> {
+    const n = Math.min(vips.length, this.#d.checkPerResync ?? 8);
+    const out = new Set<string>();
+    for (let i = 0; i < n; i++) out.add(vips[(this.#checkFrom + i) % vips.length]!.name);
+    this.#checkFrom = vips.length === 0 ? 0 : (this.#checkFrom + n) % vips.length;
+    return out;
   }
 
   #noteRefused(refused: ReadonlyMap<string, string>): void {
@@ -382,12 +440,6 @@ export class Engine {
       if (!refused.has(vip)) this.#d.log.info({ vip }, 'VIP fits the datapath again');
     }
     this.#refused = new Map(refused);
-  }
-
-  #currentTable(image: DatapathImage, vipKeys: readonly string[]): Table | undefined {
-    const slots = tableArrayOf(image, vipKeys);
-    if (slots === undefined) return undefined;
-    return tableFromImage(slots.length, slots, (i) => image.backends.get(i)?.address);
   }
 
   async #resolveNeighbors(wanted: Map<string, { onLink: boolean }>): Promise<void> {
@@ -438,10 +490,25 @@ export class Engine {
   }
 }
 
-/** The table array the image holds for the VIP with these keys ("address|port|protocol"). */
-function tableArrayOf(image: DatapathImage, vipKeys: readonly string[]): Uint32Array | undefined {
-  const keys = new Set(vipKeys);
-  const entry = image.vips.find((v) => keys.has(`${v.key.address}|${v.key.port}|${v.key.protocol}`));
+/** The image's VIP entries by "address|port|protocol". */
+function vipIndex(image: DatapathImage): Map<string, VipEntryImage> {
+  return new Map(image.vips.map((v) => [`${v.key.address}|${v.key.port}|${v.key.protocol}`, v]));
+}
+
+/** The entry of the VIP with these keys ("address|port|protocol"), if the image holds one. */
+function entryOf(held: ReadonlyMap<string, VipEntryImage>, vipKeys: readonly string[]): VipEntryImage | undefined {
+  for (const k of vipKeys) {
+    const e = held.get(k);
+    if (e !== undefined) return e;
+  }
+  return undefined;
+}
+
+/** The table the maps hold for the VIP with these keys, read from the kernel (owners by address), if any. */
+function readCurrentTable(writer: MapWriter, image: DatapathImage, held: ReadonlyMap<string, VipEntryImage>, vipKeys: readonly string[]): Table | undefined {
+  const entry = entryOf(held, vipKeys);
   if (entry === undefined || entry.meta.tableSize === 0) return undefined;
-  return image.tables.get(entry.meta.tableSlot);
+  const t = writer.readTable(entry.meta.tableSlot);
+  if (t === null) return undefined;
+  return tableFromImage(t.slots.length, t.slots, (i) => image.backends.get(i)?.address);
 }

@@ -20,10 +20,11 @@ import { findConflicts } from '../core/claims.js';
 import { routeAround } from '../core/down.js';
 import { endpointsOut, type EndpointSliceObject } from '../core/endpoints.js';
 import type { FailoverModel } from '../core/failover-model.js';
-import type { BackendImage, DesiredDatapath, DesiredVip, VipFeatures } from '../core/datapath-plan.js';
+import type { BackendImage, DesiredDatapath, DesiredVip, TableContent, VipFeatures } from '../core/datapath-plan.js';
+import type { BackendWeight } from '../core/backends.js';
 import { featuresOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
-import { assembleShards } from '../core/table-shards.js';
+import { assembleShards, type TableShardSpec } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
 import type { Obj } from '../kube/k8s.js';
 import type { DesiredSource } from './engine.js';
@@ -40,8 +41,40 @@ export interface KubeVip {
   readonly firstPort: number | undefined;
   /** The Service whose EndpointSlices give (some of) its backends (backends.service.name), if any. */
   readonly service: string | undefined;
-  readonly published: { table: Table; generation: number; digest: string } | null;
+  readonly published: PublishedTable | null;
   readonly problem: string | null;
+}
+
+/**
+ * A whole, verified generation of a VIP's table. Its slots are not held:
+ * `content` decodes them again from the shards (immutable, in the informer's
+ * cache anyway) when the table is to be written, so a thousand VIPs of 65537
+ * slots cost the agent no table copies.
+ */
+export interface PublishedTable {
+  readonly size: number;
+  readonly backends: readonly BackendWeight[];
+  readonly generation: number;
+  readonly digest: string;
+  /** Slots per backend address. */
+  readonly counts: ReadonlyMap<string, number>;
+  readonly content: () => TableContent;
+}
+
+/** A verified table as a PublishedTable whose content decodes `shards` again. */
+function published(a: { table: Table; generation: number; digest: string }, shards: readonly TableShardSpec[]): PublishedTable {
+  return {
+    size: a.table.size,
+    backends: a.table.backends,
+    generation: a.generation,
+    digest: a.digest,
+    counts: slotCounts(a.table),
+    content: () => {
+      const again = assembleShards(shards, { verify: false });
+      if (again === null || again.generation !== a.generation) throw new Error(`generation ${a.generation} of a VIP's table is no longer whole`);
+      return { slots: again.table.slots, ...(again.table.alternates === undefined ? {} : { alternates: again.table.alternates }) };
+    },
+  };
 }
 
 /** Per VIP: the shard set last assembled (by resourceVersions) and the last whole, verified generation. */
@@ -100,9 +133,10 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
       let lastGood = hit?.lastGood ?? null;
       let problem: string | null = null;
       try {
-        const a = assembleShards(decodeShards(mine.objects).map(shardOf));
+        const shards = decodeShards(mine.objects).map(shardOf);
+        const a = assembleShards(shards);
         // No whole generation (a new one half written): keep the last whole one.
-        if (a !== null) lastGood = { table: a.table, generation: a.generation, digest: a.digest };
+        if (a !== null) lastGood = published(a, shards.filter((s) => s.generation === a.generation));
       } catch (e) {
         problem = (e as Error).message;
       }
@@ -126,18 +160,11 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
   return out;
 }
 
-/** Slots per backend of a published table, counted once per table. */
-const countsOf = new WeakMap<Table, Map<string, number>>();
-
+/** Slots per backend of a table. */
 function slotCounts(t: Table): Map<string, number> {
-  let counts = countsOf.get(t);
-  if (counts === undefined) {
-    const perOwner = new Uint32Array(t.backends.length);
-    for (let s = 0; s < t.size; s++) perOwner[t.slots[s]!]!++;
-    counts = new Map(t.backends.map((b, i) => [b.key, perOwner[i]!]));
-    countsOf.set(t, counts);
-  }
-  return counts;
+  const perOwner = new Uint32Array(t.backends.length);
+  for (let s = 0; s < t.size; s++) perOwner[t.slots[s]!]!++;
+  return new Map(t.backends.map((b, i) => [b.key, perOwner[i]!]));
 }
 
 export class KubernetesSource implements DesiredSource {
@@ -148,6 +175,8 @@ export class KubernetesSource implements DesiredSource {
   /** Per VIP over a Service: the addresses its EndpointSlices list only as out (core/endpoints.ts). */
   readonly #endpointsOut = new Map<string, Set<string>>();
   readonly #routeAround: boolean;
+  /** VIP key -> its datapath keys ("address|port|protocol"). */
+  readonly #keys: Map<string, string[]>;
 
   /**
    * `probe`: what a probe (by its key, probes.ts) finds now; null: not probed yet.
@@ -158,6 +187,7 @@ export class KubernetesSource implements DesiredSource {
     this.vips = vips;
     this.#probe = probe;
     this.#routeAround = routeAround;
+    this.#keys = new Map(vips.map((v) => [v.key, v.keys.map((k) => `${k.address}|${k.port}|${k.protocol}`)]));
     for (const v of vips) if (v.service !== undefined) this.#endpointsOut.set(v.key, endpointsOut(slices, v.key.split('/')[0]!, v.service));
     for (const v of vips) {
       const hc = v.healthCheck;
@@ -165,7 +195,7 @@ export class KubernetesSource implements DesiredSource {
       const port = hc.port ?? v.firstPort;
       if (port === undefined) continue;
       // Weight-0 backends too: the operator keeps unhealthy ones listed so nodes keep probing them.
-      for (const b of v.published.table.backends) {
+      for (const b of v.published.backends) {
         this.#probes.add(v.key, { type: hc.type === 'HTTP' ? 'http' : 'tcp', address: b.key, port, path: hc.path, timeoutMs: hc.timeoutMilliseconds, intervalMs: hc.intervalMilliseconds, healthyThreshold: hc.healthyThreshold, unhealthyThreshold: hc.unhealthyThreshold });
       }
     }
@@ -174,7 +204,7 @@ export class KubernetesSource implements DesiredSource {
   addresses(): Map<string, { onLink: boolean }> {
     const out = new Map<string, { onLink: boolean }>();
     for (const v of this.vips) {
-      for (const b of v.published?.table.backends ?? []) {
+      for (const b of v.published?.backends ?? []) {
         out.set(b.key, { onLink: (out.get(b.key)?.onLink ?? false) || v.features.mode === 'l2dsr' });
       }
     }
@@ -188,7 +218,7 @@ export class KubernetesSource implements DesiredSource {
     for (const v of this.vips) {
       const published = v.published;
       // The empty table (no backend takes new flows) is programmed as no table: packets dropped, counted.
-      const t = published === null || published.table.size === 0 ? null : published.table;
+      const t = published === null || published.size === 0 ? null : published;
       if (t !== null) {
         for (const b of t.backends) {
           const r = observed.mac(b.key);
@@ -199,9 +229,9 @@ export class KubernetesSource implements DesiredSource {
         name: v.key,
         keys: v.keys,
         features: v.features,
-        table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots, ...(t.alternates === undefined ? {} : { alternates: t.alternates }) },
+        table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), digest: t.digest, content: t.content },
       });
-      const counts = t === null ? new Map<string, number>() : slotCounts(t);
+      const counts = t === null ? new Map<string, number>() : t.counts;
       status.push({
         name: v.key,
         digest: published === null ? null : published.digest,
@@ -230,13 +260,12 @@ export class KubernetesSource implements DesiredSource {
    */
   down(): Set<string> {
     if (!this.#routeAround) return new Set();
-    const serving = this.vips.map((v) => ({ name: v.key, serving: (v.published?.table.backends ?? []).filter((b) => b.weight > 0).map((b) => b.key) }));
+    const serving = this.vips.map((v) => ({ name: v.key, serving: (v.published?.backends ?? []).filter((b) => b.weight > 0).map((b) => b.key) }));
     return routeAround(serving, (vip, address) => this.#measured(vip, address) === false || this.#endpointOut(vip, address));
   }
 
   keysOf(vip: string): readonly string[] {
-    const v = this.vips.find((x) => x.key === vip);
-    return v === undefined ? [] : v.keys.map((k) => `${k.address}|${k.port}|${k.protocol}`);
+    return this.#keys.get(vip) ?? [];
   }
 
   /** What this node's probe of `vip`'s backend at `address` finds; null: not probed. */
@@ -251,7 +280,7 @@ export class KubernetesSource implements DesiredSource {
       enabled: this.#routeAround,
       vips: this.vips.map((v) => ({
         name: v.key,
-        serving: (v.published?.table.backends ?? []).filter((b) => b.weight > 0).map((b) => ({ address: b.key, probe: this.#probes.probeOf(v.key, b.key) ?? null, out: this.#endpointOut(v.key, b.key) })),
+        serving: (v.published?.backends ?? []).filter((b) => b.weight > 0).map((b) => ({ address: b.key, probe: this.#probes.probeOf(v.key, b.key) ?? null, out: this.#endpointOut(v.key, b.key) })),
       })),
     };
   }

@@ -84,7 +84,8 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
 
   const writer = new MapWriter(prepared.maps);
   const image = prepared.kind === 'adopt' ? writer.readImage() : EMPTY_IMAGE;
-  const seed = prepared.previous === null ? null : new MapWriter(prepared.previous).readImage();
+  const previousWriter = prepared.previous === null ? null : new MapWriter(prepared.previous);
+  const seed = previousWriter === null ? null : { image: previousWriter.readImage(), writer: previousWriter };
   const engine = new Engine(
     {
       writer,

@@ -29,6 +29,7 @@ export class AgentMetrics {
   readonly vipRefused: Gauge<'vip'>;
   readonly backendDown: Gauge<'backend'>;
   readonly routedAround: Counter;
+  readonly tableCheckFailures: Counter;
   #counters: DatapathCounters | null = null;
 
   constructor(labels: Record<string, string> = {}) {
@@ -50,6 +51,7 @@ export class AgentMetrics {
     this.xdpMode = new Gauge({ name: 'xdplb_agent_xdp_mode', help: 'XDP attach mode in use (value 1).', labelNames: ['interface', 'mode'], registers });
     this.configErrors = new Counter({ name: 'xdplb_agent_config_errors_total', help: 'Configuration files rejected.', registers });
     this.backendDown = new Gauge({ name: 'xdplb_agent_backend_down', help: '1 while this node\'s datapath routes around the backend (its slots take their alternates), by its own probes or its endpoint\'s readiness.', labelNames: ['backend'], registers });
+    this.tableCheckFailures = new Counter({ name: 'xdplb_agent_table_check_failures_total', help: 'Tables whose slots, re-read from the kernel on a resync, differed from what was written (each is written again).', registers });
     this.routedAround = new Counter({ name: 'xdplb_agent_routed_around_total', help: 'Backends marked down in this node\'s datapath (one map write each), before any new table.', registers });
     this.vipRefused = new Gauge({ name: 'xdplb_agent_vip_refused', help: '1 while the VIP is wanted but left out of the datapath because it does not fit its capacities.', labelNames: ['vip'], registers });
 

@@ -15,6 +15,8 @@ export class StandaloneSource implements DesiredSource {
   readonly #statics: Map<string, string>;
   readonly #healthy: (probe: string) => boolean;
   readonly #probes: SharedProbes;
+  /** VIP name -> its keys ("address|port|protocol"). */
+  readonly #keys: Map<string, string[]>;
 
   /** `healthy`: what a probe (by its key, probes.ts) finds now. */
   constructor(config: StandaloneConfig, healthy: (probe: string) => boolean) {
@@ -23,6 +25,7 @@ export class StandaloneSource implements DesiredSource {
     this.#probes = sharedProbes(config, this.#specs);
     this.#statics = staticMacs(config);
     this.#healthy = healthy;
+    this.#keys = new Map(this.#specs.map((v) => [v.name, v.ports.map((p) => `${v.address}|${p.port}|${p.protocol}`)]));
   }
 
   addresses(): Map<string, { onLink: boolean }> {
@@ -50,15 +53,14 @@ export class StandaloneSource implements DesiredSource {
         return mac !== undefined ? { ok: true, mac } : observed.mac(address);
       },
         currentTable: observed.currentTable,
-        currentTableArray: observed.currentTableArray,
+        currentTableDigest: observed.currentTableDigest,
       },
       memo,
     );
   }
 
   keysOf(vip: string): readonly string[] {
-    const spec = this.#specs.find((v) => v.name === vip);
-    return spec === undefined ? [] : spec.ports.map((p) => `${spec.address}|${p.port}|${p.protocol}`);
+    return this.#keys.get(vip) ?? [];
   }
 
   /** Probes to run: one per distinct check of every weighted backend of every VIP with a health check. */

@@ -65,6 +65,12 @@ export interface Libbpf {
   mapDeleteElem: Fn<[fd: number, key: Buffer], number>;
   mapGetNextKey: Fn<[fd: number, key: Buffer | null, next: Buffer], number>;
   mapUpdateBatch: Fn<[fd: number, keys: Buffer, values: Buffer, count: Buffer, opts: Buffer], number>;
+  /** libc mmap: MAP_FAILED is all ones. */
+  mmap: Fn<[addr: null, length: number, prot: number, flags: number, fd: number, offset: bigint], bigint>;
+  munmap: Fn<[addr: bigint, length: number], number>;
+  /** memcpy into mapped memory, and out of it. */
+  copyTo: Fn<[dst: bigint, src: Buffer, n: number], bigint>;
+  copyFrom: Fn<[dst: Buffer, src: bigint, n: number], bigint>;
   objPin: Fn<[fd: number, path: string], number>;
   objGet: Fn<[path: string], number>;
   progTestRun: Fn<[fd: number, opts: TestRunOptsValue], number>;
@@ -169,6 +175,10 @@ function bind(): Libbpf {
     mapDeleteElem: f('int bpf_map_delete_elem(int fd, const void *key)'),
     mapGetNextKey: f('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next_key)'),
     mapUpdateBatch: f('int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
+    mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+    munmap: libc.func('int munmap(void *addr, size_t length)'),
+    copyTo: libc.func('memcpy', 'void *', ['void *', 'const void *', 'size_t']),
+    copyFrom: libc.func('memcpy', 'void *', ['_Out_ uint8_t *', 'const void *', 'size_t']),
     objPin: f('int bpf_obj_pin(int fd, const char *path)'),
     objGet: f('int bpf_obj_get(const char *path)'),
     progTestRun: f('int bpf_prog_test_run_opts(int prog_fd, _Inout_ xdplb_bpf_test_run_opts *opts)'),

@@ -23,6 +23,8 @@ export const MapType = {
 export const MapFlags = {
   NO_PREALLOC: 1 << 0,
   NO_COMMON_LRU: 1 << 1,
+  /** An ARRAY whose values can be mmap()ed: a whole table is written with one memory copy. */
+  MMAPABLE: 1 << 10,
   INNER_MAP: 1 << 12,
 } as const;
 
@@ -177,6 +179,78 @@ export class BpfMap {
   }
 
   /**
+   * The present entries of an array-like map (an ARRAY_OF_MAPS: slot -> inner
+   * map id; empty slots are left out), read with one bpf_map_lookup_batch.
+   * Keys and values are u32 here.
+   */
+  presentU32(): Map<number, number> {
+    if (this.keySize !== 4 || this.valueSize !== 4) throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: presentU32 needs u32 keys and values`);
+    const n = this.maxEntries;
+    const keys = new Uint32Array(n);
+    const values = new Uint32Array(n);
+    const count = new Uint32Array([n]);
+    const opts = Buffer.alloc(libbpf().batchOptsSize);
+    opts.writeBigUInt64LE(BigInt(opts.length), 0);
+    const ret = libbpf().mapLookupBatch(this.fd, null, Buffer.alloc(4), Buffer.from(keys.buffer), Buffer.from(values.buffer), Buffer.from(count.buffer), opts);
+    if (ret < 0 && ret !== -osConstants.errno.ENOENT) check(`batch lookup in map ${this.name}`, ret);
+    const out = new Map<number, number>();
+    for (let i = 0; i < count[0]!; i++) out.set(keys[i]!, values[i]!);
+    return out;
+  }
+
+  /** Bytes of an mmap()ed ARRAY: the kernel keeps each value 8-byte aligned. */
+  #mappedLength(): number {
+    return roundUp8(this.valueSize) * this.maxEntries;
+  }
+
+  #map(what: string): bigint {
+    const at = libbpf().mmap(null, this.#mappedLength(), PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0n);
+    if (at === MAP_FAILED || at === 0n) throw bpfError(`mmap of map ${this.name} for ${what}`, lastErrno());
+    return at;
+  }
+
+  /**
+   * Writes every value of an mmap()able ARRAY (created with MapFlags.MMAPABLE)
+   * from `values` (packed, valueSize bytes each) with one memory copy: no
+   * syscall per value, no batch copy in the kernel.
+   */
+  writeMapped(values: Uint8Array): void {
+    const size = this.valueSize;
+    if (values.length !== size * this.maxEntries) throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: ${String(values.length)} bytes for ${String(this.maxEntries)} values`);
+    const stride = roundUp8(size);
+    let laid = Buffer.from(values.buffer, values.byteOffset, values.length);
+    if (stride !== size) {
+      laid = scratch(this.#mappedLength());
+      spread(values, laid, size, stride, this.maxEntries);
+    }
+    const lib = libbpf();
+    const at = this.#map('writing');
+    try {
+      lib.copyTo(at, laid, this.#mappedLength());
+    } finally {
+      lib.munmap(at, this.#mappedLength());
+    }
+  }
+
+  /** Every value of an mmap()able ARRAY (packed, valueSize bytes each), with one memory copy. */
+  readMapped(): Buffer {
+    const size = this.valueSize;
+    const stride = roundUp8(size);
+    const laid = stride === size ? Buffer.alloc(this.#mappedLength()) : scratch(this.#mappedLength());
+    const lib = libbpf();
+    const at = this.#map('reading');
+    try {
+      lib.copyFrom(laid, at, this.#mappedLength());
+    } finally {
+      lib.munmap(at, this.#mappedLength());
+    }
+    if (stride === size) return laid;
+    const out = Buffer.alloc(size * this.maxEntries);
+    spread(laid, out, stride, size, this.maxEntries);
+    return out;
+  }
+
+  /**
    * Every value of an ARRAY map, read with one bpf_map_lookup_batch (keys
    * 0..max_entries-1, values packed). A 65537-slot table is one syscall.
    */
@@ -204,6 +278,36 @@ export class BpfMap {
   close(): void {
     if (this.ownsFd) libbpf().close(this.fd);
   }
+}
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+let scratchBuffer = Buffer.alloc(0);
+
+/** A reused buffer of at least `n` bytes (zeroed): one table's room, not one per write. */
+function scratch(n: number): Buffer {
+  if (scratchBuffer.length < n) scratchBuffer = Buffer.alloc(n);
+  const b = scratchBuffer.subarray(0, n);
+  b.fill(0);
+  return b;
+}
+
+/** Copies `count` values from `from` (one every `fromStride` bytes) to `to` (one every `toStride` bytes). */
+function spread(from: Uint8Array, to: Uint8Array, fromStride: number, toStride: number, count: number): void {
+  const width = Math.min(fromStride, toStride);
+  if (width === 4 && from.byteOffset % 4 === 0 && to.byteOffset % 4 === 0) {
+    // u32 values (tables): a word at a time.
+    const f = new Uint32Array(from.buffer, from.byteOffset, from.length >> 2);
+    const t = new Uint32Array(to.buffer, to.byteOffset, to.length >> 2);
+    const fs = fromStride >> 2;
+    const ts = toStride >> 2;
+    for (let i = 0; i < count; i++) t[i * ts] = f[i * fs]!;
+    return;
+  }
+  for (let i = 0; i < count; i++) to.set(from.subarray(i * fromStride, i * fromStride + width), i * toStride);
 }
 
 function roundUp8(n: number): number {

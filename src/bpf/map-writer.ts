@@ -6,6 +6,13 @@
 // Table slots are packed (each slot's backend and alternate, abi.ts) on the
 // way in and unpacked on the way out; a backend's down state is one write of
 // lb_backend_down.
+//
+// Tables stay in the kernel: a table is written into a new mmap()able inner
+// map with one memory copy, and the inner maps of a pass are swapped into
+// lb_tables with one batch update (one RCU wait for all of them, not one
+// each; removals still wait one each: an array has no batch delete). The writer remembers, per inner map it created, the key of what it
+// wrote (datapath-plan.ts tableKey): reading the image back is one batch
+// lookup of lb_tables, and a table is read only when asked for.
 import { ErrorCodes, XdplbError } from '../core/errors.js';
 import {
   applyPlan,
@@ -14,6 +21,8 @@ import {
   type DatapathImage,
   type PlanOp,
   type Protocol,
+  type TableImage,
+  type TableSlots,
   type VipEntryImage,
   type VipFeatures,
   type VipKeyImage,
@@ -44,7 +53,7 @@ import {
   VIP_F_SOURCE_IP_AFFINITY,
 } from './abi.js';
 import type { LbMaps } from './datapath.js';
-import { createMap, MapFlags, MapType, numPossibleCpus, openMapById, type BpfMap } from './loader.js';
+import { createMap, mapInfo, MapFlags, MapType, numPossibleCpus, openMapById, type BpfMap } from './loader.js';
 
 /** Values of lb_ctl that come from the node's configuration. */
 export interface ControlSettings {
@@ -97,33 +106,35 @@ export function encodeControl(c: ControlSettings, wildcard: boolean): Buffer {
   });
 }
 
-let batchKeys = new Uint32Array(0);
+/** Inner maps swapped into lb_tables per batch update: bounds the tables held twice in the kernel at once. */
+const SWAP_BATCH = 256;
 
 /**
- * Writes a whole table into a new inner map and installs it in outer slot
- * `slot` (one update). Each slot's backend index and its alternate's
- * (BACKEND_NONE: none; all none when `alternates` is absent) are packed into
- * the slot's u32 (abi.ts encodeTableSlots).
+ * A new inner map holding a whole table: each slot's backend index and its
+ * alternate's (BACKEND_NONE: none) packed into the slot's u32 (abi.ts
+ * encodeTableSlots), written with one memory copy. The caller swaps it in and
+ * closes it.
  */
-export function writeTable(tables: BpfMap, slot: number, slots: Uint32Array, alternates?: Uint32Array): void {
-  const size = slots.length;
-  const packed = encodeTableSlots(slots, alternates);
-  const inner = createMap({ type: MapType.ARRAY, name: 'lb_table', keySize: 4, valueSize: 4, maxEntries: size, flags: MapFlags.INNER_MAP });
+export function newTableMap(content: TableSlots): BpfMap {
+  const size = content.slots.length;
+  const packed = encodeTableSlots(content.slots, content.alternates);
+  const inner = createMap({ type: MapType.ARRAY, name: 'lb_table', keySize: 4, valueSize: 4, maxEntries: size, flags: MapFlags.INNER_MAP | MapFlags.MMAPABLE });
   try {
-    if (batchKeys.length < size) batchKeys = Uint32Array.from({ length: size }, (_, i) => i);
-    inner.updateBatch(new Uint8Array(batchKeys.buffer, 0, size * 4), new Uint8Array(packed.buffer, packed.byteOffset, size * 4), size);
-    tables.update(u32Key(slot), u32Key(inner.fd));
-  } finally {
+    inner.writeMapped(new Uint8Array(packed.buffer, packed.byteOffset, size * 4));
+  } catch (e) {
     inner.close();
+    throw e;
   }
+  return inner;
 }
 
-/** The slots of the inner map with this id, unpacked: primaries and alternates (backend indices, BACKEND_NONE for none). */
-function readTableById(id: number): { primaries: Uint32Array; alternates: Uint32Array } {
+/** The slots of the inner map with this id, unpacked: backend indices, BACKEND_NONE for none. */
+function readTableById(id: number): TableSlots {
   const inner = openMapById(id);
   try {
-    const values = inner.readArray();
-    return decodeTableSlots(new Uint32Array(values.buffer, values.byteOffset, values.length / 4));
+    const values = inner.readMapped();
+    const { primaries, alternates } = decodeTableSlots(new Uint32Array(values.buffer, values.byteOffset, values.length / 4));
+    return { slots: primaries, alternates };
   } finally {
     inner.close();
   }
@@ -177,13 +188,14 @@ const ZERO_MAC = '00:00:00:00:00:00';
 export class MapWriter {
   readonly #maps: LbMaps;
   /**
-   * Tables read from the kernel, by inner map id. A table is never written
-   * after its inner map is swapped in (a change is a new inner map), so its
-   * id names its content: a resync re-reads only tables swapped since, not
-   * every table of every VIP. (A write into a live inner map behind the
-   * agent's back is not seen; nothing in xdplb does that.)
+   * What this writer put in each inner map it created, by inner map id. A
+   * table is never written after its inner map is swapped in (a change is a
+   * new inner map), so the id names its content.
    */
-  #readTables = new Map<number, { primaries: Uint32Array; alternates: Uint32Array }>();
+  readonly #written = new Map<number, TableImage>();
+  /** Swaps of the op sequence being applied, not yet in lb_tables. */
+  #pendingPuts: { slot: number; inner: BpfMap }[] = [];
+  #pendingDeletes: number[] = [];
 
   constructor(maps: LbMaps) {
     this.#maps = maps;
@@ -235,51 +247,77 @@ export class MapWriter {
   }
 
   /**
-   * What the kernel holds for one VIP key: its entry's table size, the
-   * table's slots (backend indices) and each slot's alternate (a backend
-   * index or BACKEND_NONE), or null when the key is not in the map.
+   * What the kernel holds for one VIP key: its entry's table size and the
+   * table's slots and alternates (backend indices, BACKEND_NONE for none;
+   * null without a table), or null when the key is not in the map. Reads the
+   * table (one memory copy).
    */
-  readVipTable(key: VipKeyImage): { tableSize: number; slots: Uint32Array | null; alternates: Uint32Array | null } | null {
+  readVipTable(key: VipKeyImage): { tableSize: number; table: TableSlots | null } | null {
     const value = this.#maps.vips.lookup(encodeKey(key));
     if (value === undefined) return null;
     const meta = decodeVipMeta(value);
-    if (meta.tableSize === 0) return { tableSize: 0, slots: null, alternates: null };
-    const id = this.#maps.tables.lookup(u32Key(meta.tableSlot));
-    if (id === undefined) return { tableSize: meta.tableSize, slots: null, alternates: null };
-    // Read-back of a table just written: not kept (the next resync keeps what is live).
-    const { primaries, alternates } = this.#readTables.get(id.readUInt32LE(0)) ?? readTableById(id.readUInt32LE(0));
-    return { tableSize: meta.tableSize, slots: primaries, alternates };
+    if (meta.tableSize === 0) return { tableSize: 0, table: null };
+    return { tableSize: meta.tableSize, table: this.readTable(meta.tableSlot) };
   }
 
-  /** A table by inner map id: read from the kernel once (see #readTables). */
-  #readTable(id: number): { primaries: Uint32Array; alternates: Uint32Array } {
-    let t = this.#readTables.get(id);
-    if (t === undefined) {
-      t = readTableById(id);
-      this.#readTables.set(id, t);
-    }
-    return t;
+  /** The VIP entry the kernel holds for one VIP key (its table slot and size), or null when the key is not in the map. */
+  readVipMeta(key: VipKeyImage): { tableSlot: number; tableSize: number } | null {
+    const value = this.#maps.vips.lookup(encodeKey(key));
+    if (value === undefined) return null;
+    const meta = decodeVipMeta(value);
+    return { tableSlot: meta.tableSlot, tableSize: meta.tableSize };
   }
 
-  /** What the maps hold now. */
+  /** The table in outer slot `slot` (one memory copy), or null when the slot is empty. */
+  readTable(slot: number): TableSlots | null {
+    const id = this.#maps.tables.lookup(u32Key(slot));
+    return id === undefined ? null : readTableById(id.readUInt32LE(0));
+  }
+
+  /**
+   * Outer slot -> the inner map id there and what this writer wrote into it
+   * (null: an inner map it did not write). One batch lookup of lb_tables;
+   * no table is read.
+   */
+  tableIds(): Map<number, { id: number; table: TableImage | null }> {
+    const out = new Map<number, { id: number; table: TableImage | null }>();
+    for (const [slot, id] of this.#maps.tables.presentU32()) out.set(slot, { id, table: this.#written.get(id) ?? null });
+    return out;
+  }
+
+  /**
+   * Forgets what it wrote into the inner map at `slot`: the next image has a
+   * null key there, so the next plan writes the table again (after a check
+   * found its slots are not what was written).
+   */
+  distrust(slot: number): void {
+    const id = this.#maps.tables.lookup(u32Key(slot));
+    if (id !== undefined) this.#written.delete(id.readUInt32LE(0));
+  }
+
+  /** What the maps hold now (no table is read: see tableIds). */
   readImage(): DatapathImage {
     const backends = this.#readBackends();
-    const tables = new Map<number, Uint32Array>();
-    const alternates = new Map<number, Uint32Array>();
+    const tables = new Map<number, TableImage>();
     const live = new Set<number>();
-    for (let slot = 0; slot < this.#maps.tables.maxEntries; slot++) {
-      const id = this.#maps.tables.lookup(u32Key(slot));
-      if (id === undefined) continue;
-      live.add(id.readUInt32LE(0));
-      const t = this.#readTable(id.readUInt32LE(0));
-      tables.set(slot, t.primaries);
-      alternates.set(slot, t.alternates);
+    for (const [slot, { id, table }] of this.tableIds()) {
+      live.add(id);
+      tables.set(slot, table ?? { size: this.#innerSize(id), key: null });
     }
-    for (const id of [...this.#readTables.keys()]) if (!live.has(id)) this.#readTables.delete(id);
+    for (const id of [...this.#written.keys()]) if (!live.has(id)) this.#written.delete(id);
     const down = new Set<number>();
     const flags = this.#maps.backendDown.readArray();
     for (let i = 0; i < this.#maps.backendDown.maxEntries; i++) if (flags.readUInt32LE(i * 4) !== 0) down.add(i);
-    return { backends, tables, alternates, down, vips: readVipMap(this.#maps.vips), fragVips: readVipMap(this.#maps.fragVips) };
+    return { backends, tables, down, vips: readVipMap(this.#maps.vips), fragVips: readVipMap(this.#maps.fragVips) };
+  }
+
+  #innerSize(id: number): number {
+    const inner = openMapById(id);
+    try {
+      return inner.maxEntries;
+    } finally {
+      inner.close();
+    }
   }
 
   /**
@@ -297,7 +335,20 @@ export class MapWriter {
     this.#maps.ctl.update(zeroKey, encodeControl(control, wildcard(before) || wildcard(after)));
     this.#maps.vipFilter.update(zeroKey, encodeVipFilter([...addresses(before), ...addresses(after)]));
 
-    for (const op of ops) this.#execute(op);
+    try {
+      for (const op of ops) {
+        // Swaps of tables wait to go in one batch, removals in one run, until an op that must follow them.
+        if (op.op !== 'putTable' && op.op !== 'resetVipStats') this.#flushPuts();
+        if (op.op !== 'deleteTable') this.#flushDeletes();
+        this.#execute(op);
+      }
+      this.#flushPuts();
+      this.#flushDeletes();
+    } finally {
+      for (const p of this.#pendingPuts) p.inner.close();
+      this.#pendingPuts = [];
+      this.#pendingDeletes = [];
+    }
 
     this.#maps.vipFilter.update(zeroKey, encodeVipFilter(addresses(after)));
     this.#maps.ctl.update(zeroKey, encodeControl(control, wildcard(after)));
@@ -324,11 +375,17 @@ export class MapWriter {
       case 'setBackendDown':
         m.backendDown.update(u32Key(op.index), u32Key(op.down ? 1 : 0));
         return;
-      case 'putTable':
-        writeTable(m.tables, op.slot, op.slots, op.alternates);
+      case 'putTable': {
+        const content = op.content();
+        if (content.slots.length !== op.size) throw new XdplbError(ErrorCodes.BPF, `table of ${op.vip}: ${String(content.slots.length)} slots for size ${String(op.size)}`);
+        const inner = newTableMap(content);
+        this.#pendingPuts.push({ slot: op.slot, inner });
+        this.#written.set(mapInfo(inner.fd).id, { size: op.size, key: op.key });
+        if (this.#pendingPuts.length >= SWAP_BATCH) this.#flushPuts();
         return;
+      }
       case 'deleteTable':
-        m.tables.delete(u32Key(op.slot));
+        this.#pendingDeletes.push(op.slot);
         return;
       case 'resetVipStats':
         m.vipStats.update(u32Key(op.vipId), this.#zeroCounters());
@@ -346,6 +403,27 @@ export class MapWriter {
         m.fragVips.delete(encodeKey(op.key));
         return;
     }
+  }
+
+  /** Swaps the pending inner maps into their outer slots: one batch update. */
+  #flushPuts(): void {
+    const puts = this.#pendingPuts;
+    if (puts.length === 0) return;
+    this.#pendingPuts = [];
+    try {
+      const keys = Uint32Array.from(puts, (p) => p.slot);
+      const fds = Uint32Array.from(puts, (p) => p.inner.fd);
+      this.#maps.tables.updateBatch(new Uint8Array(keys.buffer), new Uint8Array(fds.buffer), puts.length);
+    } finally {
+      for (const p of puts) p.inner.close();
+    }
+  }
+
+  /** Empties the pending outer slots (one delete each: array maps have no batch delete; each waits for an RCU grace period). */
+  #flushDeletes(): void {
+    const slots = this.#pendingDeletes;
+    this.#pendingDeletes = [];
+    for (const slot of slots) this.#maps.tables.delete(u32Key(slot));
   }
 
   #zeroCounters(): Buffer {

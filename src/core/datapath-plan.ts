@@ -7,7 +7,11 @@
 //      naming the backend, which then takes its alternate)
 //   2. tables: each changed table is written whole into a new inner map, which
 //      then replaces the VIP's inner map in one update (same size), or goes
-//      into a fresh outer slot (new VIP, or size change)
+//      into a fresh outer slot (new VIP, or size change). The image does not
+//      hold table slots (they live in the kernel, 512 KiB a table): it holds
+//      each table's key, the digest of the desired table it was written from
+//      and the backend index of each of its owners, so an unchanged table is
+//      one string compare and a table is translated only to be written
 //   3. VIP entries (new, or meta changed: features, table slot, size) - one hash
 //      update carries table slot and size together - then fragment owners:
 //      per (address, protocol), the VIP entry with the lowest port, whose
@@ -75,16 +79,43 @@ export interface VipEntryImage {
   readonly meta: VipMetaImage;
 }
 
+/** A table as the maps hold it: its slots stay in the kernel. */
+export interface TableImage {
+  readonly size: number;
+  /** tableKey() of what it was written from; null: not known (read from maps this agent did not write), rewritten by the next plan. */
+  readonly key: string | null;
+}
+
+/** A desired table's slots by owner position (into `owners`); alternates NO_BACKEND_INDEX for none, absent for none at all. */
+export interface TableContent {
+  readonly slots: Uint32Array;
+  readonly alternates?: Uint32Array;
+}
+
+/** A table's slots as backend indices, as a putTable writes them (alternates NO_BACKEND_INDEX for none). */
+export interface TableSlots {
+  readonly slots: Uint32Array;
+  readonly alternates: Uint32Array;
+}
+
+/** What a table written from a table of this digest, with these owner backend indices, holds: equal keys, equal slots. */
+export function tableKey(digest: string, ownerIndices: readonly number[]): string {
+  return `${digest}@${ownerIndices.join(',')}`;
+}
+
+/** The digest part of a table key. */
+export function keyDigest(key: string): string {
+  return key.slice(0, key.indexOf('@'));
+}
+
 /** The datapath's maps, decoded. */
 export interface DatapathImage {
   readonly backends: ReadonlyMap<number, BackendImage>;
   readonly vips: readonly VipEntryImage[];
   /** Fragment owners: key port is always 0; meta is the owning VIP entry's. */
   readonly fragVips: readonly VipEntryImage[];
-  /** Outer table slot -> inner table contents: each slot's owner (backend index). */
-  readonly tables: ReadonlyMap<number, Uint32Array>;
-  /** Outer table slot -> each slot's alternate (backend index, or NO_BACKEND_INDEX); the same slots as `tables`. */
-  readonly alternates: ReadonlyMap<number, Uint32Array>;
+  /** Outer table slot -> the table there. */
+  readonly tables: ReadonlyMap<number, TableImage>;
   /** Backend indices this node's datapath routes around (their slots go to their alternates). */
   readonly down: ReadonlySet<number>;
 }
@@ -92,7 +123,7 @@ export interface DatapathImage {
 /** A slot's alternate when it has none (in backend-index and in owner-position space alike). */
 export const NO_BACKEND_INDEX = 0xffffffff;
 
-export const EMPTY_IMAGE: DatapathImage = { backends: new Map(), vips: [], fragVips: [], tables: new Map(), alternates: new Map(), down: new Set() };
+export const EMPTY_IMAGE: DatapathImage = { backends: new Map(), vips: [], fragVips: [], tables: new Map(), down: new Set() };
 
 export interface DesiredVip {
   /** Stable name (namespace/name in Kubernetes, the config name standalone). */
@@ -100,11 +131,24 @@ export interface DesiredVip {
   readonly keys: readonly VipKeyImage[];
   readonly features: VipFeatures;
   /**
-   * The table: size and, per slot, the owner position (into `owners`, the
-   * backends' addresses) and the alternate's position (NO_BACKEND_INDEX: none;
-   * absent: no slot has one); null: no backend, drop.
+   * The table: size, owners (the backends' addresses), the digest of the
+   * table (core/digest.ts), and its slots, produced only when the table is to
+   * be written (a source need not hold every table's slots); null: no
+   * backend, drop.
    */
-  readonly table: { readonly size: number; readonly owners: readonly string[]; readonly slots: Uint32Array; readonly alternates?: Uint32Array } | null;
+  readonly table: DesiredTable | null;
+}
+
+export interface DesiredTable {
+  readonly size: number;
+  readonly owners: readonly string[];
+  readonly digest: string;
+  readonly content: () => TableContent;
+}
+
+/** A desired table whose slots are at hand. */
+export function tableWithContent(size: number, owners: readonly string[], digest: string, content: TableContent): DesiredTable {
+  return { size, owners, digest, content: () => content };
 }
 
 export interface DesiredDatapath {
@@ -118,7 +162,8 @@ export interface DesiredDatapath {
 export type PlanOp =
   /** `fresh`: the index is newly given to this address (its counters start at 0). */
   | { readonly op: 'putBackend'; readonly index: number; readonly backend: BackendImage; readonly fresh: boolean }
-  | { readonly op: 'putTable'; readonly slot: number; readonly size: number; readonly slots: Uint32Array; readonly alternates: Uint32Array; readonly vip: string }
+  /** `content` gives the slots (backend indices) when the op is executed: one table's arrays at a time. */
+  | { readonly op: 'putTable'; readonly slot: number; readonly size: number; readonly key: string; readonly content: () => TableSlots; readonly vip: string }
   /** One write takes a backend out of (or back into) every table that names it, here. */
   | { readonly op: 'setBackendDown'; readonly index: number; readonly down: boolean }
   | { readonly op: 'resetVipStats'; readonly vipId: number }
@@ -170,49 +215,23 @@ function sameBackend(a: BackendImage | undefined, b: BackendImage): boolean {
   return a !== undefined && a.address === b.address && a.family === b.family && a.mac === b.mac;
 }
 
-/**
- * The last translation of each desired table (by its slots array): a table
- * whose owners keep their backend indices is translated once, and its arrays
- * are the very ones the image holds once written, so comparing them next pass
- * is one identity check. With a thousand VIPs, a pass that changes one table
- * then costs one table's work, not a thousand.
- */
-const translations = new WeakMap<Uint32Array, { byOwner: string; translated: Uint32Array; alternates: Uint32Array }>();
-
-/** A desired table's slots and alternates as backend indices (NO_BACKEND_INDEX: none). */
-function translate(name: string, table: NonNullable<DesiredVip['table']>, indexByAddress: ReadonlyMap<string, number>): { translated: Uint32Array; alternates: Uint32Array } {
-  // Owner position -> backend index once per table, then one array read per slot.
-  const byOwner = Uint32Array.from(table.owners, (owner) => {
-    const index = indexByAddress.get(owner);
-    if (index === undefined) throw new Error(`table of ${name} refers to backend ${owner} that is not in the desired backends`);
-    return index;
-  });
-  const key = `${byOwner.join(',')}|${table.alternates === undefined ? '' : 'a'}`;
-  const hit = translations.get(table.slots);
-  if (hit !== undefined && hit.byOwner === key && hit.translated.length === table.size) return hit;
-  const translated = new Uint32Array(table.size);
-  const alternates = new Uint32Array(table.size).fill(NO_BACKEND_INDEX);
-  const slots = table.slots;
-  const wantedAlternates = table.alternates;
-  for (let s = 0; s < translated.length; s++) {
-    const i = slots[s]!;
+/** A desired table's slots as backend indices: owner position -> `byOwner[position]`. */
+function translate(name: string, size: number, content: TableContent, byOwner: readonly number[]): TableSlots {
+  const slots = new Uint32Array(size);
+  const alternates = new Uint32Array(size).fill(NO_BACKEND_INDEX);
+  if (content.slots.length !== size) throw new Error(`table of ${name} has ${content.slots.length} slots for size ${size}`);
+  const wanted = content.alternates;
+  for (let s = 0; s < size; s++) {
+    const i = content.slots[s]!;
     if (i >= byOwner.length) throw new Error(`table of ${name} names owner ${i} of ${byOwner.length}`);
-    translated[s] = byOwner[i]!;
-    const a = wantedAlternates?.[s] ?? NO_BACKEND_INDEX;
+    slots[s] = byOwner[i]!;
+    const a = wanted?.[s] ?? NO_BACKEND_INDEX;
     if (a !== NO_BACKEND_INDEX) {
       if (a >= byOwner.length) throw new Error(`table of ${name} names alternate ${a} of ${byOwner.length}`);
       alternates[s] = byOwner[a]!;
     }
   }
-  translations.set(table.slots, { byOwner: key, translated, alternates });
-  return { translated, alternates };
-}
-
-function sameSlots(a: Uint32Array | undefined, b: Uint32Array): boolean {
-  if (a === b) return true;
-  if (a === undefined || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return { slots, alternates };
 }
 
 /** Lowest numbers not in `used`, in order, below `max`. */
@@ -338,12 +357,19 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
     keptIds.add(vipId);
     let tableSlot = NO_TABLE_SLOT;
     if (vip.table !== null) {
-      const { translated, alternates } = translate(vip.name, vip.table, indexByAddress);
-      const reuse = existing !== undefined && existing.meta.tableSize === vip.table.size && current.tables.has(existing.meta.tableSlot);
+      const table = vip.table;
+      const byOwner = table.owners.map((owner) => {
+        const index = indexByAddress.get(owner);
+        if (index === undefined) throw new Error(`table of ${vip.name} refers to backend ${owner} that is not in the desired backends`);
+        return index;
+      });
+      const key = tableKey(table.digest, byOwner);
+      const reuse = existing !== undefined && existing.meta.tableSize === table.size && current.tables.has(existing.meta.tableSlot);
       tableSlot = reuse ? existing.meta.tableSlot : newTableSlot.next().value;
       keptSlots.add(tableSlot);
-      if (!sameSlots(current.tables.get(tableSlot), translated) || !sameSlots(current.alternates.get(tableSlot), alternates)) {
-        ops.push({ op: 'putTable', slot: tableSlot, size: vip.table.size, slots: translated, alternates, vip: vip.name });
+      if (current.tables.get(tableSlot)?.key !== key) {
+        const name = vip.name;
+        ops.push({ op: 'putTable', slot: tableSlot, size: table.size, key, content: () => translate(name, table.size, table.content(), byOwner), vip: name });
       }
     }
     vipIds.set(vip.name, { vipId, tableSlot });
@@ -407,7 +433,6 @@ function backendIndexByAddress(image: DatapathImage): Map<string, number> {
 export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): DatapathImage {
   const backends = new Map(image.backends);
   const tables = new Map(image.tables);
-  const alternates = new Map(image.alternates);
   const down = new Set(image.down);
   const vips = new Map(image.vips.map((v) => [vipKeyId(v.key), v]));
   const fragVips = new Map(image.fragVips.map((v) => [vipKeyId(v.key), v]));
@@ -420,12 +445,10 @@ export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): Datapat
         backends.delete(op.index);
         break;
       case 'putTable':
-        tables.set(op.slot, op.slots);
-        alternates.set(op.slot, op.alternates);
+        tables.set(op.slot, { size: op.size, key: op.key });
         break;
       case 'deleteTable':
         tables.delete(op.slot);
-        alternates.delete(op.slot);
         break;
       case 'setBackendDown':
         if (op.down) down.add(op.index);
@@ -447,5 +470,5 @@ export function applyPlan(image: DatapathImage, ops: readonly PlanOp[]): Datapat
         break;
     }
   }
-  return { backends, tables, alternates, down, vips: [...vips.values()], fragVips: [...fragVips.values()] };
+  return { backends, tables, down, vips: [...vips.values()], fragVips: [...fragVips.values()] };
 }

@@ -11,7 +11,7 @@
 // holds for them continue. Pure: no I/O.
 import type { BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
-import type { BackendImage, DesiredDatapath, DesiredVip, Protocol, VipFeatures } from './datapath-plan.js';
+import { tableWithContent, type BackendImage, type DesiredDatapath, type DesiredVip, type Protocol, type VipFeatures } from './datapath-plan.js';
 import { withAlternates } from './alternates.js';
 import { buildTable, successorTable, type Table } from './maglev.js';
 import { isTableSize, type TableSize } from './table-sizes.js';
@@ -33,15 +33,10 @@ export type MacResolution = { readonly ok: true; readonly mac: string } | { read
 /**
  * What desiredState computed per VIP last time, so an unchanged VIP costs
  * nothing: its table is reused while its inputs (size, serving backends and
- * weights) are the same and the maps still hold the table programmed from it.
+ * weights) are the same and the maps hold a table of its digest.
  */
 export class DesiredMemo {
-  readonly entries = new Map<string, { inputs: string; table: Table; counts: Map<string, number>; programmed: Uint32Array | undefined }>();
-
-  /** After programming: the table arrays the maps now hold, per VIP. */
-  programmed(tableOf: (vip: string) => Uint32Array | undefined): void {
-    for (const [vip, e] of this.entries) e.programmed = tableOf(vip);
-  }
+  readonly entries = new Map<string, { inputs: string; table: Table; counts: Map<string, number> }>();
 }
 
 export interface Observations {
@@ -51,8 +46,8 @@ export interface Observations {
   readonly mac: (address: string) => MacResolution | undefined;
   /** The table programmed now for a VIP (owners by address), if any. */
   readonly currentTable: (vip: string) => Table | undefined;
-  /** The array the maps' image holds for the VIP's table: identity only, cheap (with a memo). */
-  readonly currentTableArray?: (vip: string) => Uint32Array | undefined;
+  /** The digest of the table the maps hold for the VIP (cheap: no slot is read); absent: not known. */
+  readonly currentTableDigest?: (vip: string) => string | undefined;
 }
 
 export interface BackendStatus {
@@ -115,8 +110,8 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
     if (serving.length > 0) {
       const inputs = `${size}|${serving.map((b) => `${b.key}=${b.weight}`).sort().join(',')}`;
       const hit = memo?.entries.get(vip.name);
-      const now = obs.currentTableArray?.(vip.name);
-      if (hit !== undefined && hit.inputs === inputs && now !== undefined && now === hit.programmed) {
+      const now = obs.currentTableDigest?.(vip.name);
+      if (hit !== undefined && hit.inputs === inputs && now !== undefined && now === digestOf(hit.table)) {
         table = hit.table;
         counts = hit.counts;
         moved = 0;
@@ -134,7 +129,7 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
         const perOwner = new Int32Array(table.backends.length);
         for (let s = 0; s < table.size; s++) perOwner[table.slots[s]!]!++;
         table.backends.forEach((b, i) => counts.set(b.key, perOwner[i]!));
-        memo?.entries.set(vip.name, { inputs, table, counts, programmed: undefined });
+        memo?.entries.set(vip.name, { inputs, table, counts });
       }
     } else {
       memo?.entries.delete(vip.name);
@@ -166,7 +161,7 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
       name: vip.name,
       keys: vip.ports.map((p) => ({ address: vip.address, port: p.port, protocol: p.protocol })),
       features: featuresOf(vip),
-      table: table === null ? null : { size: table.size, owners: table.backends.map((b) => b.key), slots: table.slots, ...(table.alternates === undefined ? {} : { alternates: table.alternates }) },
+      table: table === null ? null : desiredTable(table),
     });
   }
   if (memo !== undefined) {
@@ -174,6 +169,17 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
     for (const name of memo.entries.keys()) if (!wanted.has(name)) memo.entries.delete(name);
   }
   return { desired: { vips: desiredVips, backends }, status };
+}
+
+/** A computed table as the plan takes it. */
+export function desiredTable(table: Table): NonNullable<DesiredVip['table']> {
+  return tableWithContent(table.size, table.backends.map((b) => b.key), digestOf(table), { slots: table.slots, ...(table.alternates === undefined ? {} : { alternates: table.alternates }) });
+}
+
+/** A desired table given by its slots (owner positions; every owner at weight 1), its digest computed: for tools and tests that write tables directly. */
+export function tableOfSlots(size: number, owners: readonly string[], content: { slots: Uint32Array; alternates?: Uint32Array }): NonNullable<DesiredVip['table']> {
+  const digest = tableDigest({ size: size as Table['size'], backends: owners.map((key) => ({ key, weight: 1 })), ...content });
+  return tableWithContent(size, owners, digest, content);
 }
 
 /** The table a VIP has now, rebuilt from the image's slots (owners by address, weights unknown = 1). */

@@ -83,9 +83,11 @@ function bad(message: string): XdplbError {
 /**
  * The table of the newest generation whose shards are all present and agree,
  * or null while a generation is incomplete. Throws BAD_TABLE_FILE when a
- * complete set is inconsistent (its digest does not match).
+ * complete set is inconsistent (its digest does not match). `verify: false`
+ * skips the digest, for shards this very function verified before (a
+ * generation is immutable): decoding them again costs no hash.
  */
-export function assembleShards(shards: readonly TableShardSpec[]): { table: Table; generation: number; digest: string } | null {
+export function assembleShards(shards: readonly TableShardSpec[], { verify = true }: { verify?: boolean } = {}): { table: Table; generation: number; digest: string } | null {
   const byGeneration = new Map<number, TableShardSpec[]>();
   for (const s of shards) {
     const list = byGeneration.get(s.generation) ?? [];
@@ -118,11 +120,13 @@ export function assembleShards(shards: readonly TableShardSpec[]): { table: Tabl
         if (raw.length !== (s.shard.end - s.shard.start) * width || s.shard.start !== covered) {
           throw bad(`VipTable ${s.vip} shard ${index}: ${what} cover [${s.shard.start}, ${s.shard.end}) with ${raw.length / width} slots, expected to start at ${covered}`);
         }
-        for (let i = 0; i < s.shard.end - s.shard.start; i++) {
-          const v = raw.readUIntLE(i * width, width);
-          if (allowNone && v === none) into[s.shard.start + i] = NO_ALTERNATE;
+        const n = s.shard.end - s.shard.start;
+        const start = s.shard.start;
+        for (let i = 0; i < n; i++) {
+          const v = width === 1 ? raw[i]! : raw[2 * i]! | (raw[2 * i + 1]! << 8);
+          if (allowNone && v === none) into[start + i] = NO_ALTERNATE;
           else if (v >= backends.length) throw bad(`VipTable ${s.vip} shard ${index}: ${what} name backend ${v} of ${backends.length}`);
-          else into[s.shard.start + i] = v;
+          else into[start + i] = v;
         }
       };
       unpack(s.slots.deflated, 'slots', slots, false);
@@ -134,7 +138,7 @@ export function assembleShards(shards: readonly TableShardSpec[]): { table: Tabl
     }
     if (covered !== first.size) throw bad(`VipTable ${first.vip} generation ${generation}: shards cover ${covered} of ${first.size} slots`);
     const table: Table = { size: first.size, backends, slots, ...(alternates === undefined ? {} : { alternates }) };
-    const digest = tableDigest(table);
+    const digest = verify ? tableDigest(table) : first.digest;
     if (digest !== first.digest) throw bad(`VipTable ${first.vip} generation ${generation}: assembled digest ${digest} is not the published ${first.digest}`);
     return { table, generation, digest };
   }

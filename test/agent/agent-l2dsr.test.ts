@@ -30,9 +30,10 @@ function programmedTable() {
   const mapsDir = join(dir, readdirSync(dir).find((f: string) => f.startsWith('maps-'))!);
   const maps = lbMapsBy((name) => openPinnedMap(join(mapsDir, name), name));
   try {
-    const image = new MapWriter(maps).readImage();
+    const writer = new MapWriter(maps);
+    const image = writer.readImage();
     const vip = image.vips.find((v) => v.key.address === topo.vip)!;
-    return tableFromImage(vip.meta.tableSize, image.tables.get(vip.meta.tableSlot)!, (i) => image.backends.get(i)?.address)!;
+    return tableFromImage(vip.meta.tableSize, writer.readTable(vip.meta.tableSlot)!.slots, (i) => image.backends.get(i)?.address)!;
   } finally {
     for (const m of Object.values(maps)) m.close();
   }

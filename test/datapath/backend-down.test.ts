@@ -141,7 +141,7 @@ function rows(): Row[] {
 /** Position in BACKENDS of the owner of a slot of a VIP's table in `state`. */
 function ownerOf(state: DesiredDatapath, vip: VipName, slot: number): number {
   const t = state.vips.find((v) => v.name === vip)!.table!;
-  return backendPosition(t.owners[t.slots[slot]!]!);
+  return backendPosition(t.owners[t.content().slots[slot]!]!);
 }
 
 describe('xdp_lb with backends down', () => {

@@ -1,14 +1,16 @@
 // map-writer.test.ts: the agent's path into the maps, on the real kernel:
-// plan -> apply -> read back equals the planned image (tables, alternates,
-// down state), planning again against what was read is empty, identities stay
-// across changes, and packets follow the programmed tables (checked against
-// the TypeScript flow hash).
+// plan -> apply -> read back equals the planned image (table keys, down
+// state) and the kernel's slots are the planned ones (tables, alternates),
+// planning again against what was read is empty, identities stay across
+// changes, and packets follow the programmed tables (checked against the
+// TypeScript flow hash). Tables go in through mmap()able inner maps swapped
+// in batches.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCounter } from '../../src/bpf/datapath.js';
 import { MapWriter, type ControlSettings } from '../../src/bpf/map-writer.js';
 import { ETH_P_IP, ethernet, ipv4, PROTO_TCP, tcp } from '../../lab/packet.js';
 import { EMPTY_IMAGE, NO_BACKEND_INDEX, planDatapath, type DatapathImage, type DesiredDatapath } from '../../src/core/datapath-plan.js';
-import { desiredState, type Observations, type VipSpec } from '../../src/core/desired-state.js';
+import { desiredState, tableOfSlots, type Observations, type VipSpec } from '../../src/core/desired-state.js';
 import { flowHash, tableIndex } from '../../src/core/flow-hash.js';
 import { ipBytes } from '../../src/core/net.js';
 import { LbHarness } from './lib/harness.js';
@@ -63,14 +65,19 @@ describe('map writer', () => {
     expect([...read.vips].sort((a, b) => a.key.port - b.key.port)).toEqual([...after.vips].sort((a, b) => a.key.port - b.key.port));
     expect(read.fragVips).toEqual(after.fragVips);
     expect([...read.backends]).toEqual([...after.backends]);
-    expect([...read.tables.keys()]).toEqual([...after.tables.keys()]);
-    for (const [slot, t] of after.tables) expect(Buffer.from(read.tables.get(slot)!.buffer).equals(Buffer.from(t.buffer))).toBe(true);
+    expect([...read.tables]).toEqual([...after.tables]);
+    // The kernel holds the planned slots: each owner's address, slot by slot.
+    const vip = desired.vips[0]!;
+    const wanted = vip.table!.content().slots;
+    const held = writer.readTable(read.vips[0]!.meta.tableSlot)!;
+    expect(held.slots).toHaveLength(4093);
+    for (let s = 0; s < 4093; s++) expect(read.backends.get(held.slots[s]!)!.address).toBe(vip.table!.owners[wanted[s]!]);
     expect(planDatapath(read, desired, writer.capacities()).ops).toEqual([]);
   });
 
   it('sends each flow to the backend the TypeScript model predicts, and counts it', () => {
     const image = writer.readImage();
-    const table = image.tables.get(image.vips[0]!.meta.tableSlot)!;
+    const table = writer.readTable(image.vips[0]!.meta.tableSlot)!.slots;
     const before = new Map([...image.backends.keys()].map((i) => [i, readCounter(h.maps.backendStats, i).packets]));
     const sent = new Map<number, number>();
     for (let i = 0; i < 2000; i++) {
@@ -92,7 +99,7 @@ describe('map writer', () => {
     const image = writer.readImage();
     const oldIndex = new Map([...image.backends].map(([i, b]) => [b.address, i]));
     const vipId = image.vips[0]!.meta.vipId;
-    const oldTable = image.tables.get(image.vips[0]!.meta.tableSlot)!;
+    const oldTable = writer.readTable(image.vips[0]!.meta.tableSlot)!.slots;
     const owners = [...image.backends.values()].map((b) => b.address).sort();
     const current = new Map([['web', { size: 4093 as const, backends: owners.map((key) => ({ key, weight: 1 })), slots: Uint32Array.from(oldTable, (i) => owners.indexOf(image.backends.get(i)!.address)) }]]);
     const { plan } = converge([spec(['10.0.0.1', '10.0.0.3', '10.0.0.4'])], image, current);
@@ -102,7 +109,7 @@ describe('map writer', () => {
     expect(newIndex.get('10.0.0.1')).toBe(oldIndex.get('10.0.0.1'));
     expect(newIndex.get('10.0.0.3')).toBe(oldIndex.get('10.0.0.3'));
     expect(read.vips[0]!.meta.vipId).toBe(vipId);
-    const newTable = read.tables.get(read.vips[0]!.meta.tableSlot)!;
+    const newTable = writer.readTable(read.vips[0]!.meta.tableSlot)!.slots;
     let moved = 0;
     let removedSlots = 0;
     for (let s = 0; s < newTable.length; s++) {
@@ -119,7 +126,11 @@ describe('map writer', () => {
     // Alternates as owner positions: the next owner, none on every seventh slot.
     const withAlternates = (down: string[]): DesiredDatapath => ({
       ...desired,
-      vips: desired.vips.map((v) => (v.table === null ? v : { ...v, table: { ...v.table, alternates: Uint32Array.from(v.table.slots, (o, s) => (s % 7 === 0 ? NO_BACKEND_INDEX : (o + 1) % v.table!.owners.length)) } })),
+      vips: desired.vips.map((v) => {
+        if (v.table === null) return v;
+        const { slots } = v.table.content();
+        return { ...v, table: tableOfSlots(v.table.size, v.table.owners, { slots, alternates: Uint32Array.from(slots, (o, s) => (s % 7 === 0 ? NO_BACKEND_INDEX : (o + 1) % v.table!.owners.length)) }) };
+      }),
       down: new Set(down),
     });
     const wanted = withAlternates(['10.0.0.3']);
@@ -129,16 +140,17 @@ describe('map writer', () => {
     const read = writer.readImage();
     expect([...read.down]).toEqual([plan.backendIndex.get('10.0.0.3')]);
     expect([...read.down]).toEqual([...after.down]);
-    expect([...read.alternates.keys()]).toEqual([...after.alternates.keys()]);
-    for (const [slot, t] of after.alternates) expect(Buffer.from(read.alternates.get(slot)!.buffer).equals(Buffer.from(t.buffer))).toBe(true);
-    for (const [slot, t] of after.tables) expect(Buffer.from(read.tables.get(slot)!.buffer).equals(Buffer.from(t.buffer))).toBe(true);
+    expect([...read.tables]).toEqual([...after.tables]);
     expect(planDatapath(read, wanted, writer.capacities()).ops).toEqual([]);
 
-    // The read-back digest path still sees the primaries, and now the alternates too.
-    const slot = read.vips[0]!.meta.tableSlot;
+    // The kernel holds the primaries and the alternates the plan translated.
+    const put = plan.ops.find((o) => o.op === 'putTable')!;
+    const translated = (put as Extract<typeof put, { op: 'putTable' }>).content();
     const held = writer.readVipTable(read.vips[0]!.key)!;
-    expect(Buffer.from(held.slots!.buffer).equals(Buffer.from(read.tables.get(slot)!.buffer))).toBe(true);
-    expect(Buffer.from(held.alternates!.buffer).equals(Buffer.from(read.alternates.get(slot)!.buffer))).toBe(true);
+    expect(held.tableSize).toBe(4093);
+    expect(Buffer.from(held.table!.slots.buffer).equals(Buffer.from(translated.slots.buffer))).toBe(true);
+    expect(Buffer.from(held.table!.alternates.buffer).equals(Buffer.from(translated.alternates.buffer))).toBe(true);
+    expect(translated.alternates.filter((a) => a === NO_BACKEND_INDEX).length).toBe(Math.ceil(4093 / 7));
 
     // Down moves from one backend to another: two writes, no table.
     const moved = planDatapath(read, withAlternates(['10.0.0.4']), writer.capacities());
@@ -155,6 +167,35 @@ describe('map writer', () => {
     const end = writer.readImage();
     expect(end.down.size).toBe(0);
     expect(planDatapath(end, gone.desired, writer.capacities()).ops).toEqual([]);
+  });
+
+  it('knows what it wrote by inner map id; a table it did not write reads back with a null key, and is written again', () => {
+    const image = writer.readImage();
+    const slot = image.vips[0]!.meta.tableSlot;
+    expect(image.tables.get(slot)!.key).not.toBeNull();
+    const fresh = new MapWriter(h.maps); // another agent process: it wrote nothing
+    const read = fresh.readImage();
+    expect(read.tables.get(slot)).toEqual({ size: 4093, key: null });
+    const { desired } = desiredState([spec(['10.0.0.1', '10.0.0.3'])], { healthy: () => true, mac: (a) => ({ ok: true, mac: macOf(a) }), currentTable: () => undefined });
+    const plan = planDatapath(read, desired, fresh.capacities());
+    expect(plan.ops.map((o) => o.op)).toEqual(['putTable']);
+    fresh.apply(read, plan.ops, control);
+    const known = fresh.readImage();
+    expect(known.tables.get(slot)!.key).not.toBeNull();
+    expect(planDatapath(known, desired, fresh.capacities()).ops).toEqual([]);
+  });
+
+  it('swaps many tables in one batch and removes them in one batch', () => {
+    const image = writer.readImage();
+    const many = Array.from({ length: 300 }, (_, i) => ({ ...spec(['10.0.0.1', '10.0.0.3'], 251), name: `v${i}`, address: `192.0.${3 + (i >> 8)}.${i & 255}`, ports: [{ port: 80, protocol: 'TCP' as const }] }));
+    const { after } = converge([spec(['10.0.0.1', '10.0.0.3']), ...many], image);
+    expect(after.tables.size).toBe(301);
+    const read = writer.readImage();
+    expect([...read.tables].sort((a, b) => a[0] - b[0])).toEqual([...after.tables].sort((a, b) => a[0] - b[0]));
+    for (const v of read.vips.slice(0, 20)) expect(writer.readTable(v.meta.tableSlot)!.slots).toHaveLength(v.meta.tableSize);
+    const { after: back } = converge([spec(['10.0.0.1', '10.0.0.3'])], read);
+    expect(writer.readImage().tables.size).toBe(1);
+    expect(back.tables.size).toBe(1);
   });
 
   it('removes everything it programmed when nothing is wanted', () => {

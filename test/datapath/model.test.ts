@@ -26,6 +26,8 @@ interface ModelVip {
   affinity: Affinity;
   /** The table the agent wants for the VIP: owners by address, slot -> owner position. */
   table: NonNullable<DesiredVip['table']>;
+  /** Its slots (owner positions). */
+  slots: Uint32Array;
   template: Bytes;
 }
 
@@ -74,7 +76,7 @@ describe('model equivalence: XDP backend choice = TypeScript prediction', () => 
       const l3 = v6 ? ipv6({ src: client, dst: s.address, proto }, l4) : ipv4({ src: client, dst: s.address, proto }, l4);
       const table = desired.vips[n]!.table;
       if (table === null) throw new Error(`${s.address}: the agent wants no table`);
-      vips.push({ address: s.address, port: s.port, mode: s.mode, v6, proto, affinity: s.affinity, table, template: toLb(v6 ? ETH_P_IPV6 : ETH_P_IP, l3) });
+      vips.push({ address: s.address, port: s.port, mode: s.mode, v6, proto, affinity: s.affinity, table, slots: table.content().slots, template: toLb(v6 ? ETH_P_IPV6 : ETH_P_IP, l3) });
     });
   });
   afterAll(() => h.close());
@@ -99,7 +101,7 @@ describe('model equivalence: XDP backend choice = TypeScript prediction', () => 
       frame[l4 + 1] = sport & 0xff;
 
       const hash = flowHash({ src, dst: ipBytes(m.address), sport, dport: m.port, proto: m.proto }, m.affinity);
-      const expected = addrIndex.get(m.table.owners[m.table.slots[tableIndex(hash, m.table.size)]!]!)!;
+      const expected = addrIndex.get(m.table.owners[m.slots[tableIndex(hash, m.table.size)]!]!)!;
 
       const r = h.runFast(frame);
       let got = -1;

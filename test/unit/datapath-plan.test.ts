@@ -1,6 +1,8 @@
 // datapath-plan.test.ts: the planner's ops, replayed one at a time, never let a
 // packet see a VIP without its table or a table slot without its backend; the
 // result equals the desired state; planning again is a no-op; identities stay.
+// The image holds no slots (they are the kernel's): `Slots` here plays the
+// kernel, holding what each putTable's content wrote.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildTable } from '../../src/core/maglev.js';
@@ -13,8 +15,23 @@ import {
   type DatapathImage,
   type DesiredDatapath,
   type DesiredVip,
+  type PlanOp,
+  type TableSlots,
   type VipFeatures,
 } from '../../src/core/datapath-plan.js';
+import { desiredTable } from '../../src/core/desired-state.js';
+
+/** Outer slot -> the slots written there: the kernel's side of the tables. */
+type Slots = Map<number, TableSlots>;
+
+/** Applies ops to the image, and their table writes to `slots`. */
+function run(image: DatapathImage, ops: readonly PlanOp[], slots: Slots): DatapathImage {
+  for (const op of ops) {
+    if (op.op === 'putTable') slots.set(op.slot, op.content());
+    if (op.op === 'deleteTable') slots.delete(op.slot);
+  }
+  return applyPlan(image, ops);
+}
 
 const caps = { maxBackends: 64, maxVips: 16, maxTables: 32 };
 
@@ -43,24 +60,26 @@ function desiredOf(specs: VipSpec[], macs: Record<string, string | null>): Desir
       name: s.name,
       keys: s.ports.map((port) => ({ address: s.address, port, protocol: 'TCP' as const })),
       features: FEATURES[s.flags]!,
-      table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), slots: t.slots },
+      table: t === null ? null : desiredTable(t),
     };
   });
   return { vips, backends };
 }
 
 /** Every VIP and fragment owner points at an existing table of its size whose indices all exist. */
-function expectConsistent(image: DatapathImage): void {
+function expectConsistent(image: DatapathImage, slots: Slots): void {
   for (const v of [...image.vips, ...image.fragVips]) {
     if (v.meta.tableSize === 0) continue;
     const table = image.tables.get(v.meta.tableSlot);
     expect(table, `VIP ${v.key.address}:${v.key.port} table slot ${v.meta.tableSlot}`).toBeDefined();
-    expect(table!.length).toBe(v.meta.tableSize);
-    for (const i of new Set(table)) expect(image.backends.has(i), `backend index ${i}`).toBe(true);
+    expect(table!.size).toBe(v.meta.tableSize);
+    const held = slots.get(v.meta.tableSlot)!;
+    expect(held.slots.length).toBe(v.meta.tableSize);
+    for (const i of new Set(held.slots)) expect(image.backends.has(i), `backend index ${i}`).toBe(true);
   }
 }
 
-function expectMatches(image: DatapathImage, desired: DesiredDatapath): void {
+function expectMatches(image: DatapathImage, desired: DesiredDatapath, slots: Slots): void {
   const wantedKeys = desired.vips.flatMap((v) => v.keys.map((k) => `${k.address}|${k.port}`)).sort();
   expect(image.vips.map((v) => `${v.key.address}|${v.key.port}`).sort()).toEqual(wantedKeys);
   for (const vip of desired.vips) {
@@ -74,14 +93,16 @@ function expectMatches(image: DatapathImage, desired: DesiredDatapath): void {
         expect(entry.meta.tableSize).toBe(0);
         continue;
       }
-      const table = image.tables.get(entry.meta.tableSlot)!;
+      const table = slots.get(entry.meta.tableSlot)!.slots;
+      const wanted = vip.table.content().slots;
       for (let s = 0; s < vip.table.size; s++) {
-        expect(image.backends.get(table[s]!)!.address).toBe(vip.table.owners[vip.table.slots[s]!]);
+        expect(image.backends.get(table[s]!)!.address).toBe(vip.table.owners[wanted[s]!]);
       }
     }
   }
   expect(image.backends.size).toBe(desired.backends.size);
   expect(image.tables.size).toBe(desired.vips.filter((v) => v.table !== null).length);
+  expect(slots.size).toBe(image.tables.size);
   expect(image.fragVips.length).toBe(new Set(desired.vips.flatMap((v) => v.keys.map((k) => k.address))).size);
 }
 
@@ -108,14 +129,15 @@ describe('datapath plan', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(specsArb, macsArb), { minLength: 1, maxLength: 5 }), (history) => {
         let image: DatapathImage = EMPTY_IMAGE;
+        const slots: Slots = new Map();
         for (const [specs, macs] of history) {
           const desired = desiredOf(specs, macs);
           const plan = planDatapath(image, desired, caps);
           for (const op of plan.ops) {
-            image = applyPlan(image, [op]);
-            expectConsistent(image);
+            image = run(image, [op], slots);
+            expectConsistent(image, slots);
           }
-          expectMatches(image, desired);
+          expectMatches(image, desired, slots);
           expect(planDatapath(image, desired, caps).ops).toEqual([]);
         }
       }),
@@ -205,5 +227,24 @@ describe('datapath plan', () => {
     expect(after.vips.filter((v) => v.key.address === '192.0.2.1')).toHaveLength(12);
     // The plan never writes more keys than the map holds (the kernel would refuse: E2BIG).
     expect(new Set(after.vips.map((v) => `${v.key.address}|${v.key.port}`)).size).toBeLessThanOrEqual(caps.maxVips);
+  });
+
+  it('writes a table the image does not know (null key: read from maps this agent did not write) once, then never again', () => {
+    const desired = desiredOf([{ name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends: ['10.0.0.1', '10.0.0.2'] }], {});
+    const image = applyPlan(EMPTY_IMAGE, planDatapath(EMPTY_IMAGE, desired, caps).ops);
+    const slot = image.vips[0]!.meta.tableSlot;
+    const unknown: DatapathImage = { ...image, tables: new Map([[slot, { size: 251, key: null }]]) };
+    const plan = planDatapath(unknown, desired, caps);
+    expect(plan.ops.map((o) => o.op)).toEqual(['putTable']);
+    expect(planDatapath(applyPlan(unknown, plan.ops), desired, caps).ops).toEqual([]);
+  });
+
+  it('translates a table only when it is written: an unchanged table is never asked for its slots', () => {
+    const desired = desiredOf([{ name: 'a', address: '192.0.2.1', ports: [80], size: 251, flags: 0, backends: ['10.0.0.1', '10.0.0.2'] }], {});
+    const image = applyPlan(EMPTY_IMAGE, planDatapath(EMPTY_IMAGE, desired, caps).ops);
+    let asked = 0;
+    const counted: DesiredDatapath = { ...desired, vips: desired.vips.map((v) => ({ ...v, table: { ...v.table!, content: () => (asked++, v.table!.content()) } })) };
+    expect(planDatapath(image, counted, caps).ops).toEqual([]);
+    expect(asked).toBe(0);
   });
 });

@@ -55,7 +55,7 @@ describe('desired state', () => {
   it('a backend failing its probes leaves with exactly its slots (successor of the current table)', () => {
     const first = desiredState([vip], obs({}));
     const t = first.desired.vips[0]!.table!;
-    const current: Table = { size: 4093, backends: t.owners.map((key) => ({ key, weight: 1 })), slots: t.slots };
+    const current: Table = { size: 4093, backends: t.owners.map((key) => ({ key, weight: 1 })), slots: t.content().slots };
     const before = slotCounts(current)[t.owners.indexOf('10.0.0.2')]!;
     const { status } = desiredState([vip], obs({ down: ['10.0.0.2'], current }));
     expect(status[0]!.moved).toBe(before);
@@ -87,21 +87,23 @@ describe('desired state', () => {
     expect(tableFromImage(250, slots, addressOf)).toBeUndefined();
   });
 
-  it('memo: an unchanged VIP reuses its table while the maps hold what was programmed from it', () => {
+  it('memo: an unchanged VIP reuses its table while the maps hold a table of its digest', () => {
     const memo = new DesiredMemo();
-    const programmed = new Uint32Array(4093);
-    const base: Observations = { ...obs({}), currentTableArray: () => programmed };
+    let held: string | undefined;
+    const base: Observations = { ...obs({}), currentTableDigest: () => held };
     const first = desiredState([vip], base, memo).desired.vips[0]!.table!;
-    memo.programmed(() => programmed);
+    held = first.digest; // programmed
     const again = desiredState([vip], base, memo).desired.vips[0]!.table!;
-    expect(again.slots).toBe(first.slots); // reused, not recomputed
-    // Someone changed the maps: the programmed array is no longer what we wrote.
-    const changed = desiredState([vip], { ...base, currentTableArray: () => new Uint32Array(4093) }, memo).desired.vips[0]!.table!;
-    expect(changed.slots).not.toBe(first.slots);
-    memo.programmed(() => programmed);
+    expect(again.content().slots).toBe(first.content().slots); // reused, not recomputed
+    // The maps hold another table (changed behind the agent's back, or not known): recomputed.
+    held = 'sha256:other';
+    const changed = desiredState([vip], base, memo).desired.vips[0]!.table!;
+    expect(changed.content().slots).not.toBe(first.content().slots);
+    held = changed.digest;
     // An input changed (a backend goes down): recomputed.
-    const down = desiredState([vip], { ...obs({ down: ['10.0.0.1'] }), currentTableArray: () => programmed }, memo).desired.vips[0]!.table!;
-    expect(down.slots).not.toBe(first.slots);
+    const down = desiredState([vip], { ...obs({ down: ['10.0.0.1'] }), currentTableDigest: () => held }, memo).desired.vips[0]!.table!;
+    expect(down.content().slots).not.toBe(changed.content().slots);
+    expect(down.digest).not.toBe(changed.digest);
     expect(desiredState([], base, memo).status).toEqual([]);
     expect(memo.entries.size).toBe(0);
   });

@@ -67,11 +67,21 @@ describe('Kubernetes source', () => {
     expect(kubeVips([again], [g2[1]!], {}, cache)[0]!.published).toBeNull();
   });
 
+  it('holds no slots of a published table: content decodes them again from the shards, equal to what was published', () => {
+    const v = vip('web', '2026-01-01T00:00:00Z');
+    const t = buildTable({ size: 4093, backends: backends(3) });
+    const [k] = kubeVips([v], shards('web', 1, t), {});
+    expect(k!.published).not.toHaveProperty('table');
+    const content = k!.published!.content();
+    expect(Array.from(content.slots)).toEqual(Array.from(t.slots));
+    expect(k!.published!.counts.get('10.0.0.1')).toBe(t.slots.filter((o) => t.backends[o]!.key === '10.0.0.1').length);
+  });
+
   it('programs the empty table as no table: the VIP stays, its packets are dropped (issue 11 item 3)', () => {
     const v = vip('web', '2026-01-01T00:00:00Z');
     const [k] = kubeVips([v], shards('web', 3, EMPTY_TABLE), {});
-    expect(k!.published!.table.size).toBe(0);
-    const { desired, status } = new KubernetesSource([k!]).compute({ mac: () => undefined, currentTable: () => undefined, currentTableArray: () => undefined });
+    expect(k!.published!.size).toBe(0);
+    const { desired, status } = new KubernetesSource([k!]).compute({ mac: () => undefined, currentTable: () => undefined, currentTableDigest: () => undefined });
     expect(desired.vips).toHaveLength(1);
     expect(desired.vips[0]!.table).toBeNull();
     expect(status[0]!.digest).toBe(tableDigest(EMPTY_TABLE));
@@ -83,7 +93,7 @@ describe('Kubernetes source', () => {
     const [k] = kubeVips([v], shards('web', 1, buildTable({ size: 251, backends: backends(2) })), {});
     // 10.0.0.1's probe failed; 10.0.0.2's has no result yet.
     const source = new KubernetesSource([k!], (probe) => (probe === 'tcp|10.0.0.1|80' ? false : null));
-    const { status } = source.compute({ mac: () => ({ ok: true, mac: '02:00:00:00:00:01' }), currentTable: () => undefined, currentTableArray: () => undefined });
+    const { status } = source.compute({ mac: () => ({ ok: true, mac: '02:00:00:00:00:01' }), currentTable: () => undefined, currentTableDigest: () => undefined });
     expect(status[0]!.panic).toBeNull();
     expect(status[0]!.backends.map((b) => [b.address, b.healthy])).toEqual([
       ['10.0.0.1', false],

@@ -9,7 +9,7 @@
 import { flowHash, portsWord, type Affinity } from '../../../src/core/flow-hash.js';
 import type { ControlSettings } from '../../../src/bpf/map-writer.js';
 import { NO_BACKEND_INDEX, type BackendImage, type DesiredDatapath, type DesiredVip, type Plan } from '../../../src/core/datapath-plan.js';
-import { featuresOf } from '../../../src/core/desired-state.js';
+import { featuresOf, tableOfSlots } from '../../../src/core/desired-state.js';
 import { ipBytes, macBytes } from '../../../src/core/net.js';
 import {
   be16,
@@ -69,7 +69,7 @@ export function vipFeatures(v: { mode: 'ipip' | 'l2dsr'; affinity: Affinity; flo
 /** A table cycling over the given backends (positions in BACKENDS): slot s -> backends[s % n]; null when there is none (the agent programs no table then). */
 export function cyclingTable(backends: readonly number[], size = TABLE_SIZE): NonNullable<DesiredVip['table']> | null {
   if (backends.length === 0) return null;
-  return { size, owners: backends.map((i) => BACKENDS[i]!.address), slots: Uint32Array.from({ length: size }, (_, s) => s % backends.length) };
+  return tableOfSlots(size, backends.map((i) => BACKENDS[i]!.address), { slots: Uint32Array.from({ length: size }, (_, s) => s % backends.length) });
 }
 
 interface VipSpec {
@@ -152,7 +152,8 @@ export function withAlternates(
     vips: state.vips.map((v) => {
       if (v.name !== vip || v.table === null) return v;
       const t = v.table;
-      return { ...v, table: { ...t, alternates: Uint32Array.from(t.slots, (owner, s) => alternate(owner, s, t.owners.length)) } };
+      const { slots } = t.content();
+      return { ...v, table: tableOfSlots(t.size, t.owners, { slots, alternates: Uint32Array.from(slots, (owner, s) => alternate(owner, s, t.owners.length)) }) };
     }),
   };
 }
@@ -189,8 +190,9 @@ export function predictSelection(state: DesiredDatapath, vip: VipName, flow: Flo
   if (desired === undefined) throw new Error(`${vip} is not in the state`);
   const affinity: Affinity = opts.fragment === true ? 'sourceIp' : VIPS[vip].affinity;
   const hash = flowHash({ src: ipBytes(flow.src), dst: ipBytes(flow.dst), sport: flow.sport, dport: flow.dport, proto: flow.proto }, affinity);
-  const t = desired.table;
-  if (t === null) return { backend: null, slot: 0, hash, path: 'DROP_NO_BACKEND' };
+  const wanted = desired.table;
+  if (wanted === null) return { backend: null, slot: 0, hash, path: 'DROP_NO_BACKEND' };
+  const t = { size: wanted.size, owners: wanted.owners, ...wanted.content() };
   const down = state.down ?? new Set<string>();
   const usable = (address: string): boolean => (state.backends.get(address)?.mac ?? null) !== null;
   const up = (owner: number | undefined): number | null => {
