@@ -56,7 +56,12 @@ export interface EngineDeps {
   readonly onPass?: () => void;
   /** Tables whose slots a resync re-reads and digests (in turn, all of them over successive resyncs). */
   readonly checkPerResync?: number;
+  /** Called after a pass that wrote many tables: return the memory it freed to the system. */
+  readonly releaseMemory?: () => void;
 }
+
+/** Tables written in one pass from which its freed memory is worth returning. */
+const MANY_TABLES = 32;
 
 /** On an upgrade: the old program's maps, whose tables the first tables continue from. */
 export interface Seed {
@@ -314,6 +319,7 @@ export class Engine {
       this.#setImage(this.#d.writer.apply(image, plan.ops, this.#d.control));
       this.#seed = null;
       touched = new Set(plan.ops.flatMap((o) => (o.op === 'putTable' || o.op === 'putVip' ? [o.vip] : [])));
+      if (plan.ops.filter((o) => o.op === 'putTable').length >= MANY_TABLES) this.#d.releaseMemory?.();
       for (const s of status) {
         if (touched.has(s.name)) {
           this.#programmings.set(s.name, { count: (this.#programmings.get(s.name)?.count ?? 0) + 1, at: Date.now() });

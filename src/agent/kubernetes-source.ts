@@ -49,7 +49,9 @@ export interface KubeVip {
  * A whole, verified generation of a VIP's table. Its slots are not held:
  * `content` decodes them again from the shards (immutable, in the informer's
  * cache anyway) when the table is to be written, so a thousand VIPs of 65537
- * slots cost the agent no table copies.
+ * slots cost the agent no table copies. What `content` returns is valid
+ * until the next `content` of any published table (reused arrays): the map
+ * writer packs it at once.
  */
 export interface PublishedTable {
   readonly size: number;
@@ -63,15 +65,17 @@ export interface PublishedTable {
 
 /** A verified table as a PublishedTable whose content decodes `shards` again. */
 function published(a: { table: Table; generation: number; digest: string }, shards: readonly TableShardSpec[]): PublishedTable {
+  // Nothing here may keep a.table (its slots) alive: only what is copied out of it.
+  const generation = a.generation;
   return {
     size: a.table.size,
     backends: a.table.backends,
-    generation: a.generation,
+    generation,
     digest: a.digest,
     counts: slotCounts(a.table),
     content: () => {
-      const again = assembleShards(shards, { verify: false });
-      if (again === null || again.generation !== a.generation) throw new Error(`generation ${a.generation} of a VIP's table is no longer whole`);
+      const again = assembleShards(shards, { verify: false, scratch: true });
+      if (again === null || again.generation !== generation) throw new Error(`generation ${generation} of a VIP's table is no longer whole`);
       return { slots: again.table.slots, ...(again.table.alternates === undefined ? {} : { alternates: again.table.alternates }) };
     },
   };
@@ -134,7 +138,7 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
       let problem: string | null = null;
       try {
         const shards = decodeShards(mine.objects).map(shardOf);
-        const a = assembleShards(shards);
+        const a = assembleShards(shards, { scratch: true });
         // No whole generation (a new one half written): keep the last whole one.
         if (a !== null) lastGood = published(a, shards.filter((s) => s.generation === a.generation));
       } catch (e) {

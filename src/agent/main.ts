@@ -10,6 +10,7 @@ import { pino, type Logger } from 'pino';
 import { MapWriter, type ControlSettings } from '../bpf/map-writer.js';
 import { readCounter, readReasons } from '../bpf/datapath.js';
 import { objectPath } from '../bpf/objects.js';
+import { releaseFreedMemory } from './memory.js';
 import { DEFAULT_IPIP_SOURCE_V4, DEFAULT_IPIP_SOURCE_V6, parseStandaloneConfig, type StandaloneConfig } from '../config/standalone.js';
 import { EMPTY_IMAGE } from '../core/datapath-plan.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
@@ -93,6 +94,7 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
       resolver: new NeighborResolver({ interfaceName: flags.interface }),
       metrics,
       log: log.child({ component: 'engine' }),
+      releaseMemory: releaseFreedMemory,
       onPass: () => {
         health.setModel(engine.failoverModel());
         k8s?.report(engine, health);

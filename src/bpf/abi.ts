@@ -129,6 +129,35 @@ export function encodeTableSlots(primaries: Uint32Array, alternates: Uint32Array
   return out;
 }
 
+/**
+ * Packs a table given by owner positions straight into `out`, one u32 every
+ * `stride` words (the kernel's layout of an mmap()ed array): slot s holds
+ * byOwner[slots[s]] and, when it has one, byOwner[alternates[s]]
+ * (BACKEND_NONE: none). One pass, no allocation: the writer's path for
+ * tables of 65537 slots.
+ */
+export function packTableInto(slots: Uint32Array, alternates: Uint32Array | undefined, byOwner: Uint32Array, out: Uint32Array, stride: number): void {
+  const n = slots.length;
+  if (alternates !== undefined && alternates.length !== n) throw new RangeError(`${String(alternates.length)} alternates for ${String(n)} slots`);
+  if (out.length < (n - 1) * stride + 1) throw new RangeError(`room for ${String(out.length)} words, ${String(n)} slots of stride ${String(stride)} need more`);
+  for (const index of byOwner) slotHalf(index, 'backend');
+  const owners = byOwner.length;
+  const noAlternate = SLOT_NONE << SLOT_ALT_SHIFT;
+  for (let s = 0; s < n; s++) {
+    const o = slots[s]!;
+    if (o >= owners) throw new RangeError(`slot ${String(s)} names owner ${String(o)} of ${String(owners)}`);
+    let word = byOwner[o]! | noAlternate;
+    if (alternates !== undefined) {
+      const a = alternates[s]!;
+      if (a !== BACKEND_NONE) {
+        if (a >= owners) throw new RangeError(`slot ${String(s)} names alternate ${String(a)} of ${String(owners)}`);
+        word = byOwner[o]! | (byOwner[a]! << SLOT_ALT_SHIFT);
+      }
+    }
+    out[s * stride] = word >>> 0;
+  }
+}
+
 /** Unpacks a table's slots into primaries and alternates (backend indices, BACKEND_NONE for none). */
 export function decodeTableSlots(values: Uint32Array): { primaries: Uint32Array; alternates: Uint32Array } {
   const primaries = new Uint32Array(values.length);

@@ -71,6 +71,8 @@ export interface Libbpf {
   /** memcpy into mapped memory, and out of it. */
   copyTo: Fn<[dst: bigint, src: Buffer, n: number], bigint>;
   copyFrom: Fn<[dst: Buffer, src: bigint, n: number], bigint>;
+  /** glibc malloc_trim: returns free heap memory to the system. */
+  mallocTrim: Fn<[pad: number], number>;
   objPin: Fn<[fd: number, path: string], number>;
   objGet: Fn<[path: string], number>;
   progTestRun: Fn<[fd: number, opts: TestRunOptsValue], number>;
@@ -179,6 +181,7 @@ function bind(): Libbpf {
     munmap: libc.func('int munmap(void *addr, size_t length)'),
     copyTo: libc.func('memcpy', 'void *', ['void *', 'const void *', 'size_t']),
     copyFrom: libc.func('memcpy', 'void *', ['_Out_ uint8_t *', 'const void *', 'size_t']),
+    mallocTrim: libc.func('int malloc_trim(size_t pad)'),
     objPin: f('int bpf_obj_pin(int fd, const char *path)'),
     objGet: f('int bpf_obj_get(const char *path)'),
     progTestRun: f('int bpf_prog_test_run_opts(int prog_fd, _Inout_ xdplb_bpf_test_run_opts *opts)'),

@@ -218,11 +218,25 @@ export class BpfMap {
     const size = this.valueSize;
     if (values.length !== size * this.maxEntries) throw new XdplbError(ErrorCodes.BPF, `map ${this.name}: ${String(values.length)} bytes for ${String(this.maxEntries)} values`);
     const stride = roundUp8(size);
-    let laid = Buffer.from(values.buffer, values.byteOffset, values.length);
-    if (stride !== size) {
-      laid = scratch(this.#mappedLength());
-      spread(values, laid, size, stride, this.maxEntries);
+    if (stride === size) {
+      this.#copyIn(Buffer.from(values.buffer, values.byteOffset, values.length));
+      return;
     }
+    this.writeMappedWith((laid) => spread(values, laid, size, stride, this.maxEntries));
+  }
+
+  /**
+   * Writes every value of an mmap()able ARRAY as `fill` lays them out in a
+   * zeroed buffer of the kernel's layout (each value at a multiple of its
+   * size rounded up to 8 bytes), then one memory copy.
+   */
+  writeMappedWith(fill: (laid: Buffer, stride: number) => void): void {
+    const laid = scratch(this.#mappedLength());
+    fill(laid, roundUp8(this.valueSize));
+    this.#copyIn(laid);
+  }
+
+  #copyIn(laid: Buffer): void {
     const lib = libbpf();
     const at = this.#map('writing');
     try {
@@ -349,6 +363,11 @@ export function createMap(o: CreateMapOptions): BpfMap {
   };
   const fd = check(`creation of map ${o.name}`, lib.mapCreate(o.type, o.name.slice(0, 15), o.keySize, o.valueSize, o.maxEntries, opts));
   return new BpfMap(o.name, fd, o.type, o.keySize, o.valueSize, o.maxEntries, true);
+}
+
+/** glibc malloc_trim(0): returns free heap memory to the system. */
+export function mallocTrim(): void {
+  libbpf().mallocTrim(0);
 }
 
 /** Pin any BPF fd (map, program, link) at a bpffs path. */

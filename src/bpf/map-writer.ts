@@ -21,6 +21,7 @@ import {
   type DatapathImage,
   type PlanOp,
   type Protocol,
+  type TableContent,
   type TableImage,
   type TableSlots,
   type VipEntryImage,
@@ -38,7 +39,7 @@ import {
   decodeVipMeta,
   encodeBackend,
   encodeLbCtl,
-  encodeTableSlots,
+  packTableInto,
   encodeVipFilter,
   encodeVipKey,
   encodeVipMeta,
@@ -111,16 +112,15 @@ const SWAP_BATCH = 256;
 
 /**
  * A new inner map holding a whole table: each slot's backend index and its
- * alternate's (BACKEND_NONE: none) packed into the slot's u32 (abi.ts
- * encodeTableSlots), written with one memory copy. The caller swaps it in and
- * closes it.
+ * alternate's (none: SLOT_NONE) packed into the slot's u32 (abi.ts), laid out
+ * and translated from owner positions in one pass, then written with one
+ * memory copy. The caller swaps it in and closes it.
  */
-export function newTableMap(content: TableSlots): BpfMap {
+export function newTableMap(content: TableContent, byOwner: Uint32Array): BpfMap {
   const size = content.slots.length;
-  const packed = encodeTableSlots(content.slots, content.alternates);
   const inner = createMap({ type: MapType.ARRAY, name: 'lb_table', keySize: 4, valueSize: 4, maxEntries: size, flags: MapFlags.INNER_MAP | MapFlags.MMAPABLE });
   try {
-    inner.writeMapped(new Uint8Array(packed.buffer, packed.byteOffset, size * 4));
+    inner.writeMappedWith((laid, stride) => packTableInto(content.slots, content.alternates, byOwner, new Uint32Array(laid.buffer, laid.byteOffset, laid.length / 4), stride / 4));
   } catch (e) {
     inner.close();
     throw e;
@@ -378,7 +378,7 @@ export class MapWriter {
       case 'putTable': {
         const content = op.content();
         if (content.slots.length !== op.size) throw new XdplbError(ErrorCodes.BPF, `table of ${op.vip}: ${String(content.slots.length)} slots for size ${String(op.size)}`);
-        const inner = newTableMap(content);
+        const inner = newTableMap(content, op.byOwner);
         this.#pendingPuts.push({ slot: op.slot, inner });
         this.#written.set(mapInfo(inner.fd).id, { size: op.size, key: op.key });
         if (this.#pendingPuts.length >= SWAP_BATCH) this.#flushPuts();

@@ -99,8 +99,8 @@ export interface TableSlots {
 }
 
 /** What a table written from a table of this digest, with these owner backend indices, holds: equal keys, equal slots. */
-export function tableKey(digest: string, ownerIndices: readonly number[]): string {
-  return `${digest}@${ownerIndices.join(',')}`;
+export function tableKey(digest: string, ownerIndices: ArrayLike<number>): string {
+  return `${digest}@${Array.prototype.join.call(ownerIndices, ',')}`;
 }
 
 /** The digest part of a table key. */
@@ -162,8 +162,12 @@ export interface DesiredDatapath {
 export type PlanOp =
   /** `fresh`: the index is newly given to this address (its counters start at 0). */
   | { readonly op: 'putBackend'; readonly index: number; readonly backend: BackendImage; readonly fresh: boolean }
-  /** `content` gives the slots (backend indices) when the op is executed: one table's arrays at a time. */
-  | { readonly op: 'putTable'; readonly slot: number; readonly size: number; readonly key: string; readonly content: () => TableSlots; readonly vip: string }
+  /**
+   * `content` gives the desired table's slots (owner positions) when the op
+   * is executed, one table at a time; `byOwner[position]` is each owner's
+   * backend index (tableSlotsOf translates).
+   */
+  | { readonly op: 'putTable'; readonly slot: number; readonly size: number; readonly key: string; readonly byOwner: Uint32Array; readonly content: () => TableContent; readonly vip: string }
   /** One write takes a backend out of (or back into) every table that names it, here. */
   | { readonly op: 'setBackendDown'; readonly index: number; readonly down: boolean }
   | { readonly op: 'resetVipStats'; readonly vipId: number }
@@ -215,8 +219,10 @@ function sameBackend(a: BackendImage | undefined, b: BackendImage): boolean {
   return a !== undefined && a.address === b.address && a.family === b.family && a.mac === b.mac;
 }
 
-/** A desired table's slots as backend indices: owner position -> `byOwner[position]`. */
-function translate(name: string, size: number, content: TableContent, byOwner: readonly number[]): TableSlots {
+/** A putTable's slots as backend indices: owner position -> `byOwner[position]` (the map writer packs them in the same pass instead). */
+export function tableSlotsOf(op: Extract<PlanOp, { op: 'putTable' }>): TableSlots {
+  const { vip: name, size, byOwner } = op;
+  const content = op.content();
   const slots = new Uint32Array(size);
   const alternates = new Uint32Array(size).fill(NO_BACKEND_INDEX);
   if (content.slots.length !== size) throw new Error(`table of ${name} has ${content.slots.length} slots for size ${size}`);
@@ -358,7 +364,7 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
     let tableSlot = NO_TABLE_SLOT;
     if (vip.table !== null) {
       const table = vip.table;
-      const byOwner = table.owners.map((owner) => {
+      const byOwner = Uint32Array.from(table.owners, (owner) => {
         const index = indexByAddress.get(owner);
         if (index === undefined) throw new Error(`table of ${vip.name} refers to backend ${owner} that is not in the desired backends`);
         return index;
@@ -368,8 +374,7 @@ export function planDatapath(current: DatapathImage, wanted: DesiredDatapath, ca
       tableSlot = reuse ? existing.meta.tableSlot : newTableSlot.next().value;
       keptSlots.add(tableSlot);
       if (current.tables.get(tableSlot)?.key !== key) {
-        const name = vip.name;
-        ops.push({ op: 'putTable', slot: tableSlot, size: table.size, key, content: () => translate(name, table.size, table.content(), byOwner), vip: name });
+        ops.push({ op: 'putTable', slot: tableSlot, size: table.size, key, byOwner, content: table.content, vip: vip.name });
       }
     }
     vipIds.set(vip.name, { vipId, tableSlot });

@@ -17,6 +17,16 @@ import type { Table } from './maglev.js';
 import { isTableSize } from './table-sizes.js';
 import { NO_ALTERNATE } from './alternates.js';
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const scratchArrays: [Uint32Array, Uint32Array] = [new Uint32Array(0), new Uint32Array(0)];
+
+/** Reused decode array `which` (slots 0, alternates 1), `size` long; every slot is written by the decode. */
+function scratchArray(which: 0 | 1, size: number): Uint32Array {
+  if (scratchArrays[which].length < size) scratchArrays[which] = new Uint32Array(size);
+  return scratchArrays[which].subarray(0, size);
+}
+
 /** Slots per shard: 262144 u16 slots are 512 KiB raw, ~350-700 KiB base64 of deflate. */
 export const SHARD_SLOTS = 262144;
 
@@ -85,9 +95,15 @@ function bad(message: string): XdplbError {
  * or null while a generation is incomplete. Throws BAD_TABLE_FILE when a
  * complete set is inconsistent (its digest does not match). `verify: false`
  * skips the digest, for shards this very function verified before (a
- * generation is immutable): decoding them again costs no hash.
+ * generation is immutable): decoding them again costs no hash. `scratch`:
+ * decode into arrays reused from call to call (the table returned is valid
+ * only until the next such call): for callers that read it at once and drop
+ * it, so a thousand tables decoded cost no thousand allocations.
  */
-export function assembleShards(shards: readonly TableShardSpec[], { verify = true }: { verify?: boolean } = {}): { table: Table; generation: number; digest: string } | null {
+export function assembleShards(
+  shards: readonly TableShardSpec[],
+  { verify = true, scratch = false }: { verify?: boolean; scratch?: boolean } = {},
+): { table: Table; generation: number; digest: string } | null {
   const byGeneration = new Map<number, TableShardSpec[]>();
   for (const s of shards) {
     const list = byGeneration.get(s.generation) ?? [];
@@ -102,32 +118,41 @@ export function assembleShards(shards: readonly TableShardSpec[], { verify = tru
     if (complete.size !== count) continue;
     if (!isTableSize(first.size) && !(first.size === 0 && first.backends.length === 0)) throw bad(`VipTable ${first.vip} generation ${generation}: size ${first.size} is not allowed`);
     const backends = first.size === 0 ? [] : canonicalBackends(first.backends);
-    const slots = new Uint32Array(first.size);
     const hasAlternates = list.some((s) => s.alternates !== undefined);
-    const alternates = hasAlternates ? new Uint32Array(first.size) : undefined;
+    const slots = scratch ? scratchArray(0, first.size) : new Uint32Array(first.size);
+    const alternates = !hasAlternates ? undefined : scratch ? scratchArray(1, first.size) : new Uint32Array(first.size);
     let covered = 0;
     for (let index = 0; index < count; index++) {
       const s = complete.get(index)!;
       const width = s.slots.encoding === 'u8' ? 1 : 2;
       const none = width === 1 ? 0xff : 0xffff;
       const unpack = (deflated: string, what: string, into: Uint32Array, allowNone: boolean): void => {
+        const n = s.shard.end - s.shard.start;
         let raw: Buffer;
         try {
-          raw = inflateRawSync(Buffer.from(deflated, 'base64'));
+          // One output chunk of the expected size: no chunk loop, no concatenation.
+          raw = inflateRawSync(Buffer.from(deflated, 'base64'), { chunkSize: Math.max(64, n * width + 1) });
         } catch {
           throw bad(`VipTable ${s.vip} shard ${index}: ${what} are not deflate data`);
         }
-        if (raw.length !== (s.shard.end - s.shard.start) * width || s.shard.start !== covered) {
+        if (raw.length !== n * width || s.shard.start !== covered) {
           throw bad(`VipTable ${s.vip} shard ${index}: ${what} cover [${s.shard.start}, ${s.shard.end}) with ${raw.length / width} slots, expected to start at ${covered}`);
         }
-        const n = s.shard.end - s.shard.start;
+        const values = width === 1 ? raw : new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+        if (width === 2 && !LITTLE_ENDIAN) throw bad('u16 slots need a little-endian machine');
         const start = s.shard.start;
+        const owners = backends.length;
+        let worst = 0;
         for (let i = 0; i < n; i++) {
-          const v = width === 1 ? raw[i]! : raw[2 * i]! | (raw[2 * i + 1]! << 8);
-          if (allowNone && v === none) into[start + i] = NO_ALTERNATE;
-          else if (v >= backends.length) throw bad(`VipTable ${s.vip} shard ${index}: ${what} name backend ${v} of ${backends.length}`);
-          else into[start + i] = v;
+          const v = values[i]!;
+          if (allowNone && v === none) {
+            into[start + i] = NO_ALTERNATE;
+            continue;
+          }
+          if (v > worst) worst = v;
+          into[start + i] = v;
         }
+        if (n > 0 && worst >= owners) throw bad(`VipTable ${s.vip} shard ${index}: ${what} name backend ${worst} of ${owners}`);
       };
       unpack(s.slots.deflated, 'slots', slots, false);
       if (alternates !== undefined) {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCounter } from '../../src/bpf/datapath.js';
 import { MapWriter, type ControlSettings } from '../../src/bpf/map-writer.js';
 import { ETH_P_IP, ethernet, ipv4, PROTO_TCP, tcp } from '../../lab/packet.js';
-import { EMPTY_IMAGE, NO_BACKEND_INDEX, planDatapath, type DatapathImage, type DesiredDatapath } from '../../src/core/datapath-plan.js';
+import { EMPTY_IMAGE, NO_BACKEND_INDEX, planDatapath, tableSlotsOf, type DatapathImage, type DesiredDatapath } from '../../src/core/datapath-plan.js';
 import { desiredState, tableOfSlots, type Observations, type VipSpec } from '../../src/core/desired-state.js';
 import { flowHash, tableIndex } from '../../src/core/flow-hash.js';
 import { ipBytes } from '../../src/core/net.js';
@@ -145,7 +145,7 @@ describe('map writer', () => {
 
     // The kernel holds the primaries and the alternates the plan translated.
     const put = plan.ops.find((o) => o.op === 'putTable')!;
-    const translated = (put as Extract<typeof put, { op: 'putTable' }>).content();
+    const translated = tableSlotsOf(put as Extract<typeof put, { op: 'putTable' }>);
     const held = writer.readVipTable(read.vips[0]!.key)!;
     expect(held.tableSize).toBe(4093);
     expect(Buffer.from(held.table!.slots.buffer).equals(Buffer.from(translated.slots.buffer))).toBe(true);

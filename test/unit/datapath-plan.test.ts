@@ -12,6 +12,7 @@ import {
   EMPTY_IMAGE,
   planDatapath,
   type BackendImage,
+  tableSlotsOf,
   type DatapathImage,
   type DesiredDatapath,
   type DesiredVip,
@@ -27,7 +28,7 @@ type Slots = Map<number, TableSlots>;
 /** Applies ops to the image, and their table writes to `slots`. */
 function run(image: DatapathImage, ops: readonly PlanOp[], slots: Slots): DatapathImage {
   for (const op of ops) {
-    if (op.op === 'putTable') slots.set(op.slot, op.content());
+    if (op.op === 'putTable') slots.set(op.slot, tableSlotsOf(op));
     if (op.op === 'deleteTable') slots.delete(op.slot);
   }
   return applyPlan(image, ops);
