@@ -227,7 +227,10 @@ async function run(dir: string, n: number): Promise<Figures> {
 }
 
 const one = process.argv.indexOf('--run');
-if (one >= 0) {
+const only = process.argv.indexOf('--publish');
+if (only >= 0) {
+  publish(process.argv[only + 1]!); // for profiling one run: --publish DIR, then --run N DIR
+} else if (one >= 0) {
   console.log(JSON.stringify(await run(process.argv[one + 2]!, Number(process.argv[one + 1]))));
 } else {
   const dir = mkdtempSync(join(tmpdir(), 'xdplb-bench-agent-'));

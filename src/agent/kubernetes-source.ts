@@ -24,7 +24,8 @@ import type { BackendImage, DesiredDatapath, DesiredVip, TableContent, VipFeatur
 import type { BackendWeight } from '../core/backends.js';
 import { featuresOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
-import { assembleShards, type TableShardSpec } from '../core/table-shards.js';
+import { assembleShards, newestWhole } from '../core/table-shards.js';
+import { canonicalBackends } from '../core/backends.js';
 import type { Table } from '../core/maglev.js';
 import type { Obj } from '../kube/k8s.js';
 import type { DesiredSource } from './engine.js';
@@ -46,43 +47,72 @@ export interface KubeVip {
 }
 
 /**
- * A whole, verified generation of a VIP's table. Its slots are not held:
- * `content` decodes them again from the shards (immutable, in the informer's
- * cache anyway) when the table is to be written, so a thousand VIPs of 65537
- * slots cost the agent no table copies. What `content` returns is valid
- * until the next `content` of any published table (reused arrays): the map
- * writer packs it at once.
+ * The newest whole generation of a VIP's table. Its slots are not held:
+ * `content` decodes them from the shards (immutable, in the informer's cache
+ * anyway) when the table is to be written, so a thousand VIPs of 65537 slots
+ * cost the agent no table copies. The first `content` also checks the digest
+ * (the table is decoded once, not once to check and again to write): a
+ * generation whose slots do not match its digest is then set aside for good,
+ * the VIP goes back to the last generation that did match (`onBad` asks for
+ * a new source), and the pass that asked fails before writing it. What
+ * `content` returns is valid until the next `content` of any published table
+ * (reused arrays): the map writer packs it at once.
  */
 export interface PublishedTable {
   readonly size: number;
   readonly backends: readonly BackendWeight[];
   readonly generation: number;
   readonly digest: string;
-  /** Slots per backend address. */
+  /** Slots per backend address: known once the slots were decoded and checked (empty before). */
   readonly counts: ReadonlyMap<string, number>;
   readonly content: () => TableContent;
 }
 
-/** A verified table as a PublishedTable whose content decodes `shards` again. */
-function published(a: { table: Table; generation: number; digest: string }, shards: readonly TableShardSpec[]): PublishedTable {
-  // Nothing here may keep a.table (its slots) alive: only what is copied out of it.
-  const generation = a.generation;
-  return {
-    size: a.table.size,
-    backends: a.table.backends,
-    generation,
-    digest: a.digest,
-    counts: slotCounts(a.table),
-    content: () => {
-      const again = assembleShards(shards, { verify: false, scratch: true });
-      if (again === null || again.generation !== generation) throw new Error(`generation ${generation} of a VIP's table is no longer whole`);
-      return { slots: again.table.slots, ...(again.table.alternates === undefined ? {} : { alternates: again.table.alternates }) };
-    },
-  };
+/** Per VIP: the shard set last read (by resourceVersions), the generation to program, the last one whose digest was checked, and those that failed it. */
+export interface PublishedEntry {
+  uid: string;
+  version: string;
+  lastGood: PublishedTable | null;
+  verified: PublishedTable | null;
+  problem: string | null;
+  readonly bad: Set<number>;
 }
 
-/** Per VIP: the shard set last assembled (by resourceVersions) and the last whole, verified generation. */
-export type PublishedCache = Map<string, { uid: string; version: string; lastGood: KubeVip['published']; problem: string | null }>;
+export type PublishedCache = Map<string, PublishedEntry>;
+
+/** A whole generation (newestWhole) as a PublishedTable of `entry`, checked on first decode. */
+function published(whole: NonNullable<ReturnType<typeof newestWhole>>, entry: PublishedEntry, onBad: () => void): PublishedTable {
+  const { generation, shards } = whole;
+  const counts = new Map<string, number>();
+  const table: PublishedTable = {
+    size: whole.size,
+    backends: whole.size === 0 ? [] : canonicalBackends(whole.backends),
+    generation,
+    digest: whole.digest,
+    counts,
+    content: () => {
+      const check = entry.verified !== table;
+      let a: ReturnType<typeof assembleShards>;
+      try {
+        a = assembleShards(shards, { verify: check, scratch: true });
+        if (a === null || a.generation !== generation) throw new Error(`generation ${generation} is no longer whole`);
+      } catch (e) {
+        entry.bad.add(generation);
+        entry.problem = (e as Error).message;
+        if (entry.lastGood === table) entry.lastGood = entry.verified;
+        onBad();
+        throw e;
+      }
+      if (check) {
+        entry.verified = table;
+        if ([...entry.bad].every((g) => g < generation)) entry.problem = null;
+        for (const [k, n] of slotCounts(a.table)) counts.set(k, n);
+      }
+      return { slots: a.table.slots, ...(a.table.alternates === undefined ? {} : { alternates: a.table.alternates }) };
+    },
+  };
+  return table;
+}
 
 /** A VIP's shards decoded; one that does not parse makes the set inconsistent. */
 function decodeShards(objects: readonly Obj[]): VipTable[] {
@@ -93,8 +123,12 @@ function decodeShards(objects: readonly Obj[]): VipTable[] {
   });
 }
 
-/** The VIPs this node should program, from the informers' objects, older claims first. */
-export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabels: Readonly<Record<string, string>>, cache: PublishedCache = new Map()): KubeVip[] {
+/**
+ * The VIPs this node should program, from the informers' objects, older
+ * claims first. `onBad`: a generation failed its digest when decoded for
+ * writing (see PublishedTable): call kubeVips again.
+ */
+export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabels: Readonly<Record<string, string>>, cache: PublishedCache = new Map(), onBad: () => void = () => undefined): KubeVip[] {
   const live = vips.flatMap((o) => {
     const v = parseVip(o);
     return v.ok && v.value.metadata.deletionTimestamp === undefined ? [v.value] : [];
@@ -134,17 +168,22 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
     let hit = cache.get(key);
     if (hit !== undefined && hit.uid !== uid) hit = undefined; // deleted and created again: nothing carries over
     if (hit === undefined || hit.version !== version) {
-      let lastGood = hit?.lastGood ?? null;
-      let problem: string | null = null;
+      const entry: PublishedEntry = hit ?? { uid, version, lastGood: null, verified: null, problem: null, bad: new Set() };
+      entry.version = version;
       try {
-        const shards = decodeShards(mine.objects).map(shardOf);
-        const a = assembleShards(shards, { scratch: true });
+        const shards = decodeShards(mine.objects).map(shardOf).filter((sh) => !entry.bad.has(sh.generation));
+        const whole = newestWhole(shards);
         // No whole generation (a new one half written): keep the last whole one.
-        if (a !== null) lastGood = published(a, shards.filter((s) => s.generation === a.generation));
+        if (whole !== null && whole.generation !== entry.lastGood?.generation) {
+          entry.lastGood = published(whole, entry, onBad);
+          // The empty table has no slots to decode: checked here.
+          if (whole.size === 0) entry.lastGood.content();
+        }
+        if (entry.bad.size === 0) entry.problem = null;
       } catch (e) {
-        problem = (e as Error).message;
+        entry.problem = (e as Error).message;
       }
-      hit = { uid, version, lastGood, problem };
+      hit = entry;
       cache.set(key, hit);
     }
     out.push({
@@ -249,7 +288,17 @@ export class KubernetesSource implements DesiredSource {
           const healthy = this.#measured(v.key, b.key);
           const out = this.#endpointOut(v.key, b.key);
           const reason = r === undefined ? 'MAC not resolved yet' : !r.ok ? r.reason : healthy === false ? 'failed health checks' : out ? 'endpoint not ready' : null;
-          return { address: b.key, weight: b.weight, healthy, resolved: r?.ok === true, reason, slots: counts.get(b.key) ?? 0 };
+          // Read when the status is: a table's counts are known once the pass decoded it.
+          return {
+            address: b.key,
+            weight: b.weight,
+            healthy,
+            resolved: r?.ok === true,
+            reason,
+            get slots() {
+              return counts.get(b.key) ?? 0;
+            },
+          };
         }),
       });
     }

@@ -75,7 +75,7 @@ export class KubernetesMode {
     const rebuild = (): void => {
       const labels = this.#nodes.get(this.node)?.metadata?.labels ?? {};
       const slices = this.#slices.list().map(parseEndpointSlice);
-      this.#source = new KubernetesSource(kubeVips(this.#vips.list(), this.#tables.list(), labels, this.#cache), (key) => health.measured(key), slices, this.#o.routeAround);
+      this.#source = new KubernetesSource(kubeVips(this.#vips.list(), this.#tables.list(), labels, this.#cache, rebuildSoon), (key) => health.measured(key), slices, this.#o.routeAround);
       for (const v of this.#source.vips) if (v.problem !== null) this.#o.log.warn({ vip: v.key, problem: v.problem }, 'Published table of VIP is inconsistent; keeping the programmed one');
       health.setTargets(this.#source.healthTargets());
       engine.setSource(this.#source);

@@ -146,15 +146,15 @@ export function packTableInto(slots: Uint32Array, alternates: Uint32Array | unde
   for (let s = 0; s < n; s++) {
     const o = slots[s]!;
     if (o >= owners) throw new RangeError(`slot ${String(s)} names owner ${String(o)} of ${String(owners)}`);
-    let word = byOwner[o]! | noAlternate;
-    if (alternates !== undefined) {
-      const a = alternates[s]!;
-      if (a !== BACKEND_NONE) {
-        if (a >= owners) throw new RangeError(`slot ${String(s)} names alternate ${String(a)} of ${String(owners)}`);
-        word = byOwner[o]! | (byOwner[a]! << SLOT_ALT_SHIFT);
-      }
-    }
-    out[s * stride] = word >>> 0;
+    // An int32 stored into a Uint32Array wraps to its u32 (no >>> 0: that makes a double per slot).
+    out[s * stride] = byOwner[o]! | noAlternate;
+  }
+  if (alternates === undefined) return;
+  for (let s = 0; s < n; s++) {
+    const a = alternates[s]!;
+    if (a === BACKEND_NONE) continue;
+    if (a >= owners) throw new RangeError(`slot ${String(s)} names alternate ${String(a)} of ${String(owners)}`);
+    out[s * stride] = byOwner[slots[s]!]! | (byOwner[a]! << SLOT_ALT_SHIFT);
   }
 }
 

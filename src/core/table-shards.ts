@@ -104,6 +104,72 @@ export function assembleShards(
   shards: readonly TableShardSpec[],
   { verify = true, scratch = false }: { verify?: boolean; scratch?: boolean } = {},
 ): { table: Table; generation: number; digest: string } | null {
+  const whole = newestWhole(shards);
+  if (whole === null) return null;
+  const { generation, shards: list } = whole;
+  const first = list[0]!;
+  const count = first.shard.count;
+  const complete = new Map(list.map((s) => [s.shard.index, s]));
+  if (!isTableSize(first.size) && !(first.size === 0 && first.backends.length === 0)) throw bad(`VipTable ${first.vip} generation ${generation}: size ${first.size} is not allowed`);
+  const backends = first.size === 0 ? [] : canonicalBackends(first.backends);
+  const hasAlternates = list.some((s) => s.alternates !== undefined);
+  const slots = scratch ? scratchArray(0, first.size) : new Uint32Array(first.size);
+  const alternates = !hasAlternates ? undefined : scratch ? scratchArray(1, first.size) : new Uint32Array(first.size);
+  let covered = 0;
+  for (let index = 0; index < count; index++) {
+    const s = complete.get(index)!;
+    const width = s.slots.encoding === 'u8' ? 1 : 2;
+    const none = width === 1 ? 0xff : 0xffff;
+    const unpack = (deflated: string, what: string, into: Uint32Array, allowNone: boolean): void => {
+      const n = s.shard.end - s.shard.start;
+      let raw: Buffer;
+      try {
+        // One output chunk of the expected size: no chunk loop, no concatenation.
+        raw = inflateRawSync(Buffer.from(deflated, 'base64'), { chunkSize: Math.max(64, n * width + 1) });
+      } catch {
+        throw bad(`VipTable ${s.vip} shard ${index}: ${what} are not deflate data`);
+      }
+      if (raw.length !== n * width || s.shard.start !== covered) {
+        throw bad(`VipTable ${s.vip} shard ${index}: ${what} cover [${s.shard.start}, ${s.shard.end}) with ${raw.length / width} slots, expected to start at ${covered}`);
+      }
+      const values = width === 1 ? raw : new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+      if (width === 2 && !LITTLE_ENDIAN) throw bad('u16 slots need a little-endian machine');
+      const start = s.shard.start;
+      const owners = backends.length;
+      const target = into.subarray(start, start + n);
+      target.set(values); // widened to u32 in one native copy
+      let worst = 0;
+      if (allowNone) {
+        for (let i = 0; i < n; i++) {
+          const v = target[i]!;
+          if (v === none) target[i] = NO_ALTERNATE;
+          else if (v > worst) worst = v;
+        }
+      } else if (verify) {
+        for (let i = 0; i < n; i++) if (target[i]! > worst) worst = target[i]!;
+      }
+      // Unverified: shards this function verified before (the same immutable strings), bounds included.
+      if (n > 0 && worst >= owners) throw bad(`VipTable ${s.vip} shard ${index}: ${what} name backend ${worst} of ${owners}`);
+    };
+    unpack(s.slots.deflated, 'slots', slots, false);
+    if (alternates !== undefined) {
+      if (s.alternates === undefined) throw bad(`VipTable ${s.vip} shard ${index}: no alternates, while other shards of generation ${generation} have them`);
+      unpack(s.alternates.deflated, 'alternates', alternates, true);
+    }
+    covered = s.shard.end;
+  }
+  if (covered !== first.size) throw bad(`VipTable ${first.vip} generation ${generation}: shards cover ${covered} of ${first.size} slots`);
+  const table: Table = { size: first.size, backends, slots, ...(alternates === undefined ? {} : { alternates }) };
+  const digest = verify ? tableDigest(table) : first.digest;
+  if (digest !== first.digest) throw bad(`VipTable ${first.vip} generation ${generation}: assembled digest ${digest} is not the published ${first.digest}`);
+  return { table, generation, digest };
+}
+
+/**
+ * The newest generation whose shards are all present and agree (size,
+ * backends and digest as published; nothing decoded), or null while none is.
+ */
+export function newestWhole(shards: readonly TableShardSpec[]): { generation: number; size: number; digest: string; backends: readonly BackendWeight[]; shards: TableShardSpec[] } | null {
   const byGeneration = new Map<number, TableShardSpec[]>();
   for (const s of shards) {
     const list = byGeneration.get(s.generation) ?? [];
@@ -116,56 +182,7 @@ export function assembleShards(
     const count = first.shard.count;
     const complete = new Map(list.filter((s) => s.digest === first.digest && s.shard.count === count).map((s) => [s.shard.index, s]));
     if (complete.size !== count) continue;
-    if (!isTableSize(first.size) && !(first.size === 0 && first.backends.length === 0)) throw bad(`VipTable ${first.vip} generation ${generation}: size ${first.size} is not allowed`);
-    const backends = first.size === 0 ? [] : canonicalBackends(first.backends);
-    const hasAlternates = list.some((s) => s.alternates !== undefined);
-    const slots = scratch ? scratchArray(0, first.size) : new Uint32Array(first.size);
-    const alternates = !hasAlternates ? undefined : scratch ? scratchArray(1, first.size) : new Uint32Array(first.size);
-    let covered = 0;
-    for (let index = 0; index < count; index++) {
-      const s = complete.get(index)!;
-      const width = s.slots.encoding === 'u8' ? 1 : 2;
-      const none = width === 1 ? 0xff : 0xffff;
-      const unpack = (deflated: string, what: string, into: Uint32Array, allowNone: boolean): void => {
-        const n = s.shard.end - s.shard.start;
-        let raw: Buffer;
-        try {
-          // One output chunk of the expected size: no chunk loop, no concatenation.
-          raw = inflateRawSync(Buffer.from(deflated, 'base64'), { chunkSize: Math.max(64, n * width + 1) });
-        } catch {
-          throw bad(`VipTable ${s.vip} shard ${index}: ${what} are not deflate data`);
-        }
-        if (raw.length !== n * width || s.shard.start !== covered) {
-          throw bad(`VipTable ${s.vip} shard ${index}: ${what} cover [${s.shard.start}, ${s.shard.end}) with ${raw.length / width} slots, expected to start at ${covered}`);
-        }
-        const values = width === 1 ? raw : new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
-        if (width === 2 && !LITTLE_ENDIAN) throw bad('u16 slots need a little-endian machine');
-        const start = s.shard.start;
-        const owners = backends.length;
-        let worst = 0;
-        for (let i = 0; i < n; i++) {
-          const v = values[i]!;
-          if (allowNone && v === none) {
-            into[start + i] = NO_ALTERNATE;
-            continue;
-          }
-          if (v > worst) worst = v;
-          into[start + i] = v;
-        }
-        if (n > 0 && worst >= owners) throw bad(`VipTable ${s.vip} shard ${index}: ${what} name backend ${worst} of ${owners}`);
-      };
-      unpack(s.slots.deflated, 'slots', slots, false);
-      if (alternates !== undefined) {
-        if (s.alternates === undefined) throw bad(`VipTable ${s.vip} shard ${index}: no alternates, while other shards of generation ${generation} have them`);
-        unpack(s.alternates.deflated, 'alternates', alternates, true);
-      }
-      covered = s.shard.end;
-    }
-    if (covered !== first.size) throw bad(`VipTable ${first.vip} generation ${generation}: shards cover ${covered} of ${first.size} slots`);
-    const table: Table = { size: first.size, backends, slots, ...(alternates === undefined ? {} : { alternates }) };
-    const digest = verify ? tableDigest(table) : first.digest;
-    if (digest !== first.digest) throw bad(`VipTable ${first.vip} generation ${generation}: assembled digest ${digest} is not the published ${first.digest}`);
-    return { table, generation, digest };
+    return { generation, size: first.size, digest: first.digest, backends: first.backends, shards: [...complete.values()] };
   }
   return null;
 }

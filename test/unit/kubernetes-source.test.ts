@@ -77,6 +77,32 @@ describe('Kubernetes source', () => {
     expect(k!.published!.counts.get('10.0.0.1')).toBe(t.slots.filter((o) => t.backends[o]!.key === '10.0.0.1').length);
   });
 
+  it('checks a generation on its first decode for writing: one whose slots miss its digest is set aside, the VIP keeps the last that matched', () => {
+    const v = vip('web', '2026-01-01T00:00:00Z');
+    const cache: PublishedCache = new Map();
+    let asked = 0;
+    const onBad = () => asked++;
+    const t1 = buildTable({ size: 251, backends: backends(3) });
+    const g1 = shards('web', 1, t1);
+    kubeVips([v], g1, {}, cache, onBad)[0]!.published!.content();
+    // Generation 2 names a table whose slots are not the ones its shards carry (another table's, same size).
+    const t2 = successorTable(t1, { size: 251, backends: backends(2) });
+    const g2 = shards('web', 2, t2, '2').map((o) => ({ ...o, spec: { ...o.spec, slots: (shards('web', 2, buildTable({ size: 251, backends: backends(2).reverse() }))[0]!.spec as { slots: unknown }).slots } }) as Obj);
+    const bad = kubeVips([v], [...g1, ...g2], {}, cache, onBad)[0]!;
+    expect(bad.published!.generation).toBe(2); // whole: chosen, not yet decoded
+    expect(() => bad.published!.content()).toThrow(/digest/);
+    expect(asked).toBe(1);
+    const back = kubeVips([v], [...g1, ...g2], {}, cache, onBad)[0]!;
+    expect(back.published!.generation).toBe(1);
+    expect(back.problem).toMatch(/digest/);
+    // A later generation that matches clears the problem; generation 2 stays set aside.
+    const g3 = shards('web', 3, t2, '3');
+    const next = kubeVips([v], [...g2, ...g3], {}, cache, onBad)[0]!;
+    expect(next.published!.generation).toBe(3);
+    next.published!.content();
+    expect(kubeVips([v], [...g2, ...g3], {}, cache, onBad)[0]!.problem).toBeNull();
+  });
+
   it('programs the empty table as no table: the VIP stays, its packets are dropped (issue 11 item 3)', () => {
     const v = vip('web', '2026-01-01T00:00:00Z');
     const [k] = kubeVips([v], shards('web', 3, EMPTY_TABLE), {});
