@@ -199,6 +199,10 @@ async function run(dir: string, n: number): Promise<Figures> {
     expectProgrammed('shared backend change');
     const oneVipChangeMs = await program(3);
     expectProgrammed('one VIP change');
+    if (session !== null && process.env.BENCH_PROFILE_IDLE !== undefined) {
+      await session.post('Profiler.stop');
+      await session.post('Profiler.start');
+    }
     const idle: number[] = [];
     for (let i = 0; i < 9; i++) {
       const c0 = process.cpuUsage();

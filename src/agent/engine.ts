@@ -96,6 +96,8 @@ export class Engine {
   #refused = new Map<string, string>();
   readonly #memo = new DesiredMemo();
   #verifyAll = false;
+  /** Whether the status metrics were exported once (after that, only when what they show changed). */
+  #exported = false;
   /** Where the next resync's slot check starts, in the VIPs' order. */
   #checkFrom = 0;
   /** Backend address -> when this node's datapath started routing around it (ms since the epoch). */
@@ -310,7 +312,7 @@ export class Engine {
     const plan = planDatapath(image, desired, this.#d.writer.capacities());
     this.#lastStatus = status;
     this.#vipIds = new Map([...plan.vipIds].map(([name, ids]) => [name, ids.vipId]));
-    this.#noteRefused(plan.refused);
+    const refusedChanged = this.#noteRefused(plan.refused);
     let touched: Set<string>;
     if (plan.ops.length === 0) {
       touched = new Set();
@@ -331,8 +333,9 @@ export class Engine {
       }
       this.#d.log.debug({ ops: plan.ops.length, ms: performance.now() - started }, 'Applied plan');
     }
-    this.#readBack(desired.vips, status, touched, plan.refused);
-    this.#exportStatus(status);
+    const reread = this.#readBack(desired.vips, status, touched, plan.refused);
+    // The status metrics change only with what the maps hold (and what is refused): an idle pass leaves them.
+    if (plan.ops.length > 0 || reread || refusedChanged || !this.#exported) this.#exportStatus(status);
     // Room freed by this pass's removals may fit a VIP refused in it.
     if (plan.retry && plan.ops.length > 0) this.trigger('capacity');
     return plan.ops.length > 0;
@@ -368,9 +371,18 @@ export class Engine {
    * digest of what was written into it. A table this writer did not write
    * (or distrusts) is read and digested. On a resync, a few tables' slots are
    * read and digested too (in turn): one that differs from what was written
-   * is reported, distrusted and written again by the next pass.
+   * is reported, distrusted and written again by the next pass. True when
+   * a VIP's programmed digest changed.
    */
-  #readBack(vips: readonly DesiredVip[], status: readonly VipStatus[], touched: ReadonlySet<string>, refused: ReadonlyMap<string, string>): void {
+  #readBack(vips: readonly DesiredVip[], status: readonly VipStatus[], touched: ReadonlySet<string>, refused: ReadonlyMap<string, string>): boolean {
+    const before = new Map(this.#programmed);
+    this.#readBackInto(vips, status, touched, refused);
+    if (before.size !== this.#programmed.size) return true;
+    for (const [name, digest] of this.#programmed) if (before.get(name) !== digest) return true;
+    return false;
+  }
+
+  #readBackInto(vips: readonly DesiredVip[], status: readonly VipStatus[], touched: ReadonlySet<string>, refused: ReadonlyMap<string, string>): void {
     const listed = new Map(status.map((s) => [s.name, s.listed]));
     const wanted = new Set(vips.map((v) => v.name));
     const verifyAll = this.#verifyAll;
@@ -438,7 +450,9 @@ export class Engine {
     return out;
   }
 
-  #noteRefused(refused: ReadonlyMap<string, string>): void {
+  /** Logs VIPs newly refused or fitting again; true when the refused set changed. */
+  #noteRefused(refused: ReadonlyMap<string, string>): boolean {
+    const changed = refused.size !== this.#refused.size || [...refused].some(([vip, reason]) => this.#refused.get(vip) !== reason);
     for (const [vip, reason] of refused) {
       if (this.#refused.get(vip) !== reason) this.#d.log.error({ vip, reason }, 'Left VIP out of the datapath: it does not fit');
     }
@@ -446,6 +460,7 @@ export class Engine {
       if (!refused.has(vip)) this.#d.log.info({ vip }, 'VIP fits the datapath again');
     }
     this.#refused = new Map(refused);
+    return changed;
   }
 
   async #resolveNeighbors(wanted: Map<string, { onLink: boolean }>): Promise<void> {
@@ -482,6 +497,7 @@ export class Engine {
   }
 
   #exportStatus(status: VipStatus[]): void {
+    this.#exported = true;
     const m = this.#d.metrics;
     m.tableInfo.reset();
     m.backendServing.reset();
