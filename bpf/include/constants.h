@@ -22,7 +22,7 @@
 /* Number of VIP entries (service keys) one node can serve; sizes the VIP hash
  * map and the per-VIP counters. */
 #ifndef XDPLB_MAX_VIPS
-#define XDPLB_MAX_VIPS 1024
+#define XDPLB_MAX_VIPS 4096
 #endif
 
 /* Outer slots of the table-of-tables: twice the VIPs, so that every VIP can
@@ -60,7 +60,7 @@
 
 /* Entries of the decap program's local-VIP set. */
 #ifndef XDPLB_DECAP_MAX_VIPS
-#define XDPLB_DECAP_MAX_VIPS 1024
+#define XDPLB_DECAP_MAX_VIPS 4096
 #endif
 
 /* Table slots hold two 16-bit backend indices (abi.h), so no more backends

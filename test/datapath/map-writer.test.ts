@@ -185,7 +185,7 @@ describe('map writer', () => {
     expect(planDatapath(known, desired, fresh.capacities()).ops).toEqual([]);
   });
 
-  it('swaps many tables in one batch and removes them in one batch', () => {
+  it('swaps many tables in one batch update, and removes them', () => {
     const image = writer.readImage();
     const many = Array.from({ length: 300 }, (_, i) => ({ ...spec(['10.0.0.1', '10.0.0.3'], 251), name: `v${i}`, address: `192.0.${3 + (i >> 8)}.${i & 255}`, ports: [{ port: 80, protocol: 'TCP' as const }] }));
     const { after } = converge([spec(['10.0.0.1', '10.0.0.3']), ...many], image);
@@ -196,6 +196,22 @@ describe('map writer', () => {
     const { after: back } = converge([spec(['10.0.0.1', '10.0.0.3'])], read);
     expect(writer.readImage().tables.size).toBe(1);
     expect(back.tables.size).toBe(1);
+  });
+
+  it('holds 4096 VIP keys (issue 14): 64 VIPs of 64 ports fit, a 4097th key is refused', () => {
+    expect(writer.capacities().maxVips).toBe(4096);
+    const vips = Array.from({ length: 64 }, (_, i) => ({
+      ...spec(['10.0.0.1', '10.0.0.3'], 251),
+      name: `k${String(i).padStart(2, '0')}`,
+      address: `192.0.9.${i + 1}`,
+      ports: Array.from({ length: 64 }, (_, p) => ({ port: 1000 + p, protocol: 'TCP' as const })),
+    }));
+    const extra = { ...spec(['10.0.0.1'], 251), name: 'zz-extra', address: '192.0.10.1', ports: [{ port: 80, protocol: 'TCP' as const }] };
+    converge([], writer.readImage()); // nothing held: all 4096 keys free in one pass
+    const { after, plan } = converge([...vips, extra], writer.readImage());
+    expect(after.vips).toHaveLength(4096);
+    expect([...plan.refused.keys()]).toEqual(['zz-extra']);
+    expect(writer.readImage().vips).toHaveLength(4096);
   });
 
   it('removes everything it programmed when nothing is wanted', () => {
