@@ -45,8 +45,13 @@ import type { Obj } from '../src/kube/k8s.js';
 
 const json = process.argv.includes('--json');
 const BACKENDS = 10;
-const SIZE = 65537;
-const COUNTS = [1, 100, 1000];
+/** `--slots M` (a table size) and `--vips N` (one count) size other configurations; the default is the issue's. */
+const flag = (name: string): string | undefined => {
+  const i = process.argv.indexOf(name);
+  return i < 0 ? undefined : process.argv[i + 1];
+};
+const SIZE = Number(flag('--slots') ?? 65537);
+const COUNTS = flag('--vips') === undefined ? [1, 100, 1000] : [Number(flag('--vips'))];
 /** Distinct backend sets: VIP v uses set v % SETS (the tables are still one per VIP in the agent and the kernel). */
 const SETS = 200;
 const control: ControlSettings = { srcMac: '02:00:00:00:00:02', mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:7864:6c62::/96' };
@@ -181,12 +186,13 @@ async function run(dir: string, n: number): Promise<Figures> {
     }
     const program = async (generation: number): Promise<number> => {
       shards = await generations[generation - 1]!();
+      if (process.env.BENCH_MEMORY !== undefined) console.error(`generation ${generation} read: RSS ${rss().now.toFixed(0)} MiB`, JSON.stringify(process.memoryUsage()));
       const t0 = performance.now();
       const source = new KubernetesSource(kubeVips(vips, shards, {}, cache));
       const t1 = performance.now();
       engine.setSource(source);
       await engine.settled();
-      if (process.env.BENCH_MEMORY !== undefined) console.error(`generation ${generation}: kubeVips ${(t1 - t0).toFixed(0)} ms, passes ${(performance.now() - t1).toFixed(0)} ms`);
+      if (process.env.BENCH_MEMORY !== undefined) console.error(`generation ${generation}: kubeVips ${(t1 - t0).toFixed(0)} ms, passes ${(performance.now() - t1).toFixed(0)} ms, RSS ${rss().now.toFixed(0)} MiB, peak ${rss().peak.toFixed(0)}`);
       return performance.now() - t0;
     };
     const expectProgrammed = (what: string): void => {
@@ -233,7 +239,7 @@ async function run(dir: string, n: number): Promise<Figures> {
 const one = process.argv.indexOf('--run');
 const only = process.argv.indexOf('--publish');
 if (only >= 0) {
-  publish(process.argv[only + 1]!); // for profiling one run: --publish DIR, then --run N DIR
+  publish(process.argv[only + 1]!); // for profiling one run: --publish DIR, then --run N DIR (same --slots)
 } else if (one >= 0) {
   console.log(JSON.stringify(await run(process.argv[one + 2]!, Number(process.argv[one + 1]))));
 } else {
@@ -242,7 +248,7 @@ if (only >= 0) {
   try {
     publish(dir);
     for (const n of COUNTS) {
-      const out = execFileSync(process.execPath, [import.meta.filename, '--run', String(n), dir], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const out = execFileSync(process.execPath, [import.meta.filename, '--run', String(n), dir, '--slots', String(SIZE)], { encoding: 'utf8', maxBuffer: 1 << 20 });
       vips[String(n)] = JSON.parse(out.trim().split('\n').at(-1)!) as Figures;
     }
   } finally {

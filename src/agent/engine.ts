@@ -29,7 +29,6 @@ export interface DesiredSource {
     observed: {
       mac: (address: string) => MacResolution | undefined;
       currentTable: (vip: string) => Table | undefined;
-      currentTableDigest: (vip: string) => string | undefined;
     },
     memo: DesiredMemo,
   ): {
@@ -301,11 +300,6 @@ export class Engine {
         currentTable: (vip) =>
           readCurrentTable(this.#d.writer, image, held, source.keysOf(vip)) ??
           (seed === null || seedHeld === null ? undefined : readCurrentTable(seed.writer, seed.image, seedHeld, source.keysOf(vip))),
-        currentTableDigest: (vip) => {
-          const entry = entryOf(held, source.keysOf(vip));
-          const key = entry === undefined || entry.meta.tableSize === 0 ? null : (image.tables.get(entry.meta.tableSlot)?.key ?? null);
-          return key === null ? undefined : keyDigest(key);
-        },
       },
       this.#memo,
     );

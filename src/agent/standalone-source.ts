@@ -53,7 +53,6 @@ export class StandaloneSource implements DesiredSource {
         return mac !== undefined ? { ok: true, mac } : observed.mac(address);
       },
         currentTable: observed.currentTable,
-        currentTableDigest: observed.currentTableDigest,
       },
       memo,
     );

@@ -142,19 +142,21 @@ export function packTableInto(slots: Uint32Array, alternates: Uint32Array | unde
   if (out.length < (n - 1) * stride + 1) throw new RangeError(`room for ${String(out.length)} words, ${String(n)} slots of stride ${String(stride)} need more`);
   for (const index of byOwner) slotHalf(index, 'backend');
   const owners = byOwner.length;
+  // An int32 stored into a Uint32Array wraps to its u32 (no >>> 0: that makes a double per slot).
   const noAlternate = SLOT_NONE << SLOT_ALT_SHIFT;
+  if (alternates === undefined) {
+    for (let s = 0; s < n; s++) {
+      const o = slots[s]!;
+      if (o >= owners) throw new RangeError(`slot ${String(s)} names owner ${String(o)} of ${String(owners)}`);
+      out[s * stride] = byOwner[o]! | noAlternate;
+    }
+    return;
+  }
   for (let s = 0; s < n; s++) {
     const o = slots[s]!;
-    if (o >= owners) throw new RangeError(`slot ${String(s)} names owner ${String(o)} of ${String(owners)}`);
-    // An int32 stored into a Uint32Array wraps to its u32 (no >>> 0: that makes a double per slot).
-    out[s * stride] = byOwner[o]! | noAlternate;
-  }
-  if (alternates === undefined) return;
-  for (let s = 0; s < n; s++) {
     const a = alternates[s]!;
-    if (a === BACKEND_NONE) continue;
-    if (a >= owners) throw new RangeError(`slot ${String(s)} names alternate ${String(a)} of ${String(owners)}`);
-    out[s * stride] = byOwner[slots[s]!]! | (byOwner[a]! << SLOT_ALT_SHIFT);
+    if (o >= owners || (a >= owners && a !== BACKEND_NONE)) throw new RangeError(`slot ${String(s)} names owner ${String(o)} and alternate ${String(a)} of ${String(owners)}`);
+    out[s * stride] = byOwner[o]! | (a === BACKEND_NONE ? noAlternate : byOwner[a]! << SLOT_ALT_SHIFT);
   }
 }
 

@@ -108,7 +108,7 @@ export function encodeControl(c: ControlSettings, wildcard: boolean): Buffer {
 }
 
 /** Inner maps swapped into lb_tables per batch update: bounds the tables held twice in the kernel at once. */
-const SWAP_BATCH = 256;
+const SWAP_BATCH = 128;
 
 /**
  * A new inner map holding a whole table: each slot's backend index and its

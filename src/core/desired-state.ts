@@ -33,7 +33,9 @@ export type MacResolution = { readonly ok: true; readonly mac: string } | { read
 /**
  * What desiredState computed per VIP last time, so an unchanged VIP costs
  * nothing: its table is reused while its inputs (size, serving backends and
- * weights) are the same and the maps hold a table of its digest.
+ * weights) are the same. It is the table wanted: if the maps hold another
+ * (changed behind the agent's back), the plan writes this one back, not a
+ * successor of what was found.
  */
 export class DesiredMemo {
   readonly entries = new Map<string, { inputs: string; table: Table; counts: Map<string, number> }>();
@@ -46,8 +48,6 @@ export interface Observations {
   readonly mac: (address: string) => MacResolution | undefined;
   /** The table programmed now for a VIP (owners by address), if any. */
   readonly currentTable: (vip: string) => Table | undefined;
-  /** The digest of the table the maps hold for the VIP (cheap: no slot is read); absent: not known. */
-  readonly currentTableDigest?: (vip: string) => string | undefined;
 }
 
 export interface BackendStatus {
@@ -110,8 +110,7 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
     if (serving.length > 0) {
       const inputs = `${size}|${serving.map((b) => `${b.key}=${b.weight}`).sort().join(',')}`;
       const hit = memo?.entries.get(vip.name);
-      const now = obs.currentTableDigest?.(vip.name);
-      if (hit !== undefined && hit.inputs === inputs && now !== undefined && now === digestOf(hit.table)) {
+      if (hit !== undefined && hit.inputs === inputs) {
         table = hit.table;
         counts = hit.counts;
         moved = 0;

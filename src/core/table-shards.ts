@@ -20,6 +20,15 @@ import { NO_ALTERNATE } from './alternates.js';
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const scratchArrays: [Uint32Array, Uint32Array] = [new Uint32Array(0), new Uint32Array(0)];
+let scratchBytes = Buffer.alloc(0);
+
+/** The bytes of a base64 string; with `scratch`, in a buffer reused from call to call. */
+function fromBase64(text: string, scratch: boolean): Buffer {
+  if (!scratch) return Buffer.from(text, 'base64');
+  const room = Math.ceil(text.length / 4) * 3;
+  if (scratchBytes.length < room) scratchBytes = Buffer.alloc(Math.max(room, 2 * scratchBytes.length));
+  return scratchBytes.subarray(0, scratchBytes.write(text, 'base64'));
+}
 
 /** Reused decode array `which` (slots 0, alternates 1), `size` long; every slot is written by the decode. */
 function scratchArray(which: 0 | 1, size: number): Uint32Array {

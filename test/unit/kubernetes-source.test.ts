@@ -107,7 +107,7 @@ describe('Kubernetes source', () => {
     const v = vip('web', '2026-01-01T00:00:00Z');
     const [k] = kubeVips([v], shards('web', 3, EMPTY_TABLE), {});
     expect(k!.published!.size).toBe(0);
-    const { desired, status } = new KubernetesSource([k!]).compute({ mac: () => undefined, currentTable: () => undefined, currentTableDigest: () => undefined });
+    const { desired, status } = new KubernetesSource([k!]).compute({ mac: () => undefined, currentTable: () => undefined });
     expect(desired.vips).toHaveLength(1);
     expect(desired.vips[0]!.table).toBeNull();
     expect(status[0]!.digest).toBe(tableDigest(EMPTY_TABLE));
@@ -119,7 +119,7 @@ describe('Kubernetes source', () => {
     const [k] = kubeVips([v], shards('web', 1, buildTable({ size: 251, backends: backends(2) })), {});
     // 10.0.0.1's probe failed; 10.0.0.2's has no result yet.
     const source = new KubernetesSource([k!], (probe) => (probe === 'tcp|10.0.0.1|80' ? false : null));
-    const { status } = source.compute({ mac: () => ({ ok: true, mac: '02:00:00:00:00:01' }), currentTable: () => undefined, currentTableDigest: () => undefined });
+    const { status } = source.compute({ mac: () => ({ ok: true, mac: '02:00:00:00:00:01' }), currentTable: () => undefined });
     expect(status[0]!.panic).toBeNull();
     expect(status[0]!.backends.map((b) => [b.address, b.healthy])).toEqual([
       ['10.0.0.1', false],
