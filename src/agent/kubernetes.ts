@@ -17,6 +17,7 @@ import { Kube, loadKubeConfig, statusCode, type Cached, type Obj } from '../kube
 import type { Engine } from './engine.js';
 import type { Health } from './health-checker.js';
 import { kubeVips, KubernetesSource, type PublishedCache } from './kubernetes-source.js';
+import { checkOfProbe } from './probes.js';
 
 export interface KubernetesModeOptions {
   readonly kubeconfig: string | undefined;
@@ -190,21 +191,25 @@ export class KubernetesMode {
         message,
       };
     });
-    const byAddress = new Map<string, { address: string; vips: string[]; healthy?: boolean; resolved: boolean; reason: string }>();
+    // Per backend address: resolved or not, and each distinct check of it (shared by the VIPs checking
+    // it the same way) as probed; the operator finds each VIP's view through the VIP's check. No VIP
+    // lists: at 1000 VIPs over 100 backends they made a report larger than the API server takes.
+    const byAddress = new Map<string, { address: string; checks: Map<string, boolean>; resolved: boolean; reason: string }>();
     for (const s of engine.status) {
       for (const b of s.backends) {
+        const entry = byAddress.get(b.address) ?? { address: b.address, checks: new Map<string, boolean>(), resolved: b.resolved, reason: '' };
+        byAddress.set(b.address, entry);
         const probe = this.#source.probeOf(s.name, b.address);
         const h = probe === undefined ? undefined : snapshot.get(probe);
-        const entry = byAddress.get(b.address) ?? { address: b.address, vips: [], resolved: b.resolved, reason: '' };
-        entry.vips.push(s.name);
-        // Healthy only when probed: a backend no health check covers is reported without it (unknown).
-        if (h !== undefined) entry.healthy = (entry.healthy ?? true) && h.healthy;
-        if (h !== undefined && !h.healthy) entry.reason = 'failed health checks';
+        // Reported only when probed: a backend no health check covers has no checks (unknown).
+        if (probe !== undefined && h !== undefined) {
+          entry.checks.set(checkOfProbe(probe), h.healthy);
+          if (!h.healthy) entry.reason = 'failed health checks';
+        }
         if (!b.resolved) {
           entry.resolved = false;
           entry.reason = b.reason ?? 'MAC not resolved';
         }
-        byAddress.set(b.address, entry);
       }
     }
     const body = {
@@ -212,7 +217,14 @@ export class KubernetesMode {
       xdpMode: this.xdpMode,
       reportIntervalSeconds: this.#o.reportIntervalSeconds,
       vips,
-      backends: [...byAddress.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
+      backends: [...byAddress.values()]
+        .sort((a, b) => (a.address < b.address ? -1 : 1))
+        .map((b) => ({
+          address: b.address,
+          ...(b.checks.size === 0 ? {} : { checks: [...b.checks].sort((x, y) => (x[0] < y[0] ? -1 : 1)).map(([check, healthy]) => ({ check, healthy })) }),
+          resolved: b.resolved,
+          reason: b.reason,
+        })),
       programmedSummary: `${vips.filter((v) => v.programmed).length}/${vips.length}`,
     };
     if (!force && jsonEqual(body, this.#lastReport)) return;

@@ -25,6 +25,7 @@ import { interfaceMac, interfaceMtu } from '../net/interfaces.js';
 import { AgentMetrics } from './metrics.js';
 import { NeighborResolver } from './neighbors.js';
 import { KubernetesMode } from './kubernetes.js';
+import { checkOfProbe } from './probes.js';
 import { StandaloneSource } from './standalone-source.js';
 import { agentStatus, type StatusSources } from './status.js';
 
@@ -119,8 +120,8 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
     },
     onProbe: (key, result) => {
       // A probe is shared by every VIP checking the backend the same way: "type|address|port[|path]".
-      const [type = '', backend = '', port = ''] = key.split('|');
-      const check = `${type}:${port}${key.split('|')[3] ?? ''}`;
+      const backend = key.split('|')[1] ?? '';
+      const check = checkOfProbe(key);
       metrics.probes.inc({ backend, check, result: result.ok ? 'ok' : 'fail' });
       metrics.backendHealthy.set({ backend, check }, health.healthy(key) ? 1 : 0);
     },

@@ -4,6 +4,7 @@
 // probe ask for different timing, the probe takes the strictest: the shortest
 // interval and timeout and the lowest thresholds. Each VIP's view of a
 // backend's health is the health of its probe.
+import { checkId } from '../core/health.js';
 import type { HealthTarget } from './health-checker.js';
 
 export type ProbeSpec = Omit<HealthTarget, 'key'>;
@@ -48,3 +49,9 @@ export class SharedProbes {
 }
 
 const pairKey = (vip: string, address: string): string => `${vip}|${address}`;
+
+/** The check a probe runs, as metrics label it and reports name it (core/health.ts checkId). */
+export function checkOfProbe(key: string): string {
+  const [type, , port, path] = key.split('|');
+  return checkId(type === 'http' ? 'http' : 'tcp', Number(port), path);
+}

@@ -24,13 +24,22 @@ const reportedVip = z.object({
   message: z.string().max(32768).optional().describe('Why not programmed, when it is not.'),
 });
 
+const reportedCheck = z.object({
+  check: z.string().max(300).describe('What is probed: "tcp:<port>" or "http:<port><path>"; every VIP checking the backend this way shares it.'),
+  healthy: z.boolean().describe('The check passes (true) or fails (false) from this node.'),
+});
+
 const reportedBackend = z.object({
   address: z.string().max(45),
+  checks: z
+    .array(reportedCheck)
+    .optional()
+    .meta({ description: "This node's health checks of the backend, one per distinct check (a VIP's check is its healthCheck type, port and path).", 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['check'] }),
   vips: z
     .array(z.string().max(317))
     .optional()
-    .meta({ description: 'The VIPs this backend serves, as "namespace/name".', 'x-kubernetes-list-type': 'set' }),
-  healthy: z.boolean().optional().describe("The node's health checks pass (true) or fail (false); absent when no health check probes this backend (unknown)."),
+    .meta({ description: 'Written by agents before checks: the VIPs this backend serves, as "namespace/name", which `healthy` applies to. Read when present.', 'x-kubernetes-list-type': 'set' }),
+  healthy: z.boolean().optional().describe('Written by agents before checks, with vips: all their checks pass (true) or one fails (false).'),
   resolved: z.boolean().optional().describe('The next hop (MAC, or tunnel route) is known.'),
   reason: z.string().max(1024).optional().describe('Why unhealthy or unresolved.'),
 });

@@ -10,6 +10,7 @@ import { claimOf, type BackendObject, type NodeView, type VipObject, type VipSta
 import type { Backend } from './backend.js';
 import type { LoadBalancerVip, VipStatus, vipStatusSchema } from './loadbalancervip.js';
 import type { NodeReport } from './nodereport.js';
+import { checkId } from '../core/health.js';
 import type { VipTable } from './viptable.js';
 
 /** A timestamp in the form conditions are written in (seconds, "Z"); text that is not one stays as it is. */
@@ -60,11 +61,54 @@ export function shardOf(t: VipTable): TableShardSpec {
   return t.spec;
 }
 
-/** What one node's report says of one VIP (`namespace/name`). */
-export function nodeViewOf(r: NodeReport, vip: { readonly namespace: string; readonly name: string }): NodeView {
+/** The health check a VIP's backends are probed with, as nodes report it (core/health.ts checkId); undefined: none. */
+export function vipCheckOf(vip: LoadBalancerVip): string | undefined {
+  const hc = vip.spec.healthCheck;
+  if (hc === undefined) return undefined;
+  // The CRD's CEL rule: without healthCheck.port, some port entry has one.
+  const port = hc.port ?? vip.spec.ports.map((p) => p.port).find((p) => p !== undefined && p > 0);
+  return port === undefined ? undefined : checkId(hc.type === 'HTTP' ? 'http' : 'tcp', Number(port), hc.path);
+}
+
+/** One report indexed once: every VIP's reconcile reads it, and a report lists a thousand VIPs. */
+interface ReportIndex {
+  readonly vips: ReadonlyMap<string, NonNullable<NodeReport['status']['vips']>[number]>;
+  readonly unresolved: readonly string[];
+  /** check -> addresses failing it. */
+  readonly failing: ReadonlyMap<string, readonly string[]>;
+  /** Reports of agents before checks: VIP key -> addresses unhealthy for it. */
+  readonly legacy: ReadonlyMap<string, readonly string[]>;
+}
+
+const indexes = new WeakMap<NodeReport, ReportIndex>();
+
+function indexOf(r: NodeReport): ReportIndex {
+  let index = indexes.get(r);
+  if (index !== undefined) return index;
+  const vips = new Map((r.status.vips ?? []).map((v) => [`${v.namespace}/${v.name}`, v]));
+  const unresolved: string[] = [];
+  const failing = new Map<string, string[]>();
+  const legacy = new Map<string, string[]>();
+  for (const b of r.status.backends ?? []) {
+    if (b.resolved === false) unresolved.push(b.address);
+    for (const c of b.checks ?? []) if (!c.healthy) failing.set(c.check, [...(failing.get(c.check) ?? []), b.address]);
+    if (b.healthy === false) for (const key of b.vips ?? []) legacy.set(key, [...(legacy.get(key) ?? []), b.address]);
+  }
+  index = { vips, unresolved, failing, legacy };
+  indexes.set(r, index);
+  return index;
+}
+
+/**
+ * What one node's report says of one VIP (`namespace/name`, checked with
+ * `check`, vipCheckOf): its programmed table, and the backends the node
+ * cannot resolve or finds failing the VIP's check.
+ */
+export function nodeViewOf(r: NodeReport, vip: { readonly namespace: string; readonly name: string; readonly check?: string | undefined }): NodeView {
   const key = `${vip.namespace}/${vip.name}`;
-  const mine = (r.status.vips ?? []).find((v) => v.namespace === vip.namespace && v.name === vip.name);
-  const unhealthy = (r.status.backends ?? []).filter((b) => (b.vips ?? []).includes(key) && (b.healthy === false || b.resolved === false)).map((b) => b.address);
+  const index = indexOf(r);
+  const mine = index.vips.get(key);
+  const unhealthy = [...index.unresolved, ...(vip.check === undefined ? [] : (index.failing.get(vip.check) ?? [])), ...(index.legacy.get(key) ?? [])];
   return {
     node: r.spec.node,
     programmed: mine?.programmed === true ? { generation: Number(mine.generation), digest: String(mine.digest) } : null,

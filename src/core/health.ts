@@ -30,3 +30,13 @@ export function observeProbe(state: HealthState, ok: boolean, t: Thresholds): { 
   if (streak >= needed) return { state: { healthy: ok, streak: 0, probes, lastOk: ok }, changed: true };
   return { state: { healthy: state.healthy, streak, probes, lastOk: ok }, changed: false };
 }
+
+/**
+ * A health check's identity on a node: what is probed on a backend, not who
+ * asked ("tcp:80", "http:8080/healthz"). Every VIP checking a backend the
+ * same way shares one probe, and the node reports each backend's health per
+ * check: the operator finds a VIP's view through its check.
+ */
+export function checkId(type: 'tcp' | 'http', port: number, path?: string): string {
+  return type === 'http' ? `http:${port}${path ?? '/'}` : `tcp:${port}`;
+}

@@ -19,8 +19,8 @@ export const DEFAULT_REPORT_INTERVAL_SECONDS = 10;
 
 export interface LivenessDeps {
   readonly now: () => number;
-  /** Something that decides changed: re-queue these VIPs ("namespace/name"), or every VIP. */
-  readonly changed: (vips: ReadonlySet<string> | 'all') => void;
+  /** Something that decides changed: re-queue these VIPs ("namespace/name") and those with these backends, or every VIP. */
+  readonly changed: (change: ReportChange) => void;
   readonly log: Logger;
 }
 
@@ -64,8 +64,8 @@ export class NodeLiveness {
     if (wasStale) this.#d.log.info({ kind: 'NodeReport', name }, 'NodeReport is fresh again; its node counts');
     if (prev === undefined || wasStale) this.#d.changed('all');
     else {
-      const vips = changedVips(prev.content, content);
-      if (vips === 'all' || vips.size > 0) this.#d.changed(vips);
+      const change = changedVips(prev.content, content);
+      if (change === 'all' || change.vips.size > 0 || change.addresses.size > 0) this.#d.changed(change);
     }
   }
 
@@ -112,16 +112,20 @@ type ReportContent = Record<string, unknown> & {
   backends?: { address?: string; vips?: string[] }[];
 };
 
+/** What a report's change concerns: these VIPs ("namespace/name") and every VIP with these backend addresses; or all VIPs. */
+export type ReportChange = 'all' | { readonly vips: ReadonlySet<string>; readonly addresses: ReadonlySet<string> };
+
 /** Fields that only summarise others (a VIP's entry changing changes them too). */
 const DERIVED = new Set(['programmedSummary']);
 
 /**
  * The VIPs ("namespace/name") whose view of a node differs between two
- * report contents: their own entry, or a backend entry that lists them. Any
- * other field changing (the interface, the XDP mode, the interval) concerns
- * every VIP.
+ * report contents: their own entry changed, or a backend entry (its address
+ * is returned: the VIPs with that backend are concerned; an entry of an agent
+ * from before checks lists its VIPs too). Any other field changing (the
+ * interface, the XDP mode, the interval) concerns every VIP.
  */
-export function changedVips(before: unknown, after: unknown): Set<string> | 'all' {
+export function changedVips(before: unknown, after: unknown): ReportChange {
   const a = (before ?? {}) as ReportContent;
   const b = (after ?? {}) as ReportContent;
   for (const field of new Set([...Object.keys(a), ...Object.keys(b)])) {
@@ -129,6 +133,7 @@ export function changedVips(before: unknown, after: unknown): Set<string> | 'all
     if (!jsonEqual(a[field], b[field])) return 'all';
   }
   const out = new Set<string>();
+  const addresses = new Set<string>();
   const diff = <T>(x: readonly T[] | undefined, y: readonly T[] | undefined, key: (e: T) => string, owners: (e: T) => readonly string[]): void => {
     const byKey = new Map((x ?? []).map((e) => [key(e), e]));
     const seen = new Set<string>();
@@ -141,6 +146,9 @@ export function changedVips(before: unknown, after: unknown): Set<string> | 'all
     for (const [k, old] of byKey) if (!seen.has(k)) for (const v of owners(old)) out.add(v);
   };
   diff(a.vips, b.vips, (e) => `${e.namespace}/${e.name}`, (e) => [`${e.namespace}/${e.name}`]);
-  diff(a.backends, b.backends, (e) => String(e.address), (e) => e.vips ?? []);
-  return out;
+  diff(a.backends, b.backends, (e) => String(e.address), (e) => {
+    addresses.add(String(e.address));
+    return e.vips ?? [];
+  });
+  return { vips: out, addresses };
 }

@@ -77,10 +77,10 @@ export class Operator {
     };
     this.#liveness = new NodeLiveness({
       now: () => performance.now(),
-      changed: (vips) => {
+      changed: (change) => {
         if (!this.#leading) return;
-        if (vips === 'all') this.#enqueueAll();
-        else for (const key of vips) this.queue.add(key);
+        if (change === 'all') this.#enqueueAll();
+        else for (const key of new Set([...change.vips, ...reconciler.vipsWithBackends(change.addresses)])) this.queue.add(key);
       },
       log: o.log.child({ component: 'liveness' }),
     });

@@ -17,6 +17,7 @@ import {
   parseVipTable,
   parseVipTableRef,
   shardOf,
+  vipCheckOf,
   vipObjectOf,
   writtenVipStatus,
   type LoadBalancerVip,
@@ -95,9 +96,22 @@ export function affectedVips(caches: Caches, kind: 'vip' | 'backend' | 'slice' |
 
 export class Reconciler {
   readonly #d: ReconcilerDeps;
+  /** Per VIP key: the backend addresses of its last decision (a node's word on one of them concerns it). */
+  readonly #backendsOf = new Map<string, ReadonlySet<string>>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
+  }
+
+  /** The VIPs whose last decision listed one of these backend addresses. */
+  vipsWithBackends(addresses: ReadonlySet<string>): string[] {
+    if (addresses.size === 0) return [];
+    const out: string[] = [];
+    for (const [vip, backends] of this.#backendsOf) for (const a of addresses) if (backends.has(a)) {
+      out.push(vip);
+      break;
+    }
+    return out;
   }
 
   async reconcile(key: string): Promise<void> {
@@ -114,6 +128,7 @@ export class Reconciler {
     }
 
     if (obj === undefined) {
+      this.#backendsOf.delete(key);
       // Gone (its finalizer already ran, or it never had one): its shards go too.
       for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
       return;
@@ -148,6 +163,7 @@ export class Reconciler {
     if (!status.ok) log.warn({ problem: status.problem }, 'Status of VIP does not parse; deciding as if it had none');
     const vip = vipObjectOf(parsedVip.value, status.ok ? status.value : undefined);
     const nodeLabels = new Map(caches.nodes.list().map((n) => [n.metadata!.name!, n.metadata!.labels ?? {}]));
+    const check = vipCheckOf(parsedVip.value);
     const nodes: NodeView[] = [];
     for (const o of caches.reports.list(this.#d.reportNamespace)) {
       if (!this.#d.reportFresh(o.metadata!.name!)) continue;
@@ -158,7 +174,7 @@ export class Reconciler {
       }
       const labels = nodeLabels.get(r.value.spec.node) ?? {};
       if (vip.spec.nodeSelector !== undefined && !Object.entries(vip.spec.nodeSelector).every(([k, v]) => labels[k] === v)) continue;
-      nodes.push(nodeViewOf(r.value, { namespace, name }));
+      nodes.push(nodeViewOf(r.value, { namespace, name, check }));
     }
     let published = null;
     try {
@@ -186,6 +202,8 @@ export class Reconciler {
       highestGeneration: Math.max(0, ...shards.map((s) => s.generation)),
       now: this.#d.now(),
     });
+
+    this.#backendsOf.set(key, new Set(decision.backends.map((b) => b.address)));
 
     // Publish: a new generation is written beside the published one (never
     // over it), and older or unfinished generations are removed only once the

@@ -34,7 +34,8 @@ async function startReporting(node: string, unhealthy: string[]): Promise<void> 
       observedTime: new Date().toISOString(),
       reportIntervalSeconds: 1,
       vips: [],
-      backends: ['10.0.0.1', '10.0.0.2'].map((address) => ({ address, vips: ['shop/web'], healthy: !unhealthy.includes(address), resolved: true })),
+      // Health per check, as agents report it: the VIP's check is its TCP check on port 80.
+      backends: ['10.0.0.1', '10.0.0.2'].map((address) => ({ address, checks: [{ check: 'tcp:80', healthy: !unhealthy.includes(address) }], resolved: true })),
     });
   };
   await write();
@@ -57,7 +58,7 @@ afterAll(async () => {
 
 describe('NodeReports count only while fresh', () => {
   it('a node that stops reporting stops voting: the one fresh node is the majority', async () => {
-    await cp.kubectl(['apply', '-f', '-'], { input: backendYaml('a', '10.0.0.1') + backendYaml('b', '10.0.0.2') + webVipYaml() });
+    await cp.kubectl(['apply', '-f', '-'], { input: backendYaml('a', '10.0.0.1') + backendYaml('b', '10.0.0.2') + webVipYaml() + '  healthCheck: { type: TCP }\n' });
     await startReporting('lb-1', ['10.0.0.1']);
     await startReporting('lb-2', []);
     // One vote of two is no majority: 10.0.0.1 keeps its slots, both nodes expected.

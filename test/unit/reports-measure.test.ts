@@ -65,22 +65,31 @@ describe('reports say what was measured (issue 11 items 6 and 9)', () => {
     expect(live.fresh('lb-2')).toBe(false);
   });
 
-  it('a report\'s content changing re-queues only the VIPs whose part changed', () => {
-    const queued: (string[] | 'all')[] = [];
-    const live = new NodeLiveness({ now: () => 0, changed: (v) => queued.push(v === 'all' ? 'all' : [...v].sort()), log: pino({ level: 'silent' }) });
+  it('a report\'s content changing re-queues only the VIPs whose part changed, or whose backend changed', () => {
+    const queued: unknown[] = [];
+    const live = new NodeLiveness({ now: () => 0, changed: (v) => queued.push(v === 'all' ? 'all' : { vips: [...v.vips].sort(), addresses: [...v.addresses].sort() }), log: pino({ level: 'silent' }) });
     const vip = (name: string, digest: string) => ({ namespace: 'shop', name, programmed: true, digest });
-    const backend = (address: string, vips: string[], healthy: boolean) => ({ address, vips, healthy, resolved: true });
+    const backend = (address: string, healthy: boolean) => ({ address, checks: [{ check: 'tcp:80', healthy }], resolved: true });
     const report = (version: string, status: Record<string, unknown>): Obj => ({ metadata: { name: 'lb-1', resourceVersion: version }, status: { reportIntervalSeconds: 1, xdpMode: 'native', ...status } });
-    const base = { vips: [vip('a', 'd1'), vip('b', 'd1'), vip('c', 'd1')], backends: [backend('10.0.0.1', ['shop/a', 'shop/b'], true), backend('10.0.0.2', ['shop/c'], true)], programmedSummary: '3/3' };
+    const base = { vips: [vip('a', 'd1'), vip('b', 'd1'), vip('c', 'd1')], backends: [backend('10.0.0.1', true), backend('10.0.0.2', true)], programmedSummary: '3/3' };
     live.observe(report('1', base));
     // b's digest changes: b alone.
     live.observe(report('2', { ...base, vips: [vip('a', 'd1'), vip('b', 'd2'), vip('c', 'd1')], programmedSummary: '3/3' }));
-    // 10.0.0.1 fails: the VIPs it serves.
-    live.observe(report('3', { ...base, vips: [vip('a', 'd1'), vip('b', 'd2'), vip('c', 'd1')], backends: [backend('10.0.0.1', ['shop/a', 'shop/b'], false), backend('10.0.0.2', ['shop/c'], true)] }));
-    // c is gone from the report, with its backend.
-    live.observe(report('4', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [backend('10.0.0.1', ['shop/a', 'shop/b'], false)] }));
+    // 10.0.0.1 fails: the VIPs with that backend (the operator knows which).
+    live.observe(report('3', { ...base, vips: [vip('a', 'd1'), vip('b', 'd2'), vip('c', 'd1')], backends: [backend('10.0.0.1', false), backend('10.0.0.2', true)] }));
+    // c is gone from the report, and 10.0.0.2 with it.
+    live.observe(report('4', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [backend('10.0.0.1', false)] }));
+    // An agent from before checks lists the VIPs a backend serves: those too.
+    live.observe(report('5', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [{ address: '10.0.0.1', vips: ['shop/a'], healthy: false, resolved: true }] }));
     // The XDP mode changes: every VIP.
-    live.observe(report('5', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [backend('10.0.0.1', ['shop/a', 'shop/b'], false)], xdpMode: 'generic' }));
-    expect(queued).toEqual(['all', ['shop/b'], ['shop/a', 'shop/b'], ['shop/c'], 'all']);
+    live.observe(report('6', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [], xdpMode: 'generic' }));
+    expect(queued).toEqual([
+      'all',
+      { vips: ['shop/b'], addresses: [] },
+      { vips: [], addresses: ['10.0.0.1'] },
+      { vips: ['shop/c'], addresses: ['10.0.0.2'] },
+      { vips: ['shop/a'], addresses: ['10.0.0.1'] },
+      'all',
+    ]);
   });
 });
