@@ -17,9 +17,8 @@
 // src/api's parsers, defaults applied; one that does not parse is left out.
 import { parseVip, parseVipTable, parseVipTableRef, shardOf, vipClaimOf, type VipHealthCheck, type VipTable } from '../api/index.js';
 import { findConflicts } from '../core/claims.js';
-import { routeAround } from '../core/down.js';
 import { endpointsOut, type EndpointSliceObject } from '../core/endpoints.js';
-import type { FailoverModel } from '../core/failover-model.js';
+import { downAddresses, type FailoverModel } from '../core/failover-model.js';
 import type { BackendImage, DesiredDatapath, DesiredVip, TableContent, VipFeatures } from '../core/datapath-plan.js';
 import type { BackendWeight } from '../core/backends.js';
 import { featuresOf, type VipStatus } from '../core/desired-state.js';
@@ -312,9 +311,7 @@ export class KubernetesSource implements DesiredSource {
    * operator's next table. Cheap (no table is read): the agent's fast path.
    */
   down(): Set<string> {
-    if (!this.#routeAround) return new Set();
-    const serving = this.vips.map((v) => ({ name: v.key, serving: (v.published?.backends ?? []).filter((b) => b.weight > 0).map((b) => b.key) }));
-    return routeAround(serving, (vip, address) => this.#measured(vip, address) === false || this.#endpointOut(vip, address));
+    return downAddresses(this.failover(), this.#probe);
   }
 
   keysOf(vip: string): readonly string[] {

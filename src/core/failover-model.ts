@@ -24,18 +24,27 @@ export interface FailoverModel {
 
 export const EMPTY_FAILOVER_MODEL: FailoverModel = { enabled: false, vips: [], indexOf: [], down: [] };
 
-/** The backends (address, index) to mark down now, given what each probe finds (false: failing). */
-export function downWrites(model: FailoverModel, measured: (probe: string) => boolean | null, alreadyDown: ReadonlySet<number>): { address: string; index: number }[] {
-  if (!model.enabled) return [];
+/**
+ * The addresses to route around now: routeAround (failing open per VIP) over
+ * what each probe finds (false: failing) and the endpoints out. The one
+ * decision both the failover thread and the reconcile pass take.
+ */
+export function downAddresses(model: Pick<FailoverModel, 'enabled' | 'vips'>, measured: (probe: string) => boolean | null): Set<string> {
+  if (!model.enabled) return new Set();
   const entries = new Map<string, { probe: string | null; out: boolean }>();
   for (const v of model.vips) for (const s of v.serving) entries.set(`${v.name}|${s.address}`, s);
-  const down = routeAround(
+  return routeAround(
     model.vips.map((v) => ({ name: v.name, serving: v.serving.map((s) => s.address) })),
     (vip, address) => {
       const e = entries.get(`${vip}|${address}`);
       return e !== undefined && (e.out || (e.probe !== null && measured(e.probe) === false));
     },
   );
+}
+
+/** The backends (address, index) to mark down now, given what each probe finds (false: failing). */
+export function downWrites(model: FailoverModel, measured: (probe: string) => boolean | null, alreadyDown: ReadonlySet<number>): { address: string; index: number }[] {
+  const down = downAddresses(model, measured);
   const indexOf = new Map(model.indexOf);
   const out: { address: string; index: number }[] = [];
   for (const address of [...down].sort()) {
