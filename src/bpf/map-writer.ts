@@ -132,7 +132,8 @@ export function newTableMap(content: TableContent, byOwner: Uint32Array): BpfMap
 function readTableById(id: number): TableSlots {
   const inner = openMapById(id);
   try {
-    const values = inner.readMapped();
+    // An inner map of an older build (before BPF_F_MMAPABLE, read as an upgrade's seed) is read with a batch lookup.
+    const values = (mapInfo(inner.fd).flags & MapFlags.MMAPABLE) !== 0 ? inner.readMapped() : inner.readArray();
     const { primaries, alternates } = decodeTableSlots(new Uint32Array(values.buffer, values.byteOffset, values.length / 4));
     return { slots: primaries, alternates };
   } finally {
