@@ -177,7 +177,9 @@ async function main(): Promise<void> {
 
     // The operator, as its Deployment runs it.
     const t0 = performance.now();
-    operator = spawn(process.execPath, [XDPLB, 'operator', '--kubeconfig', cp.kubeconfigPath, '--namespace', SYSTEM, '--identity', 'bench', '--health-address', METRICS, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // BENCH_OPERATOR_PROFILE=dir: a CPU profile of the operator, written when it exits.
+    const profile = process.env.BENCH_OPERATOR_PROFILE;
+    operator = spawn(process.execPath, [...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]), XDPLB, 'operator', '--kubeconfig', cp.kubeconfigPath, '--namespace', SYSTEM, '--identity', 'bench', '--health-address', METRICS, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     const progress = setInterval(() => say(`  ${published.size}/${VIPS} VIPs published after ${((performance.now() - t0) / 1000).toFixed(0)} s (${tables.list().length} VipTables seen)`), 15_000);
     timers.push(progress);
     while (published.size < VIPS) await sleep(100);
@@ -238,7 +240,11 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const t of timers) clearInterval(t);
-    operator?.kill('SIGTERM');
+    if (operator !== null && operator.exitCode === null) {
+      const exited = new Promise((r) => operator!.once('exit', r));
+      operator.kill('SIGTERM');
+      await Promise.race([exited, sleep(10_000)]);
+    }
     await cp.stop();
   }
 }

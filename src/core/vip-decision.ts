@@ -9,7 +9,7 @@
 //     and the generation to publish it under; an empty table when no backend
 //     takes new flows (nodes then drop the VIP's packets, counted)
 //   - its status: observedGeneration, conditions, counts, summaries
-import type { BackendWeight } from './backends.js';
+import { canonicalBackends, type BackendWeight } from './backends.js';
 import { findConflict as findClaimConflict, portClaimsOf, type Conflict, type VipClaim } from './claims.js';
 import { setCondition, type Condition, type ConditionInput } from './conditions.js';
 import { endpointState, type EndpointSliceObject } from './endpoints.js';
@@ -150,6 +150,18 @@ export function findConflict(vip: VipObject, all: readonly VipObject[]): Conflic
 }
 
 /** Same backends (keys and weights, in order) and the same owner in every slot. */
+/** Digests by table object: a pass asks for the same table's digest more than once (SHA-256 over its slots). */
+const digests = new WeakMap<Table, string>();
+function digestOf(t: Table): string {
+  let d = digests.get(t);
+  if (d === undefined) digests.set(t, (d = tableDigest(t)));
+  return d;
+}
+
+function sameBackends(a: readonly BackendWeight[], b: readonly BackendWeight[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.key === b[i]!.key && x.weight === b[i]!.weight);
+}
+
 function sameAssignment(a: Table, b: Table): boolean {
   if (a.size !== b.size || a.backends.length !== b.backends.length) return false;
   for (let i = 0; i < a.backends.length; i++) if (a.backends[i]!.key !== b.backends[i]!.key || a.backends[i]!.weight !== b.backends[i]!.weight) return false;
@@ -220,15 +232,22 @@ export function decideVip(w: VipWorld): VipDecision {
   let generation = w.published?.generation ?? 0;
   if (conflict === null) {
     if (serving.some((b) => b.weight > 0)) {
-      const next = w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving });
-      // Nothing changed: keep the published table and its alternates (one successor per backend is not redone on every pass).
-      table = w.published !== null && w.published.table.alternates !== undefined && sameAssignment(w.published.table, next) ? w.published.table : withAlternates(next);
+      const kept = w.published !== null && w.published.table.size === size && w.published.table.alternates !== undefined ? w.published.table : null;
+      if (kept !== null && sameBackends(kept.backends, canonicalBackends(serving))) {
+        // The same backends and weights: a successor would give back these very slots (every
+        // backend holds its quota), so nothing is computed on a pass that changes nothing.
+        table = kept;
+      } else {
+        const next = w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving });
+        // Nothing changed: keep the published table and its alternates (one successor per backend is not redone on every pass).
+        table = kept !== null && sameAssignment(kept, next) ? kept : withAlternates(next);
+      }
     } else {
       table = EMPTY_TABLE;
     }
-    if (w.published === null || tableDigest(w.published.table) !== tableDigest(table)) generation = Math.max(generation, w.highestGeneration ?? 0) + 1;
+    if (w.published === null || (table !== w.published.table && digestOf(w.published.table) !== digestOf(table))) generation = Math.max(generation, w.highestGeneration ?? 0) + 1;
   }
-  const digest = table === null ? null : tableDigest(table);
+  const digest = table === null ? null : digestOf(table);
   const empty = table !== null && table.size === 0;
 
   const expected = w.nodes.length;

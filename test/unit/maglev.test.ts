@@ -171,6 +171,8 @@ describe('minimal-disruption successor', () => {
             expect(change.moved).toBe(change.minimum);
             expectEveryIndexValid(succ);
             expectExactShares(succ);
+            // Again onto the same set: the very same slots (the operator relies on it to skip the successor).
+            expect(Buffer.from(successorTable(succ, { size, backends: next }).slots.buffer).equals(Buffer.from(succ.slots.buffer))).toBe(true);
             table = succ;
             backends = next;
           }
