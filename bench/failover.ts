@@ -250,7 +250,7 @@ async function run(c: LocalCluster): Promise<void> {
   say('agents restarted as shipped');
   await restartAgents([]);
   say(`thousandVips: ${MANY} VIPs (${MANY_SIZE} slots) sharing every backend`);
-  await c.apply(manyNames.map((name, i) => vipYaml(name, 10001 + i, MANY_SIZE)).join(''));
+  await c.apply(manyNames.map((name, i) => vipYaml(name, 10001 + i, MANY_SIZE)).join(''), 300_000);
   await settled(c, BACKENDS, MANY);
   // The operator republishes 1000 tables per change (minutes); a kill does not wait for that, only for the nodes.
   const thousandVips = await kills(c, 'thousandVips', MANY, (victim, t0) => routedAround(c, victim, t0), async (victim) => {

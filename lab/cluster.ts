@@ -142,8 +142,9 @@ export class LocalCluster {
     return this.cp.kubectl(args, input === undefined ? {} : { input });
   }
 
-  async apply(yaml: string): Promise<void> {
-    await this.cp.kubectl(['apply', '-f', '-'], { input: yaml });
+  /** kubectl apply; `timeoutMs` (default 60 s) for large batches: apply makes two requests per object. */
+  async apply(yaml: string, timeoutMs?: number): Promise<void> {
+    await this.cp.kubectl(['apply', '-f', '-'], { input: yaml, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
   }
 
   /** The operator replica holding the Lease, or null. */

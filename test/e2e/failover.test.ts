@@ -109,7 +109,8 @@ spec:
   healthCheck: { type: TCP, port: 80 }
 ---
 `).join('');
-    await c.apply(more);
+    // 999 VIPs are about 2000 requests (kubectl apply reads each object before writing it): more than the default minute on a busy machine.
+    await c.apply(more, 300_000);
     for (const n of c.nodes) {
       await c.topo.waitForAgent(`1000 VIPs programmed on ${n.name}`, (s) => s.vips.length === 1000 && s.vips.every((v) => v.serving === 4 && v.digest !== null), { node: n, timeoutMs: 480_000 });
     }
