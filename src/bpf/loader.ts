@@ -203,10 +203,17 @@ export class BpfMap {
     return roundUp8(this.valueSize) * this.maxEntries;
   }
 
-  #map(what: string): bigint {
-    const at = libbpf().mmap(null, this.#mappedLength(), PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0n);
+  /** Maps the array's values, runs `use` on the address, and unmaps. */
+  #mapped(what: string, use: (at: bigint, length: number) => void): void {
+    const lib = libbpf();
+    const length = this.#mappedLength();
+    const at = lib.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0n);
     if (at === MAP_FAILED || at === 0n) throw bpfError(`mmap of map ${this.name} for ${what}`, lastErrno());
-    return at;
+    try {
+      use(at, length);
+    } finally {
+      lib.munmap(at, length);
+    }
   }
 
   /**
@@ -237,13 +244,7 @@ export class BpfMap {
   }
 
   #copyIn(laid: Buffer): void {
-    const lib = libbpf();
-    const at = this.#map('writing');
-    try {
-      lib.copyTo(at, laid, this.#mappedLength());
-    } finally {
-      lib.munmap(at, this.#mappedLength());
-    }
+    this.#mapped('writing', (at, length) => libbpf().copyTo(at, laid, length));
   }
 
   /** Every value of an mmap()able ARRAY (packed, valueSize bytes each), with one memory copy. */
@@ -251,13 +252,7 @@ export class BpfMap {
     const size = this.valueSize;
     const stride = roundUp8(size);
     const laid = stride === size ? Buffer.alloc(this.#mappedLength()) : scratch(this.#mappedLength());
-    const lib = libbpf();
-    const at = this.#map('reading');
-    try {
-      lib.copyFrom(laid, at, this.#mappedLength());
-    } finally {
-      lib.munmap(at, this.#mappedLength());
-    }
+    this.#mapped('reading', (at, length) => libbpf().copyFrom(laid, at, length));
     if (stride === size) return laid;
     const out = Buffer.alloc(size * this.maxEntries);
     spread(laid, out, stride, size, this.maxEntries);

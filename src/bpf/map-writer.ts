@@ -110,6 +110,12 @@ export function encodeControl(c: ControlSettings, wildcard: boolean): Buffer {
 /** Inner maps swapped into lb_tables per batch update: bounds the tables held twice in the kernel at once. */
 const SWAP_BATCH = 128;
 
+/** A new inner map written, waiting to be swapped into its outer slot. */
+interface PendingSwap {
+  readonly slot: number;
+  readonly inner: BpfMap;
+}
+
 /**
  * A new inner map holding a whole table: each slot's backend index and its
  * alternate's (none: SLOT_NONE) packed into the slot's u32 (abi.ts), laid out
@@ -194,9 +200,6 @@ export class MapWriter {
    * new inner map), so the id names its content.
    */
   readonly #written = new Map<number, TableImage>();
-  /** Swaps of the op sequence being applied, not yet in lb_tables. */
-  #pendingPuts: { slot: number; inner: BpfMap }[] = [];
-  #pendingDeletes: number[] = [];
 
   constructor(maps: LbMaps) {
     this.#maps = maps;
@@ -254,9 +257,8 @@ export class MapWriter {
    * table (one memory copy).
    */
   readVipTable(key: VipKeyImage): { tableSize: number; table: TableSlots | null } | null {
-    const value = this.#maps.vips.lookup(encodeKey(key));
-    if (value === undefined) return null;
-    const meta = decodeVipMeta(value);
+    const meta = this.readVipMeta(key);
+    if (meta === null) return null;
     if (meta.tableSize === 0) return { tableSize: 0, table: null };
     return { tableSize: meta.tableSize, table: this.readTable(meta.tableSlot) };
   }
@@ -336,19 +338,16 @@ export class MapWriter {
     this.#maps.ctl.update(zeroKey, encodeControl(control, wildcard(before) || wildcard(after)));
     this.#maps.vipFilter.update(zeroKey, encodeVipFilter([...addresses(before), ...addresses(after)]));
 
+    // New tables wait to be swapped in one batch, until an op that must follow them.
+    const pending: PendingSwap[] = [];
     try {
       for (const op of ops) {
-        // Swaps of tables wait to go in one batch, removals in one run, until an op that must follow them.
-        if (op.op !== 'putTable' && op.op !== 'resetVipStats') this.#flushPuts();
-        if (op.op !== 'deleteTable') this.#flushDeletes();
-        this.#execute(op);
+        if (op.op !== 'putTable' && op.op !== 'resetVipStats') this.#swapIn(pending);
+        this.#execute(op, pending);
       }
-      this.#flushPuts();
-      this.#flushDeletes();
+      this.#swapIn(pending);
     } finally {
-      for (const p of this.#pendingPuts) p.inner.close();
-      this.#pendingPuts = [];
-      this.#pendingDeletes = [];
+      for (const p of pending) p.inner.close();
     }
 
     this.#maps.vipFilter.update(zeroKey, encodeVipFilter(addresses(after)));
@@ -356,7 +355,7 @@ export class MapWriter {
     return after;
   }
 
-  #execute(op: PlanOp): void {
+  #execute(op: PlanOp, pending: PendingSwap[]): void {
     const m = this.#maps;
     switch (op.op) {
       case 'putBackend': {
@@ -380,13 +379,14 @@ export class MapWriter {
         const content = op.content();
         if (content.slots.length !== op.size) throw new XdplbError(ErrorCodes.BPF, `table of ${op.vip}: ${String(content.slots.length)} slots for size ${String(op.size)}`);
         const inner = newTableMap(content, op.byOwner);
-        this.#pendingPuts.push({ slot: op.slot, inner });
+        pending.push({ slot: op.slot, inner });
         this.#written.set(mapInfo(inner.fd).id, { size: op.size, key: op.key });
-        if (this.#pendingPuts.length >= SWAP_BATCH) this.#flushPuts();
+        if (pending.length >= SWAP_BATCH) this.#swapIn(pending);
         return;
       }
       case 'deleteTable':
-        this.#pendingDeletes.push(op.slot);
+        // One at a time: an array of maps has no batch delete; each waits for an RCU grace period.
+        m.tables.delete(u32Key(op.slot));
         return;
       case 'resetVipStats':
         m.vipStats.update(u32Key(op.vipId), this.#zeroCounters());
@@ -406,11 +406,10 @@ export class MapWriter {
     }
   }
 
-  /** Swaps the pending inner maps into their outer slots: one batch update. */
-  #flushPuts(): void {
-    const puts = this.#pendingPuts;
-    if (puts.length === 0) return;
-    this.#pendingPuts = [];
+  /** Swaps the pending inner maps into their outer slots (one batch update) and empties `pending`. */
+  #swapIn(pending: PendingSwap[]): void {
+    if (pending.length === 0) return;
+    const puts = pending.splice(0);
     try {
       const keys = Uint32Array.from(puts, (p) => p.slot);
       const fds = Uint32Array.from(puts, (p) => p.inner.fd);
@@ -418,13 +417,6 @@ export class MapWriter {
     } finally {
       for (const p of puts) p.inner.close();
     }
-  }
-
-  /** Empties the pending outer slots (one delete each: array maps have no batch delete; each waits for an RCU grace period). */
-  #flushDeletes(): void {
-    const slots = this.#pendingDeletes;
-    this.#pendingDeletes = [];
-    for (const slot of slots) this.#maps.tables.delete(u32Key(slot));
   }
 
   #zeroCounters(): Buffer {
