@@ -99,8 +99,7 @@ export class Engine {
   #exported = false;
   /** Where the next resync's slot check starts, in the VIPs' order. */
   #checkFrom = 0;
-  /** Backend address -> when this node's datapath started routing around it (ms since the epoch). */
-  readonly #downSince = new Map<string, number>();
+  /** Backend address -> its last down spell in this datapath (until null: down now). */
   readonly #lastDown = new Map<string, { since: number; until: number | null }>();
 
   #seed: Seed | null;
@@ -150,7 +149,7 @@ export class Engine {
 
   /** Backend address -> when the write that routes around it completed (ms since the epoch), for those down now. */
   get downSince(): ReadonlyMap<string, number> {
-    return this.#downSince;
+    return new Map([...this.#lastDown].flatMap(([a, d]) => (d.until === null ? [[a, d.since] as const] : [])));
   }
 
   /** VIP name -> why it is left out of the datapath (it does not fit), as of the last pass. */
@@ -340,18 +339,14 @@ export class Engine {
     const now = Date.now();
     const down = new Set([...next.down].map((i) => next.backends.get(i)?.address).filter((a): a is string => a !== undefined));
     for (const a of down) {
-      if (this.#downSince.has(a)) continue;
-      const since = at.get(a) ?? now;
-      this.#downSince.set(a, since);
-      this.#lastDown.set(a, { since, until: null });
+      if (this.#lastDown.get(a)?.until === null) continue;
+      this.#lastDown.set(a, { since: at.get(a) ?? now, until: null });
       this.#d.metrics.routedAround.inc();
       this.#d.metrics.backendDown.set({ backend: a }, 1);
     }
-    for (const a of [...this.#downSince.keys()]) {
-      if (down.has(a)) continue;
-      this.#downSince.delete(a);
-      const last = this.#lastDown.get(a);
-      if (last !== undefined) last.until = now;
+    for (const [a, last] of this.#lastDown) {
+      if (last.until !== null || down.has(a)) continue;
+      last.until = now;
       this.#d.metrics.backendDown.remove({ backend: a });
     }
     const present = new Set([...next.backends.values()].map((b) => b.address));
@@ -413,10 +408,12 @@ export class Engine {
           this.#programmed.set(vip.name, null);
           continue;
         }
-        const written = held.table === null ? null : keyDigest(held.table.key ?? '');
-        if (written === null || written === '' || check.has(vip.name)) {
+        // The digest written into that inner map; null: not written by this writer (or distrusted).
+        const key = held.table?.key ?? null;
+        const written = key === null ? null : keyDigest(key);
+        if (written === null || check.has(vip.name)) {
           const read = digestOfSlots(vip.name, meta.tableSize, meta.tableSlot);
-          if (written !== null && written !== '' && read !== written) {
+          if (written !== null && read !== written) {
             this.#d.log.error({ vip: vip.name, slot: meta.tableSlot, written, read }, 'A table in the kernel differs from what was written; writing it again');
             this.#d.metrics.tableCheckFailures.inc();
             writer.distrust(meta.tableSlot);
