@@ -25,7 +25,7 @@ import { featuresOf, type VipStatus } from '../core/desired-state.js';
 import { canonicalIp } from '../core/net.js';
 import { assembleShards, newestWhole } from '../core/table-shards.js';
 import { canonicalBackends } from '../core/backends.js';
-import type { Table } from '../core/maglev.js';
+import { slotCounts } from '../core/maglev.js';
 import type { Obj } from '../kube/k8s.js';
 import type { DesiredSource } from './engine.js';
 import type { HealthTarget } from './health-checker.js';
@@ -105,7 +105,8 @@ function published(whole: NonNullable<ReturnType<typeof newestWhole>>, entry: Pu
       if (check) {
         entry.verified = table;
         if ([...entry.bad].every((g) => g < generation)) entry.problem = null;
-        for (const [k, n] of slotCounts(a.table)) counts.set(k, n);
+        const perOwner = slotCounts(a.table);
+        a.table.backends.forEach((b, i) => counts.set(b.key, perOwner[i]!));
       }
       return { slots: a.table.slots, ...(a.table.alternates === undefined ? {} : { alternates: a.table.alternates }) };
     },
@@ -200,13 +201,6 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
   }
   for (const key of cache.keys()) if (!seen.has(key)) cache.delete(key);
   return out;
-}
-
-/** Slots per backend of a table. */
-function slotCounts(t: Table): Map<string, number> {
-  const perOwner = new Uint32Array(t.backends.length);
-  for (let s = 0; s < t.size; s++) perOwner[t.slots[s]!]!++;
-  return new Map(t.backends.map((b, i) => [b.key, perOwner[i]!]));
 }
 
 export class KubernetesSource implements DesiredSource {

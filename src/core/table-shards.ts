@@ -17,8 +17,6 @@ import type { Table } from './maglev.js';
 import { isTableSize } from './table-sizes.js';
 import { NO_ALTERNATE } from './alternates.js';
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 const scratchArrays: [Uint32Array, Uint32Array] = [new Uint32Array(0), new Uint32Array(0)];
 let scratchBytes = Buffer.alloc(0);
 
@@ -141,12 +139,11 @@ export function assembleShards(
       if (raw.length !== n * width || s.shard.start !== covered) {
         throw bad(`VipTable ${s.vip} shard ${index}: ${what} cover [${s.shard.start}, ${s.shard.end}) with ${raw.length / width} slots, expected to start at ${covered}`);
       }
-      const values = width === 1 ? raw : new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
-      if (width === 2 && !LITTLE_ENDIAN) throw bad('u16 slots need a little-endian machine');
       const start = s.shard.start;
       const owners = backends.length;
       const target = into.subarray(start, start + n);
-      target.set(values); // widened to u32 in one native copy
+      if (width === 1) target.set(raw); // widened to u32 in one native copy
+      else for (let i = 0; i < n; i++) target[i] = raw[2 * i]! | (raw[2 * i + 1]! << 8);
       let worst = 0;
       if (allowNone) {
         for (let i = 0; i < n; i++) {
