@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { PLURALS } from './coordinates.js';
 import { cel, type KindDefinition } from './crd-meta.js';
 import { dateTime, int64 } from './fields.js';
-import { objectParser, statusParser, type ApiObject, type Parsed, type RawObject } from './object.js';
+import { objectParser, parsedOnce, statusParser, type ApiObject, type Parsed, type RawObject } from './object.js';
 
 export const nodeReportSpecSchema = z.object({
   node: z.string().min(1).max(253).describe("Name of the Node this report is about (also the report's name)."),
@@ -79,14 +79,18 @@ export interface NodeReport extends ApiObject<NodeReportSpec> {
 const parseReportObject = objectParser(nodeReportSpecSchema);
 const parseReportStatus = statusParser(nodeReportStatusSchema);
 
-/** A NodeReport's metadata, spec and status (empty until its agent first writes it). */
-export function parseNodeReport(o: RawObject): Parsed<NodeReport> {
+/**
+ * A NodeReport's metadata, spec and status (empty until its agent first
+ * writes it). The same object parses to the same value, so what is derived
+ * from a report (to-core.ts's index) is derived once per report version.
+ */
+export const parseNodeReport = parsedOnce((o: RawObject): Parsed<NodeReport> => {
   const object = parseReportObject(o);
   if (!object.ok) return object;
   const status = parseReportStatus(o);
   if (!status.ok) return status;
   return { ok: true, value: { ...object.value, status: status.value } };
-}
+});
 
 export const nodeReportKind: KindDefinition = {
   kind: 'NodeReport',

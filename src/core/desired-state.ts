@@ -12,8 +12,8 @@
 import type { BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
 import { tableWithContent, type BackendImage, type DesiredDatapath, type DesiredVip, type Protocol, type VipFeatures } from './datapath-plan.js';
-import { withAlternates } from './alternates.js';
-import { buildTable, successorTable, type Table } from './maglev.js';
+import type { Table } from './maglev.js';
+import { digestOf, TableMemo } from './table-memo.js';
 import { isTableSize, type TableSize } from './table-sizes.js';
 
 
@@ -39,6 +39,8 @@ export type MacResolution = { readonly ok: true; readonly mac: string } | { read
  */
 export class DesiredMemo {
   readonly entries = new Map<string, { inputs: string; table: Table; counts: Map<string, number> }>();
+  /** Tables computed for one VIP serve every other VIP over the same backends. */
+  readonly tables = new TableMemo();
 }
 
 export interface Observations {
@@ -73,13 +75,6 @@ export interface VipStatus {
   readonly backends: readonly BackendStatus[];
   /** Slots moved from the previous table (null for a new or size-changed table). */
   readonly moved: number | null;
-}
-
-const digests = new WeakMap<Table, string>();
-function digestOf(t: Table): string {
-  let d = digests.get(t);
-  if (d === undefined) digests.set(t, (d = tableDigest(t)));
-  return d;
 }
 
 /** What the datapath does with a VIP's packets, in words (the map writer owns the bits). */
@@ -117,13 +112,13 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
       } else {
         const current = obs.currentTable(vip.name);
         if (current !== undefined && current.size === size) {
-          table = withAlternates(successorTable(current, { size, backends: serving }));
+          table = (memo?.tables ?? new TableMemo()).next(current, { size, backends: serving });
           const map = new Map(table.backends.map((b, i) => [b.key, i]));
           let m = 0;
           for (let s = 0; s < size; s++) if (map.get(current.backends[current.slots[s]!]!.key) !== table.slots[s]) m++;
           moved = m;
         } else {
-          table = withAlternates(buildTable({ size, backends: serving }));
+          table = (memo?.tables ?? new TableMemo()).next(null, { size, backends: serving });
         }
         const perOwner = new Int32Array(table.backends.length);
         for (let s = 0; s < table.size; s++) perOwner[table.slots[s]!]!++;

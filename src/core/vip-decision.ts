@@ -13,9 +13,8 @@ import { canonicalBackends, type BackendWeight } from './backends.js';
 import { findConflict as findClaimConflict, portClaimsOf, type Conflict, type VipClaim } from './claims.js';
 import { setCondition, type Condition, type ConditionInput } from './conditions.js';
 import { endpointState, type EndpointSliceObject } from './endpoints.js';
-import { tableDigest } from './digest.js';
-import { withAlternates } from './alternates.js';
-import { buildTable, successorTable, type Table } from './maglev.js';
+import type { Table } from './maglev.js';
+import { digestOf, TableMemo } from './table-memo.js';
 
 /** The table of a VIP with no backend that takes new flows: size 0, every packet dropped (no-backend). */
 export const EMPTY_TABLE: Table = { size: 0, backends: [], slots: new Uint32Array(0) };
@@ -87,6 +86,8 @@ export interface VipWorld {
   /** The highest generation any shard present carries, whole or not (a new one goes above it). */
   readonly highestGeneration?: number;
   readonly now: Date;
+  /** Tables computed for other VIPs (the same request gets the same table); a fresh memo when absent. */
+  readonly tables?: TableMemo;
 }
 
 export interface BackendDecision {
@@ -149,24 +150,8 @@ export function findConflict(vip: VipObject, all: readonly VipObject[]): Conflic
   return findClaimConflict(claimOf(vip), all.map(claimOf));
 }
 
-/** Same backends (keys and weights, in order) and the same owner in every slot. */
-/** Digests by table object: a pass asks for the same table's digest more than once (SHA-256 over its slots). */
-const digests = new WeakMap<Table, string>();
-function digestOf(t: Table): string {
-  let d = digests.get(t);
-  if (d === undefined) digests.set(t, (d = tableDigest(t)));
-  return d;
-}
-
 function sameBackends(a: readonly BackendWeight[], b: readonly BackendWeight[]): boolean {
   return a.length === b.length && a.every((x, i) => x.key === b[i]!.key && x.weight === b[i]!.weight);
-}
-
-function sameAssignment(a: Table, b: Table): boolean {
-  if (a.size !== b.size || a.backends.length !== b.backends.length) return false;
-  for (let i = 0; i < a.backends.length; i++) if (a.backends[i]!.key !== b.backends[i]!.key || a.backends[i]!.weight !== b.backends[i]!.weight) return false;
-  for (let s = 0; s < a.size; s++) if (a.slots[s] !== b.slots[s]) return false;
-  return true;
 }
 
 /** Votes needed to call a backend unhealthy: a majority of the VIP's nodes. */
@@ -238,9 +223,9 @@ export function decideVip(w: VipWorld): VipDecision {
         // backend holds its quota), so nothing is computed on a pass that changes nothing.
         table = kept;
       } else {
-        const next = w.published !== null && w.published.table.size === size ? successorTable(w.published.table, { size, backends: serving }) : buildTable({ size, backends: serving });
-        // Nothing changed: keep the published table and its alternates (one successor per backend is not redone on every pass).
-        table = kept !== null && sameAssignment(kept, next) ? kept : withAlternates(next);
+        const next = (w.tables ?? new TableMemo()).next(w.published?.table ?? null, { size, backends: serving });
+        // The same slots under other weights keep the published table (and its generation).
+        table = kept !== null && digestOf(kept) === digestOf(next) ? kept : next;
       }
     } else {
       table = EMPTY_TABLE;

@@ -26,7 +26,9 @@ import {
 } from '../api/index.js';
 import { findCondition, jsonEqual, transitions } from '../core/conditions.js';
 import { assembleShards, encodeShards, shardObjectName, type TableShardSpec } from '../core/table-shards.js';
-import { decideVip, selectorMatches, type NodeView } from '../core/vip-decision.js';
+import type { Table } from '../core/maglev.js';
+import { knownDigest, TableMemo } from '../core/table-memo.js';
+import { decideVip, selectorMatches, type NodeView, type PublishedTable } from '../core/vip-decision.js';
 import { parseEndpointSlice } from '../kube/endpoint-slices.js';
 import type { Cached, Kube, Obj } from '../kube/k8s.js';
 
@@ -98,6 +100,15 @@ export class Reconciler {
   readonly #d: ReconcilerDeps;
   /** Per VIP key: the backend addresses of its last decision (a node's word on one of them concerns it). */
   readonly #backendsOf = new Map<string, ReadonlySet<string>>();
+  /** Tables computed for one VIP, answered from here for every other VIP over the same backends. */
+  readonly #tables = new TableMemo();
+  /**
+   * Per VIP key: its published table as last assembled, and the shard
+   * objects (name and resourceVersion) it came from. A generation is
+   * immutable, so the same shards assemble to the same table: they are
+   * decoded and verified once, not on every reconcile.
+   */
+  readonly #published = new Map<string, { readonly from: string; readonly table: PublishedTable | null }>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
@@ -112,6 +123,39 @@ export class Reconciler {
       break;
     }
     return out;
+  }
+
+  /**
+   * The newest whole generation among a VIP's shards, decoded and its digest
+   * checked once per set of shard objects; null when none is whole, or when
+   * it is inconsistent (logged once: a fresh table is published over it).
+   * Equal tables of different VIPs are held once (the memo interns them).
+   */
+  #publishedOf(key: string, shards: readonly { object: Obj; name: string }[], log: Logger): PublishedTable | null {
+    const from = shards.map((s) => `${s.name}@${s.object.metadata!.resourceVersion ?? ''}`).sort().join(',');
+    const cached = this.#published.get(key);
+    if (cached !== undefined && cached.from === from) return cached.table;
+    let table: PublishedTable | null = null;
+    try {
+      const decoded: TableShardSpec[] = [];
+      for (const s of shards.map((t) => parseVipTable(t.object))) {
+        if (!s.ok) throw new Error(`VipTable ${s.key} does not parse: ${s.problem}`);
+        decoded.push(shardOf(s.value));
+      }
+      // Decoded into reused arrays; copied only when no other VIP holds this very table.
+      const assembled = assembleShards(decoded, { scratch: true });
+      if (assembled !== null) {
+        const scratch = assembled.table;
+        const held =
+          this.#tables.held(assembled.digest) ??
+          this.#tables.intern(copyTable(scratch, assembled.digest));
+        table = { generation: assembled.generation, table: held };
+      }
+    } catch (e) {
+      log.warn({ err: e }, 'Published table is inconsistent; publishing a fresh one');
+    }
+    this.#published.set(key, { from, table });
+    return table;
   }
 
   async reconcile(key: string): Promise<void> {
@@ -129,6 +173,7 @@ export class Reconciler {
 
     if (obj === undefined) {
       this.#backendsOf.delete(key);
+      this.#published.delete(key);
       // Gone (its finalizer already ran, or it never had one): its shards go too.
       for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
       return;
@@ -176,18 +221,7 @@ export class Reconciler {
       if (vip.spec.nodeSelector !== undefined && !Object.entries(vip.spec.nodeSelector).every(([k, v]) => labels[k] === v)) continue;
       nodes.push(nodeViewOf(r.value, { namespace, name, check }));
     }
-    let published = null;
-    try {
-      const decoded: TableShardSpec[] = [];
-      for (const s of shards.map((t) => parseVipTable(t.object))) {
-        if (!s.ok) throw new Error(`VipTable ${s.key} does not parse: ${s.problem}`);
-        decoded.push(shardOf(s.value));
-      }
-      const assembled = assembleShards(decoded);
-      published = assembled === null ? null : { generation: assembled.generation, table: assembled.table };
-    } catch (e) {
-      log.warn({ err: e }, 'Published table is inconsistent; publishing a fresh one');
-    }
+    const published = this.#publishedOf(key, shards, log);
 
     const decision = decideVip({
       vip,
@@ -201,6 +235,7 @@ export class Reconciler {
       published,
       highestGeneration: Math.max(0, ...shards.map((s) => s.generation)),
       now: this.#d.now(),
+      tables: this.#tables,
     });
 
     this.#backendsOf.set(key, new Set(decision.backends.map((b) => b.address)));
@@ -241,6 +276,13 @@ export class Reconciler {
       log.info({ ready: findCondition(decision.status.conditions, 'Ready')?.status, backends: decision.status.backendsSummary, nodes: decision.status.nodesSummary }, 'Updated status of VIP');
     }
   }
+}
+
+/** A table decoded into scratch arrays, copied out (its digest already checked). */
+function copyTable(t: Table, digest: string): Table {
+  const copy: Table = { size: t.size, backends: t.backends, slots: t.slots.slice(), ...(t.alternates === undefined ? {} : { alternates: t.alternates.slice() }) };
+  knownDigest(copy, digest);
+  return copy;
 }
 
 /** Status as read back: timestamps in the format conditions are written in. */
