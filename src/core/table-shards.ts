@@ -14,6 +14,7 @@ import { canonicalBackends, type BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
 import { ErrorCodes, XdplbError } from './errors.js';
 import type { Table } from './maglev.js';
+import { digestOf, knownDigest } from './table-memo.js';
 import { isTableSize } from './table-sizes.js';
 import { NO_ALTERNATE } from './alternates.js';
 
@@ -64,33 +65,53 @@ export function shardObjectName(vip: string, generation: number, index: number):
   return `${vip.slice(0, MAX_NAME - suffix.length - hash.length - 1).replace(/[-.]+$/, '')}-${hash}${suffix}`;
 }
 
-export function encodeShards(vip: string, generation: number, table: Table): TableShardSpec[] {
-  const digest = tableDigest(table);
+/** A table's shard payloads: deflated once per table object, however many VIPs publish that table. */
+interface Encoded {
+  readonly digest: string;
+  readonly encoding: 'u8' | 'u16';
+  readonly backends: readonly BackendWeight[];
+  readonly shards: readonly { readonly start: number; readonly end: number; readonly slots: string; readonly alternates?: string }[];
+}
+const encodedTables = new WeakMap<Table, Encoded>();
+
+function encodedOf(table: Table): Encoded {
+  const known = encodedTables.get(table);
+  if (known !== undefined) return known;
   // The all-ones value of the width marks "no alternate", so u8 holds at most 255 backends.
   const encoding = table.backends.length <= 255 ? 'u8' : 'u16';
-  const width = encoding === 'u8' ? 1 : 2;
   const none = encoding === 'u8' ? 0xff : 0xffff;
   const count = Math.max(1, Math.ceil(table.size / SHARD_SLOTS));
-  const backends = table.backends.map((b) => ({ key: b.key, weight: b.weight }));
-  return Array.from({ length: count }, (_, index) => {
+  const pack = (values: Uint32Array, start: number, end: number): string => {
+    const raw = Buffer.allocUnsafe((end - start) * (encoding === 'u8' ? 1 : 2));
+    for (let s = start, at = 0; s < end; s++) {
+      const v = values[s] === NO_ALTERNATE ? none : values[s]!;
+      raw[at++] = v & 0xff;
+      if (encoding === 'u16') raw[at++] = v >>> 8;
+    }
+    return deflateRawSync(raw, { level: 6 }).toString('base64');
+  };
+  const shards = Array.from({ length: count }, (_, index) => {
     const start = index * SHARD_SLOTS;
     const end = Math.min(table.size, start + SHARD_SLOTS);
-    const pack = (values: Uint32Array): string => {
-      const raw = Buffer.alloc((end - start) * width);
-      for (let s = start; s < end; s++) raw.writeUIntLE(values[s] === NO_ALTERNATE ? none : values[s]!, (s - start) * width, width);
-      return deflateRawSync(raw, { level: 6 }).toString('base64');
-    };
-    return {
-      vip,
-      generation,
-      size: table.size,
-      digest,
-      backends,
-      shard: { index, count, start, end },
-      slots: { encoding, deflated: pack(table.slots) },
-      ...(table.alternates === undefined ? {} : { alternates: { deflated: pack(table.alternates) } }),
-    };
+    return { start, end, slots: pack(table.slots, start, end), ...(table.alternates === undefined ? {} : { alternates: pack(table.alternates, start, end) }) };
   });
+  const encoded: Encoded = { digest: digestOf(table), encoding, backends: table.backends.map((b) => ({ key: b.key, weight: b.weight })), shards };
+  encodedTables.set(table, encoded);
+  return encoded;
+}
+
+export function encodeShards(vip: string, generation: number, table: Table): TableShardSpec[] {
+  const { digest, encoding, backends, shards } = encodedOf(table);
+  return shards.map(({ start, end, slots, alternates }, index) => ({
+    vip,
+    generation,
+    size: table.size,
+    digest,
+    backends,
+    shard: { index, count: shards.length, start, end },
+    slots: { encoding, deflated: slots },
+    ...(alternates === undefined ? {} : { alternates: { deflated: alternates } }),
+  }));
 }
 
 function bad(message: string): XdplbError {
@@ -168,6 +189,8 @@ export function assembleShards(
   const table: Table = { size: first.size, backends, slots, ...(alternates === undefined ? {} : { alternates }) };
   const digest = verify ? tableDigest(table) : first.digest;
   if (digest !== first.digest) throw bad(`VipTable ${first.vip} generation ${generation}: assembled digest ${digest} is not the published ${first.digest}`);
+  // Arrays of its own: its digest is known from here on (scratch arrays change under the table).
+  if (verify && !scratch) knownDigest(table, digest);
   return { table, generation, digest };
 }
 
