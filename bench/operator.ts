@@ -3,9 +3,10 @@
 // process, leader election on) against a real kube-apiserver and etcd, with
 // 1000 VIPs x 100 Backends and 50 load-balancer nodes (Node objects) whose
 // NodeReports a simulator writes as agents would: each node reports, for
-// every VIP, the newest whole generation published as programmed, and a
-// TCP check per backend; a node rewrites its report when that changes (at
-// most once a second) and every 10 s. Measured:
+// every VIP, the newest whole generation published as programmed (a short
+// entry each), and a TCP check per backend; a node rewrites its report
+// when that changes, spaced as an agent spaces its writes
+// (core/report-pace.ts), and every 10 s. Measured:
 //   startToPublishedMs  operator start to a whole table published for every VIP
 //   sharedChangeMs      every node reporting one shared backend failing its
 //                       check, to every VIP republished without it (weight 0)
@@ -23,6 +24,8 @@ import { startControlPlane, type ControlPlane } from '../lab/control-plane.js';
 import { ROOT, XDPLB } from '../lab/root.js';
 import { sleep } from '../lab/wait.js';
 import { API_VERSION, PLURALS } from '../src/api/coordinates.js';
+import { programmedEntry } from '../src/api/nodereport.js';
+import { reportSpacingMs } from '../src/core/report-pace.js';
 import { newestWhole, type TableShardSpec } from '../src/core/table-shards.js';
 import { Kube, loadKubeConfig, type Obj } from '../src/kube/k8s.js';
 
@@ -152,27 +155,38 @@ async function main(): Promise<void> {
     let failing = false;
     const lastSent = new Map<string, string>();
     const report = async (node: string, force: boolean): Promise<void> => {
-      const vips = [...published].map(([name, p]) => ({ namespace: NS, name, generation: p.generation, digest: p.digest, programmed: true, state: 'Programmed', message: 'programmed' }));
+      const programmed = [...published].map(([name, p]) => programmedEntry(`${NS}/${name}`, p.generation, p.digest)).sort();
       const backends = Array.from({ length: BACKENDS }, (_, b) => ({ address: backendAddress(b), checks: [{ check: 'tcp:80', healthy: !(failing && b === 0) }], resolved: true, reason: failing && b === 0 ? 'failed health checks' : '' }));
-      const body = { interface: 'eth0', xdpMode: 'native', reportIntervalSeconds: 10, vips, backends, programmedSummary: `${vips.length}/${VIPS}` };
+      const body = { interface: 'eth0', xdpMode: 'native', reportIntervalSeconds: 10, programmed, backends, programmedSummary: `${programmed.length}/${VIPS}` };
       const text = JSON.stringify(body);
       if (!force && lastSent.get(node) === text) return;
       lastSent.set(node, text);
+      const at = performance.now();
       await kube.patchStatus(PLURALS.reports, SYSTEM, node, { ...body, observedTime: new Date().toISOString() });
+      pace.set(node, { at, tookMs: performance.now() - at });
     };
+    // Per node: when its last write started and how long it took (an agent spaces its writes by these: core/report-pace.ts).
+    const pace = new Map<string, { at: number; tookMs: number }>();
+    const inFlight = new Set<string>();
+    const lastForced = new Map<string, number>();
     for (const n of nodes) {
       await kube.custom.createNamespacedCustomObject({ group: 'xdplb.io', version: 'v1alpha1', namespace: SYSTEM, plural: PLURALS.reports, body: { apiVersion: API_VERSION, kind: 'NodeReport', metadata: { name: n, namespace: SYSTEM }, spec: { node: n } } });
       await report(n, true);
     }
-    let tick = 0;
-    let reporting = false;
     timers.push(
       setInterval(() => {
-        if (reporting) return;
-        reporting = true;
-        const force = ++tick % 10 === 0;
-        void Promise.all(nodes.map((n) => report(n, force).catch(() => undefined))).finally(() => (reporting = false));
-      }, 1000),
+        const now = performance.now();
+        for (const n of nodes) {
+          const p = pace.get(n) ?? { at: -Infinity, tookMs: 0 };
+          if (inFlight.has(n) || now < p.at + reportSpacingMs(p.tookMs, 10)) continue;
+          const force = now - (lastForced.get(n) ?? 0) >= 10_000;
+          if (force) lastForced.set(n, now);
+          inFlight.add(n);
+          void report(n, force)
+            .catch(() => undefined)
+            .finally(() => inFlight.delete(n));
+        }
+      }, 100),
     );
 
     // The operator, as its Deployment runs it.

@@ -11,7 +11,9 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { GROUP, PLURALS, VERSION } from '../api/coordinates.js';
+import { programmedEntry } from '../api/nodereport.js';
 import { jsonEqual } from '../core/conditions.js';
+import { reportSpacingMs } from '../core/report-pace.js';
 import { emptySlices, parseEndpointSlice, referencedServices } from '../kube/endpoint-slices.js';
 import { Kube, loadKubeConfig, statusCode, type Cached, type Obj } from '../kube/k8s.js';
 import type { Engine } from './engine.js';
@@ -48,6 +50,10 @@ export class KubernetesMode {
   #reporting = false;
   #reportAgain = false;
   #forceAgain = false;
+  /** When the last report write started (performance.now()) and how long it took, and the timer of a write held back. */
+  #lastWriteAt = -Infinity;
+  #lastWriteMs = 0;
+  #throttled: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   /** The XDP mode read back from the interface once attached; "unknown" before. */
   xdpMode = 'unknown';
@@ -143,14 +149,30 @@ export class KubernetesMode {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    if (this.#throttled !== null) clearTimeout(this.#throttled);
     await Promise.all([this.#vips.stop(), this.#tables.stop(), this.#nodes.stop(), this.#slices.stop()]);
   }
 
   /** Writes the NodeReport when what it says changed (after every engine pass), or always when `force` (the heartbeat). */
   report(engine: Engine, health: Health, force = false): void {
-    if (this.#reporting) {
+    if (this.#reporting || this.#throttled !== null) {
       this.#reportAgain = true;
       this.#forceAgain ||= force;
+      return;
+    }
+    // Writes are spaced (core/report-pace.ts): the first change after a quiet
+    // spell is written at once, the changes within the spacing after it in
+    // one write at its end.
+    const wait = this.#lastWriteAt + reportSpacingMs(this.#lastWriteMs, this.#o.reportIntervalSeconds) - performance.now();
+    if (wait > 0 && !this.#stopped) {
+      this.#forceAgain ||= force;
+      this.#throttled = setTimeout(() => {
+        this.#throttled = null;
+        const again = this.#forceAgain;
+        this.#reportAgain = false;
+        this.#forceAgain = false;
+        this.report(engine, health, again);
+      }, wait);
       return;
     }
     this.#reporting = true;
@@ -169,18 +191,25 @@ export class KubernetesMode {
 
   async #report(engine: Engine, health: Health, force: boolean): Promise<void> {
     const snapshot = health.snapshot();
-    const vips = this.#source.vips.map((v) => {
+    // A programmed VIP is one short string; the others get an entry saying why not.
+    const programmed: string[] = [];
+    const vips = this.#source.vips.flatMap((v) => {
       const held = engine.programmed.get(v.key);
       const refused = engine.refused.get(v.key);
       const ok = v.published !== null && held === v.published.digest;
+      if (ok && refused === undefined) {
+        programmed.push(programmedEntry(v.key, v.published!.generation, v.published!.digest));
+        return [];
+      }
+      // Nothing published yet, and nothing wrong here: the operator's business (the VIP's status), not this node's.
+      if (v.published === null && refused === undefined && v.problem === null) return [];
       const [namespace, name] = v.key.split('/');
       let message: string;
       if (refused !== undefined) message = `not programmed: ${refused}`;
       else if (v.problem !== null) message = v.problem;
-      else if (v.published === null) message = 'no table published';
       else if (ok) message = 'programmed';
-      else message = held === undefined ? 'programming' : `the kernel holds ${held ?? 'no table'}, the published table is ${v.published.digest}`;
-      return {
+      else message = held === undefined ? 'programming' : `the kernel holds ${held ?? 'no table'}, the published table is ${v.published?.digest ?? 'none'}`;
+      return [{
         namespace,
         name,
         ...(ok ? { generation: v.published!.generation } : {}),
@@ -189,7 +218,7 @@ export class KubernetesMode {
         programmed: ok,
         state: refused !== undefined ? 'Refused' : ok ? 'Programmed' : 'Pending',
         message,
-      };
+      }];
     });
     // Per backend address: resolved or not, and each distinct check of it (shared by the VIPs checking
     // it the same way) as probed; the operator finds each VIP's view through the VIP's check. No VIP
@@ -216,6 +245,7 @@ export class KubernetesMode {
       interface: this.#o.interfaceName,
       xdpMode: this.xdpMode,
       reportIntervalSeconds: this.#o.reportIntervalSeconds,
+      programmed: programmed.sort(),
       vips,
       backends: [...byAddress.values()]
         .sort((a, b) => (a.address < b.address ? -1 : 1))
@@ -225,7 +255,7 @@ export class KubernetesMode {
           resolved: b.resolved,
           reason: b.reason,
         })),
-      programmedSummary: `${vips.filter((v) => v.programmed).length}/${vips.length}`,
+      programmedSummary: `${programmed.length}/${this.#source.vips.length}`,
     };
     if (!force && jsonEqual(body, this.#lastReport)) return;
     const api = this.#kube.custom;
@@ -240,6 +270,7 @@ export class KubernetesMode {
       });
     const patch = (): Promise<void> => this.#kube.patchStatus(PLURALS.reports, ns, this.node, { ...body, observedTime: new Date().toISOString() });
     // One round trip on the failover path: patch, and create the report only when it is missing.
+    this.#lastWriteAt = performance.now();
     try {
       await patch();
     } catch (e) {
@@ -250,5 +281,6 @@ export class KubernetesMode {
       await patch();
     }
     this.#lastReport = body;
+    this.#lastWriteMs = performance.now() - this.#lastWriteAt;
   }
 }

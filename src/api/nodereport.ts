@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { PLURALS } from './coordinates.js';
 import { cel, type KindDefinition } from './crd-meta.js';
+import { shortDigest } from '../core/digest.js';
 import { dateTime, int64 } from './fields.js';
 import { objectParser, parsedOnce, statusParser, type ApiObject, type Parsed, type RawObject } from './object.js';
 
@@ -11,6 +12,9 @@ export const nodeReportSpecSchema = z.object({
   node: z.string().min(1).max(253).describe("Name of the Node this report is about (also the report's name)."),
 });
 
+// The lists are atomic: the agent rewrites each whole (a merge patch replaces
+// lists anyway), and the API server then tracks one managed field per list
+// instead of one per entry (a report of a thousand VIPs kept a thousand).
 const reportedVip = z.object({
   namespace: z.string().max(63),
   name: z.string().max(253),
@@ -34,11 +38,11 @@ const reportedBackend = z.object({
   checks: z
     .array(reportedCheck)
     .optional()
-    .meta({ description: "This node's health checks of the backend, one per distinct check (a VIP's check is its healthCheck type, port and path).", 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['check'] }),
+    .meta({ description: "This node's health checks of the backend, one per distinct check (a VIP's check is its healthCheck type, port and path).", 'x-kubernetes-list-type': 'atomic' }),
   vips: z
     .array(z.string().max(317))
     .optional()
-    .meta({ description: 'Written by agents before checks: the VIPs this backend serves, as "namespace/name", which `healthy` applies to. Read when present.', 'x-kubernetes-list-type': 'set' }),
+    .meta({ description: 'Written by agents before checks: the VIPs this backend serves, as "namespace/name", which `healthy` applies to. Read when present.', 'x-kubernetes-list-type': 'atomic' }),
   healthy: z.boolean().optional().describe('Written by agents before checks, with vips: all their checks pass (true) or one fails (false).'),
   resolved: z.boolean().optional().describe('The next hop (MAC, or tunnel route) is known.'),
   reason: z.string().max(1024).optional().describe('Why unhealthy or unresolved.'),
@@ -56,24 +60,48 @@ export const nodeReportStatusSchema = z.object({
     .optional()
     .describe('The agent rewrites this report at least this often (a heartbeat); the operator stops counting a node whose report has not changed for three intervals.'),
   programmedSummary: z.string().max(64).optional().describe('VIPs programmed / VIPs assigned to this node, like "3/3" (for kubectl get).'),
+  programmed: z
+    .array(z.string().max(340))
+    .optional()
+    .meta({
+      description:
+        'The VIPs whose published table the kernel holds (read-back digest equals the published one), one entry each: "namespace/name@generation:digest", the digest cut to its first 16 hex digits. One string per VIP keeps a report of a thousand VIPs small.',
+      'x-kubernetes-list-type': 'atomic',
+    }),
   vips: z
     .array(reportedVip)
     .optional()
     .meta({
-      description: 'The VIPs assigned to this node and whether their current table is programmed.',
-      'x-kubernetes-list-type': 'map',
-      'x-kubernetes-list-map-keys': ['namespace', 'name'],
+      description:
+        'The VIPs assigned to this node whose published table it does not hold (programming, refused, a table that does not verify), and why; a VIP with no table published yet is not listed. Agents before `programmed` listed every VIP here, programmed or not; both are read.',
+      'x-kubernetes-list-type': 'atomic',
     }),
   backends: z
     .array(reportedBackend)
     .optional()
-    .meta({ description: "The backends of the node's VIPs, one entry per address.", 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['address'] }),
+    .meta({ description: "The backends of the node's VIPs, one entry per address.", 'x-kubernetes-list-type': 'atomic' }),
 });
 
 export type NodeReportSpec = z.output<typeof nodeReportSpecSchema>;
 export type NodeReportStatus = z.output<typeof nodeReportStatusSchema>;
 export interface NodeReport extends ApiObject<NodeReportSpec> {
   readonly status: NodeReportStatus;
+}
+
+/** One entry of `programmed`: "namespace/name@generation:digest" (the digest short, core/digest.ts). */
+export function programmedEntry(key: string, generation: number, digest: string): string {
+  return `${key}@${generation}:${shortDigest(digest)}`;
+}
+
+/** An entry of `programmed` read back: the VIP key, generation and (short) digest; null when malformed. */
+export function parseProgrammedEntry(entry: string): { key: string; generation: number; digest: string } | null {
+  const at = entry.lastIndexOf('@');
+  const colon = entry.indexOf(':', at);
+  if (at <= 0 || colon < 0) return null;
+  const generation = Number(entry.slice(at + 1, colon));
+  const digest = entry.slice(colon + 1);
+  if (!Number.isSafeInteger(generation) || generation < 0 || digest.length === 0) return null;
+  return { key: entry.slice(0, at), generation, digest };
 }
 
 const parseReportObject = objectParser(nodeReportSpecSchema);

@@ -9,7 +9,7 @@ import type { TableShardSpec } from '../core/table-shards.js';
 import { claimOf, type BackendObject, type NodeView, type VipObject, type VipStatusDoc } from '../core/vip-decision.js';
 import type { Backend } from './backend.js';
 import type { LoadBalancerVip, VipStatus, vipStatusSchema } from './loadbalancervip.js';
-import type { NodeReport } from './nodereport.js';
+import { parseProgrammedEntry, type NodeReport } from './nodereport.js';
 import { checkId } from '../core/health.js';
 import type { VipTable } from './viptable.js';
 
@@ -19,8 +19,18 @@ function conditionTime(t: string): string {
   return Number.isNaN(d.getTime()) ? t : d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/** VIPs without status, by parsed VIP: each reconcile takes every VIP's claim. */
+const bareVips = new WeakMap<LoadBalancerVip, VipObject>();
+
 /** The VIP as the operator's decision takes it; `status` gives the conditions it had (none without). */
 export function vipObjectOf(vip: LoadBalancerVip, status?: VipStatus): VipObject {
+  if (status !== undefined) return vipObjectWith(vip, status);
+  let bare = bareVips.get(vip);
+  if (bare === undefined) bareVips.set(vip, (bare = vipObjectWith(vip, undefined)));
+  return bare;
+}
+
+function vipObjectWith(vip: LoadBalancerVip, status: VipStatus | undefined): VipObject {
   const { metadata: m, spec: s } = vip;
   return {
     namespace: m.namespace,
@@ -46,7 +56,16 @@ export function vipClaimOf(vip: LoadBalancerVip): VipClaim {
   return claimOf(vipObjectOf(vip));
 }
 
+const backendObjects = new WeakMap<Backend, BackendObject>();
+
+/** A Backend as the decision takes it (once per parsed Backend: every reconcile reads them all). */
 export function backendObjectOf(b: Backend): BackendObject {
+  let o = backendObjects.get(b);
+  if (o === undefined) backendObjects.set(b, (o = backendObjectWith(b)));
+  return o;
+}
+
+function backendObjectWith(b: Backend): BackendObject {
   return {
     namespace: b.metadata.namespace,
     name: b.metadata.name,
@@ -73,6 +92,8 @@ export function vipCheckOf(vip: LoadBalancerVip): string | undefined {
 /** One report indexed once: every VIP's reconcile reads it, and a report lists a thousand VIPs. */
 interface ReportIndex {
   readonly vips: ReadonlyMap<string, NonNullable<NodeReport['status']['vips']>[number]>;
+  /** From `programmed`: VIP key -> generation and short digest. */
+  readonly programmed: ReadonlyMap<string, { readonly generation: number; readonly digest: string }>;
   readonly unresolved: readonly string[];
   /** check -> addresses failing it. */
   readonly failing: ReadonlyMap<string, readonly string[]>;
@@ -86,6 +107,11 @@ function indexOf(r: NodeReport): ReportIndex {
   let index = indexes.get(r);
   if (index !== undefined) return index;
   const vips = new Map((r.status.vips ?? []).map((v) => [`${v.namespace}/${v.name}`, v]));
+  const programmed = new Map<string, { generation: number; digest: string }>();
+  for (const entry of r.status.programmed ?? []) {
+    const p = parseProgrammedEntry(entry);
+    if (p !== null) programmed.set(p.key, { generation: p.generation, digest: p.digest });
+  }
   const unresolved: string[] = [];
   const failing = new Map<string, string[]>();
   const legacy = new Map<string, string[]>();
@@ -94,7 +120,7 @@ function indexOf(r: NodeReport): ReportIndex {
     for (const c of b.checks ?? []) if (!c.healthy) failing.set(c.check, [...(failing.get(c.check) ?? []), b.address]);
     if (b.healthy === false) for (const key of b.vips ?? []) legacy.set(key, [...(legacy.get(key) ?? []), b.address]);
   }
-  index = { vips, unresolved, failing, legacy };
+  index = { vips, programmed, unresolved, failing, legacy };
   indexes.set(r, index);
   return index;
 }
@@ -111,7 +137,7 @@ export function nodeViewOf(r: NodeReport, vip: { readonly namespace: string; rea
   const unhealthy = [...index.unresolved, ...(vip.check === undefined ? [] : (index.failing.get(vip.check) ?? [])), ...(index.legacy.get(key) ?? [])];
   return {
     node: r.spec.node,
-    programmed: mine?.programmed === true ? { generation: Number(mine.generation), digest: String(mine.digest) } : null,
+    programmed: index.programmed.get(key) ?? (mine?.programmed === true ? { generation: Number(mine.generation), digest: String(mine.digest) } : null),
     unhealthy,
     refused: mine?.state === 'Refused' ? (mine.message ?? 'does not fit the datapath') : null,
   };

@@ -94,3 +94,20 @@ export function programmedDigest(
   const alt = alternates === null ? undefined : Uint32Array.from(alternates, (i) => (i === 0xffffffff ? i : positionOf(i)));
   return tableDigest({ size: size as Table['size'], backends, slots: owners, ...(alt === undefined ? {} : { alternates: alt }) });
 }
+
+/**
+ * Hex digits of a table digest that a node's report carries per programmed
+ * VIP: 64 bits tell tables apart without accident, at a quarter of the size
+ * (a report lists every VIP of the node, and fifty nodes rewrite theirs).
+ */
+export const SHORT_DIGEST_HEX = 16;
+
+/** The short form of a table digest ("sha256:<hex>" -> its first SHORT_DIGEST_HEX hex digits). */
+export function shortDigest(digest: string): string {
+  return digest.slice(digest.indexOf(':') + 1, digest.indexOf(':') + 1 + SHORT_DIGEST_HEX);
+}
+
+/** Whether a digest a node reported, in full or short, names the table of `published`'s digest. */
+export function reportsDigest(reported: string, published: string): boolean {
+  return reported === published || (reported.length === SHORT_DIGEST_HEX && shortDigest(published) === reported);
+}

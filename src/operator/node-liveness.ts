@@ -108,6 +108,7 @@ export class NodeLiveness {
 }
 
 type ReportContent = Record<string, unknown> & {
+  programmed?: string[];
   vips?: { namespace?: string; name?: string }[];
   backends?: { address?: string; vips?: string[] }[];
 };
@@ -120,7 +121,7 @@ const DERIVED = new Set(['programmedSummary']);
 
 /**
  * The VIPs ("namespace/name") whose view of a node differs between two
- * report contents: their own entry changed, or a backend entry (its address
+ * report contents: their own entry (in `programmed` or `vips`) changed, or a backend entry (its address
  * is returned: the VIPs with that backend are concerned; an entry of an agent
  * from before checks lists its VIPs too). Any other field changing (the
  * interface, the XDP mode, the interval) concerns every VIP.
@@ -129,7 +130,7 @@ export function changedVips(before: unknown, after: unknown): ReportChange {
   const a = (before ?? {}) as ReportContent;
   const b = (after ?? {}) as ReportContent;
   for (const field of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    if (field === 'vips' || field === 'backends' || DERIVED.has(field)) continue;
+    if (field === 'programmed' || field === 'vips' || field === 'backends' || DERIVED.has(field)) continue;
     if (!jsonEqual(a[field], b[field])) return 'all';
   }
   const out = new Set<string>();
@@ -146,6 +147,9 @@ export function changedVips(before: unknown, after: unknown): ReportChange {
     for (const [k, old] of byKey) if (!seen.has(k)) for (const v of owners(old)) out.add(v);
   };
   diff(a.vips, b.vips, (e) => `${e.namespace}/${e.name}`, (e) => [`${e.namespace}/${e.name}`]);
+  // "namespace/name@generation:digest": the VIP is the part before the last '@'.
+  const vipOf = (e: string): string => String(e).slice(0, Math.max(0, String(e).lastIndexOf('@')));
+  diff(a.programmed, b.programmed, vipOf, (e) => [vipOf(e)]);
   diff(a.backends, b.backends, (e) => String(e.address), (e) => {
     addresses.add(String(e.address));
     return e.vips ?? [];

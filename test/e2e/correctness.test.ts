@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import type { LbNode } from '../../lab/topology.js';
 import { until } from '../../lab/wait.js';
+import { parseProgrammedEntry } from '../../src/api/nodereport.js';
+import { reportsDigest } from '../../src/core/digest.js';
 
 const NS = 'shop';
 const VIP = '10.60.0.10';
@@ -52,8 +54,8 @@ function reconciles(n: LbNode): number {
 async function everyNodeHolds(vip: string, digest: string, timeoutMs = 30_000): Promise<void> {
   await until(`every node to hold ${digest.slice(0, 19)} for ${vip}`, async () => {
     const r = await c.kubectl(['-n', 'xdplb-system', 'get', 'nodereports', '-o', 'json']);
-    const items = (JSON.parse(r.stdout) as { items: { status?: { vips?: { namespace: string; name: string; digest?: string }[] } }[] }).items;
-    return items.length === c.nodes.length && items.every((i) => i.status?.vips?.some((v) => `${v.namespace}/${v.name}` === vip && v.digest === digest));
+    const items = (JSON.parse(r.stdout) as { items: { status?: { programmed?: string[] } }[] }).items;
+    return items.length === c.nodes.length && items.every((i) => (i.status?.programmed ?? []).some((e) => parseProgrammedEntry(e)?.key === vip && reportsDigest(parseProgrammedEntry(e)!.digest, digest)));
   }, timeoutMs);
 }
 

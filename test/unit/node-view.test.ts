@@ -1,10 +1,12 @@
 // node-view.test.ts: how the operator reads one node's report for one VIP
 // (api/to-core.ts nodeViewOf): backends failing the VIP's own check (per
 // check, as agents report now), unresolved ones, and reports of agents from
-// before checks (VIP lists) still read; a report of 1000 VIPs over 100
-// backends stays far below the API server's request limit.
+// before checks (VIP lists) still read; programmed VIPs as one short string
+// each (and the full entries of older agents still read); a report of 1000
+// VIPs over 100 backends stays small.
 import { describe, expect, it } from 'vitest';
-import { nodeViewOf, parseNodeReport, parseVip, vipCheckOf } from '../../src/api/index.js';
+import { nodeViewOf, parseNodeReport, parseProgrammedEntry, parseVip, programmedEntry, vipCheckOf } from '../../src/api/index.js';
+import { reportsDigest } from '../../src/core/digest.js';
 import type { Obj } from '../../src/kube/k8s.js';
 
 function report(status: Record<string, unknown>): ReturnType<typeof parseNodeReport> & { ok: true } {
@@ -49,13 +51,28 @@ describe('a node report as the operator reads it for one VIP', () => {
     expect(nodeViewOf(r.value, { namespace: 'shop', name: 'web', check: 'tcp:80' }).unhealthy).toEqual(['10.0.0.1']);
   });
 
-  it('a report of 1000 VIPs over 100 backends is a few hundred KiB, not the megabytes of VIP lists', () => {
-    const vips = Array.from({ length: 1000 }, (_, i) => ({ namespace: 'bench', name: `vip-${i}`, generation: 12, digest: `sha256:${'0'.repeat(64)}`, programmed: true, state: 'Programmed', message: 'programmed' }));
+  it('reads a programmed VIP from its short entry, and the full entry of an older agent', () => {
+    const digest = `sha256:${'ab'.repeat(32)}`;
+    const entry = programmedEntry('shop/web', 7, digest);
+    expect(entry).toBe(`shop/web@7:${'ab'.repeat(8)}`);
+    expect(parseProgrammedEntry(entry)).toEqual({ key: 'shop/web', generation: 7, digest: 'ab'.repeat(8) });
+    for (const bad of ['shop/web', 'shop/web@x:ab', '@7:ab', 'shop/web@7:']) expect(parseProgrammedEntry(bad)).toBeNull();
+    const view = nodeViewOf(report({ programmed: [entry, 'garbage'], vips: [{ namespace: 'shop', name: 'db', state: 'Pending', message: 'programming' }] }).value, { namespace: 'shop', name: 'web' });
+    expect(view.programmed).toEqual({ generation: 7, digest: 'ab'.repeat(8) });
+    expect(reportsDigest(view.programmed!.digest, digest)).toBe(true);
+    expect(reportsDigest(view.programmed!.digest, `sha256:${'cd'.repeat(32)}`)).toBe(false);
+    expect(nodeViewOf(report({ programmed: [entry] }).value, { namespace: 'shop', name: 'db' }).programmed).toBeNull();
+  });
+
+  it('a report of 1000 programmed VIPs over 100 backends is a few tens of KiB, under a third of full VIP entries', () => {
+    const digest = `sha256:${'0'.repeat(64)}`;
+    const full = Array.from({ length: 1000 }, (_, i) => ({ namespace: 'bench', name: `vip-${i}`, generation: 12, digest, programmed: true, state: 'Programmed', message: 'programmed' }));
+    const programmed = full.map((v) => programmedEntry(`${v.namespace}/${v.name}`, v.generation, v.digest));
     const backends = Array.from({ length: 100 }, (_, b) => ({ address: `10.0.${b >> 8}.${b & 255}`, checks: [{ check: 'tcp:80', healthy: true }], resolved: true, reason: '' }));
-    const now = JSON.stringify({ vips, backends }).length;
-    const before = JSON.stringify({ vips, backends: backends.map((b) => ({ ...b, vips: vips.map((v) => `${v.namespace}/${v.name}`) })) }).length;
-    expect(now).toBeLessThan(512 * 1024);
-    expect(before).toBeGreaterThan(1.5 * 1024 * 1024); // over etcd's default request limit
-    expect(report({ vips, backends }).value.status.vips).toHaveLength(1000);
+    const now = JSON.stringify({ programmed, backends }).length;
+    const fullEntries = JSON.stringify({ vips: full, backends }).length;
+    expect(now).toBeLessThan(48 * 1024);
+    expect(now * 3).toBeLessThan(fullEntries);
+    expect(report({ programmed, backends }).value.status.programmed).toHaveLength(1000);
   });
 });

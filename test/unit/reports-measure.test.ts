@@ -81,14 +81,20 @@ describe('reports say what was measured (issue 11 items 6 and 9)', () => {
     live.observe(report('4', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [backend('10.0.0.1', false)] }));
     // An agent from before checks lists the VIPs a backend serves: those too.
     live.observe(report('5', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [{ address: '10.0.0.1', vips: ['shop/a'], healthy: false, resolved: true }] }));
+    // The agent now writes short entries: a moves from vips to programmed, b is programmed anew.
+    live.observe(report('6', { programmed: ['shop/a@1:d1', 'shop/b@2:d2'], vips: [vip('b', 'd2')], backends: [{ address: '10.0.0.1', vips: ['shop/a'], healthy: false, resolved: true }] }));
+    // b's entry changes generation: b alone; a dropping out of both lists: a.
+    live.observe(report('7', { programmed: ['shop/b@3:d3'], vips: [vip('b', 'd2')], backends: [{ address: '10.0.0.1', vips: ['shop/a'], healthy: false, resolved: true }] }));
     // The XDP mode changes: every VIP.
-    live.observe(report('6', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [], xdpMode: 'generic' }));
+    live.observe(report('8', { vips: [vip('a', 'd1'), vip('b', 'd2')], backends: [], xdpMode: 'generic' }));
     expect(queued).toEqual([
       'all',
       { vips: ['shop/b'], addresses: [] },
       { vips: [], addresses: ['10.0.0.1'] },
       { vips: ['shop/c'], addresses: ['10.0.0.2'] },
       { vips: ['shop/a'], addresses: ['10.0.0.1'] },
+      { vips: ['shop/a', 'shop/b'], addresses: [] },
+      { vips: ['shop/a', 'shop/b'], addresses: [] },
       'all',
     ]);
   });
