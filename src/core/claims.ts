@@ -22,13 +22,22 @@ export interface Conflict {
   readonly claim: string;
 }
 
+/** Addresses already made canonical: every reconcile compares one VIP's address with every other's. */
+const canonical = new Map<string, string>();
+const CANONICAL_CACHE = 65536;
+
 /** Canonical text of an address; text that is not an address is compared as given. */
 export function addressKey(address: string): string {
+  let key = canonical.get(address);
+  if (key !== undefined) return key;
   try {
-    return canonicalIp(address);
+    key = canonicalIp(address);
   } catch {
-    return address;
+    key = address;
   }
+  if (canonical.size >= CANONICAL_CACHE) canonical.clear();
+  canonical.set(address, key);
+  return key;
 }
 
 /** "TCP/80", "UDP/*": one string per port entry. */

@@ -13,6 +13,7 @@ import { canonicalBackends, type BackendWeight } from './backends.js';
 import { findConflict as findClaimConflict, portClaimsOf, type Conflict, type VipClaim } from './claims.js';
 import { setCondition, type Condition, type ConditionInput } from './conditions.js';
 import { endpointState, type EndpointSliceObject } from './endpoints.js';
+import { reportsDigest } from './digest.js';
 import type { Table } from './maglev.js';
 import { digestOf, TableMemo } from './table-memo.js';
 
@@ -61,7 +62,7 @@ export interface BackendObject {
 /** What one node's agent reports for this VIP. */
 export interface NodeView {
   readonly node: string;
-  /** Digest and generation the node programmed for this VIP, if any. */
+  /** Digest (in full, or its short form: digest.ts) and generation the node programmed for this VIP, if any. */
   readonly programmed: { readonly generation: number; readonly digest: string } | null;
   /** Backend addresses this node finds unhealthy or cannot resolve. */
   readonly unhealthy: readonly string[];
@@ -236,7 +237,7 @@ export function decideVip(w: VipWorld): VipDecision {
   const empty = table !== null && table.size === 0;
 
   const expected = w.nodes.length;
-  const programmed = digest === null ? 0 : w.nodes.filter((n) => n.programmed?.digest === digest).length;
+  const programmed = digest === null ? 0 : w.nodes.filter((n) => n.programmed !== null && reportsDigest(n.programmed.digest, digest)).length;
   const ready = backends.filter((b) => b.state === 'Serving').length;
   const degradedBy = backends.filter((b) => b.state === 'Unhealthy' || b.state === 'WrongFamily');
   // Failed open: every backend that takes new flows is unhealthy on a majority of nodes, and all were kept.
@@ -268,12 +269,18 @@ export function decideVip(w: VipWorld): VipDecision {
         ? { type: 'Degraded', status: 'True', reason: degradedBy.some((b) => b.state === 'Unhealthy') ? 'BackendsUnhealthy' : 'BackendsWrongFamily', message: `left out: ${degradedBy.map((b) => `${b.address} (${b.state === 'Unhealthy' ? 'unhealthy on a majority of nodes' : 'not the VIP address family, needed by ipip'})`).join(', ')}`, observedGeneration: g }
         : { type: 'Degraded', status: 'False', reason: 'AllBackendsHealthy', message: 'no backend is left out', observedGeneration: g },
   );
-  const isReady = conflict === null && table !== null && !empty && programmedCond.status === 'True';
+  // Ready: every node serves the VIP. A node still on the previous generation
+  // serves it too, so a rollout in progress (Programmed=False, NodesPending)
+  // leaves Ready alone, as a Deployment stays Available while it progresses.
+  const servingNodes = w.nodes.filter((n) => n.programmed !== null && !reportsDigest(n.programmed.digest, digestOf(EMPTY_TABLE))).length;
+  const rollingOut = programmedCond.reason === 'NodesPending' && servingNodes === expected;
+  const isReady = conflict === null && table !== null && !empty && (programmedCond.status === 'True' || rollingOut);
   let notReady: ConditionInput;
   if (conflict !== null) notReady = { type: 'Ready', status: 'False', reason: 'Conflict', message: programmedCond.message, observedGeneration: g };
   else if (empty) notReady = { type: 'Ready', status: 'False', reason: 'NoBackends', message: `no backend can take new flows: an empty table is published and nodes drop the VIP's packets (counted as no-backend); ${programmed} of ${expected} nodes programmed it`, observedGeneration: g };
   else notReady = { type: 'Ready', status: 'False', reason: programmedCond.reason, message: programmedCond.message, observedGeneration: g };
-  conds.push(isReady ? { type: 'Ready', status: 'True', reason: 'Serving', message: `${ready} backends serve on ${expected} nodes`, observedGeneration: g } : notReady);
+  const readyMessage = `${ready} backends serve on ${expected} nodes${rollingOut ? ` (${programmed} of ${expected} on generation ${generation} so far, the others on an earlier one)` : ''}`;
+  conds.push(isReady ? { type: 'Ready', status: 'True', reason: 'Serving', message: readyMessage, observedGeneration: g } : notReady);
   let conditions: Condition[] = [...vip.conditions];
   for (const c of conds) conditions = setCondition(conditions, c, w.now);
 

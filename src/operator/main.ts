@@ -22,7 +22,7 @@ export const OPERATOR_USAGE = `usage: xdplb operator [flags]
   --leader-elect BOOL      true (default) for 2+ replicas; false runs unconditionally
   --lease-seconds N        a standby takes over after N seconds without renewal (default 15)
   --resync SECONDS         queue every VIP again this often (default 60)
-  --workers N              VIPs reconciled at once (default 2)
+  --workers N              VIPs reconciled at once (default 8)
   --health-address ADDR    serve /healthz, /readyz and /metrics on ADDR (default 0.0.0.0:8081; "off" disables)
   --log-level LEVEL        trace, debug, info, warn, error (default info)`;
 
@@ -33,7 +33,7 @@ const schema = z.object({
   'leader-elect': z.enum(['true', 'false']).default('true'),
   'lease-seconds': z.coerce.number().int().min(2).max(300).default(15),
   resync: z.coerce.number().positive().max(86400).default(60),
-  workers: z.coerce.number().int().min(1).max(64).default(2),
+  workers: z.coerce.number().int().min(1).max(64).default(8),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   'health-address': z
     .string()

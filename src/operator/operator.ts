@@ -44,6 +44,15 @@ export interface OperatorOptions {
  */
 const WATCH_RETRY_MS = { base: 500, max: 5000, tooManyRequests: 1000 } as const;
 
+/**
+ * How long a VIP waits after a NodeReport or VipTable change before it is
+ * reconciled over it, so the reports of fifty nodes (each programming the
+ * same publication, or each finding the same backend down) fold into one
+ * reconcile. Nodes route around a failing backend in their own datapath at
+ * once; this only delays the published table that catches up.
+ */
+export const SETTLE_MS = 500;
+
 export class Operator {
   readonly #o: OperatorOptions;
   readonly caches: { -readonly [K in keyof Caches]: Caches[K] };
@@ -62,6 +71,7 @@ export class Operator {
   readonly #retrying = new Map<Cached<Obj>, NodeJS.Timeout>();
   readonly #failures = new Map<Cached<Obj>, number>();
   readonly #liveness: NodeLiveness;
+  readonly #reconciler: Reconciler;
   #sweep: NodeJS.Timeout | null = null;
 
   constructor(o: OperatorOptions) {
@@ -80,7 +90,7 @@ export class Operator {
       changed: (change) => {
         if (!this.#leading) return;
         if (change === 'all') this.#enqueueAll();
-        else for (const key of new Set([...change.vips, ...reconciler.vipsWithBackends(change.addresses)])) this.queue.add(key);
+        else for (const key of new Set([...change.vips, ...reconciler.vipsWithBackends(change.addresses)])) this.queue.addAfter(key, SETTLE_MS);
       },
       log: o.log.child({ component: 'liveness' }),
     });
@@ -93,7 +103,9 @@ export class Operator {
       reportFresh: (name) => this.#liveness.fresh(name),
       serviceWatched: (name) => this.#servicesWatched.has(name),
       ...(o.metrics === undefined ? {} : { published: () => o.metrics!.tablesPublished.inc() }),
+      requeueAfter: (key, ms) => this.queue.addAfter(key, ms),
     });
+    this.#reconciler = reconciler;
     this.queue = new WorkQueue((key) => reconciler.reconcile(key), {
       workers: o.workers,
       onError: (key, err, retryInMs) => o.log.warn({ key, err, retryInMs }, 'Reconcile failed; retrying'),
@@ -128,13 +140,19 @@ export class Operator {
     this.#watch = (informer: Cached<Obj>, kind: Parameters<typeof affectedVips>[1]): void => {
       const enqueue = (o: Obj): void => {
         if (!this.#leading) return;
-        for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
+        // A VipTable changes mostly because this operator wrote it: the VIP is looked at once its shards settle.
+        for (const key of affectedVips(this.caches, kind, o)) if (kind === 'table') this.queue.addAfter(key, SETTLE_MS);
+        else this.queue.add(key);
       };
       if (kind === 'report') {
         // Reports queue VIPs through their liveness: content changes and staleness, not heartbeats.
         informer.on('add', (o) => this.#liveness.observe(o));
         informer.on('update', (o) => this.#liveness.observe(o));
         informer.on('delete', (o) => this.#liveness.forget(o.metadata!.name!));
+      } else if (kind === 'table') {
+        informer.on('add', (o) => (this.#reconciler.noteTable(o, false), enqueue(o)));
+        informer.on('update', (o) => (this.#reconciler.noteTable(o, false), enqueue(o)));
+        informer.on('delete', (o) => (this.#reconciler.noteTable(o, true), enqueue(o)));
       } else {
         informer.on('add', enqueue);
         informer.on('update', enqueue);
@@ -276,6 +294,7 @@ export class Operator {
   }
 
   #enqueueAll(): void {
+    this.#reconciler.indexTables();
     for (const v of this.caches.vips.list()) this.queue.add(`${v.metadata!.namespace}/${v.metadata!.name}`);
   }
 

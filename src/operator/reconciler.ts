@@ -54,7 +54,17 @@ export interface ReconcilerDeps {
   readonly serviceWatched: (name: string) => boolean;
   /** A new table generation is published (every shard written). */
   readonly published?: () => void;
+  /** Reconcile this VIP again after `ms` (a status write waiting for a rollout to settle). */
+  readonly requeueAfter?: (key: string, ms: number) => void;
 }
+
+/**
+ * How long after publishing a generation the VIP's status waits for every
+ * node to report it programmed: nodes program within about a second, and
+ * one status write then says so, instead of one per node reporting. A
+ * rollout slower than this is written as it stands (NodesPending).
+ */
+export const ROLLOUT_SETTLE_MS = 3000;
 
 /** The values that parse; the others are logged and left out (at debug: every pass meets them again). */
 function parsed<T>(results: readonly Parsed<T>[], log: Logger, kind: string): T[] {
@@ -109,9 +119,50 @@ export class Reconciler {
    * decoded and verified once, not on every reconcile.
    */
   readonly #published = new Map<string, { readonly from: string; readonly table: PublishedTable | null }>();
+  /** Per VIP key: when (performance.now()) this operator last published a generation of it. */
+  readonly #publishedAt = new Map<string, number>();
+  /** Shard object names by VIP key ("namespace/vip"), once indexTables() ran; before, every VipTable is scanned. */
+  readonly #shardNames = new Map<string, Set<string>>();
+  #indexed = false;
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
+  }
+
+  /**
+   * A VipTable was added, changed or removed (the informer's events): the
+   * index of shard names by VIP follows, so a reconcile reads its own shards
+   * instead of every VipTable (two thousand at a thousand VIPs).
+   */
+  noteTable(o: Obj, gone: boolean): void {
+    const namespace = o.metadata?.namespace;
+    const name = o.metadata?.name;
+    const t = parseVipTableRef(o);
+    if (namespace === undefined || name === undefined || !t.ok) return;
+    const key = `${namespace}/${t.value.spec.vip}`;
+    const names = this.#shardNames.get(key) ?? new Set<string>();
+    if (gone) names.delete(name);
+    else names.add(name);
+    if (names.size === 0) this.#shardNames.delete(key);
+    else this.#shardNames.set(key, names);
+  }
+
+  /** Rebuilds the shard index from the informer's whole cache (on every resync and watch restart: level-triggered). */
+  indexTables(): void {
+    this.#shardNames.clear();
+    for (const o of this.#d.caches.tables.list()) this.noteTable(o, false);
+    this.#indexed = true;
+  }
+
+  /** The VipTables of one VIP, as the informer holds them now. */
+  #tablesOf(namespace: string, vip: string): readonly Obj[] {
+    if (!this.#indexed) return this.#d.caches.tables.list(namespace);
+    const out: Obj[] = [];
+    for (const name of this.#shardNames.get(`${namespace}/${vip}`) ?? []) {
+      const o = this.#d.caches.tables.get(name, namespace);
+      if (o !== undefined) out.push(o);
+    }
+    return out;
   }
 
   /** The VIPs whose last decision listed one of these backend addresses. */
@@ -165,7 +216,7 @@ export class Reconciler {
     const obj = caches.vips.get(name, namespace);
     // This VIP's shards, by name and generation; decoded only to assemble the published table.
     const shards: { object: Obj; name: string; generation: number }[] = [];
-    for (const object of caches.tables.list(namespace)) {
+    for (const object of this.#tablesOf(namespace, name)) {
       const t = parseVipTableRef(object);
       if (!t.ok) log.debug({ object: t.key, problem: t.problem }, 'Left out VipTable that does not parse');
       else if (t.value.spec.vip === name) shards.push({ object, name: t.value.metadata.name, generation: t.value.spec.generation });
@@ -174,6 +225,7 @@ export class Reconciler {
     if (obj === undefined) {
       this.#backendsOf.delete(key);
       this.#published.delete(key);
+      this.#publishedAt.delete(key);
       // Gone (its finalizer already ran, or it never had one): its shards go too.
       for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
       return;
@@ -256,23 +308,40 @@ export class Reconciler {
           });
         }
         current = decision.generation;
+        this.#publishedAt.set(key, performance.now());
         this.#d.published?.();
         log.info({ generation: decision.generation, digest: decision.digest, size: decision.table.size, backends: decision.backends.length }, 'Published table of VIP');
       }
-      for (const s of shards) if (s.generation !== current) await kube.delete(PLURALS.tables, namespace, s.name);
+      await Promise.all(shards.filter((s) => s.generation !== current).map((s) => kube.delete(PLURALS.tables, namespace, s.name)));
     } else if (shards.length > 0 && decision.conflict !== null) {
       for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
     }
 
-    // Status: one write, and none when nothing changed.
+    // Status: one write, and none when nothing changed. While a generation
+    // this operator just published rolls out, the write waits (up to
+    // ROLLOUT_SETTLE_MS) for every node to program it, so a change costs one
+    // status write however many nodes report. A VIP with no status yet gets
+    // one at once.
     const next = writtenVipStatus(decision.status);
+    const sinceStart = performance.now() - (this.#publishedAt.get(key) ?? -Infinity);
+    const pending = decision.status.nodes.programmed < decision.status.nodes.expected && status.ok && status.value.table !== undefined;
+    if (pending && sinceStart < ROLLOUT_SETTLE_MS && this.#d.requeueAfter !== undefined) {
+      this.#d.requeueAfter(key, Math.ceil(ROLLOUT_SETTLE_MS - sinceStart));
+      return;
+    }
     if (!jsonEqual(JSON.parse(JSON.stringify(next)), normalizeStatus(status.ok ? status.value : {}))) {
       await kube.patchStatus(PLURALS.vips, namespace, name, { ...next, ...(decision.status.table === undefined ? { table: null } : {}) });
       const now = this.#d.now();
-      for (const c of transitions(vip.conditions, decision.status.conditions)) {
-        const warn = (c.type === 'Conflict' && c.status === 'True') || (c.type === 'Degraded' && c.status === 'True') || (c.type === 'Ready' && c.status === 'False' && findCondition(vip.conditions, 'Ready') !== undefined);
-        await kube.event(obj, warn ? 'Warning' : 'Normal', c.reason, c.message, now).catch((e: unknown) => log.warn({ err: e }, 'Event not recorded'));
-      }
+      // An Event per condition that flips; a condition set for the first time
+      // is recorded only when it warns (a new VIP's first NoConflict,
+      // NodesPending and AllBackendsHealthy would be three Events per VIP,
+      // three thousand for a thousand VIPs, saying nothing).
+      const events = transitions(vip.conditions, decision.status.conditions).flatMap((c) => {
+        const first = findCondition(vip.conditions, c.type) === undefined;
+        const warn = (c.type === 'Conflict' && c.status === 'True') || (c.type === 'Degraded' && c.status === 'True') || (c.type === 'Ready' && c.status === 'False' && !first);
+        return first && !warn ? [] : [kube.event(obj, warn ? 'Warning' : 'Normal', c.reason, c.message, now).catch((e: unknown) => log.warn({ err: e }, 'Event not recorded'))];
+      });
+      await Promise.all(events); // best effort, side by side
       log.info({ ready: findCondition(decision.status.conditions, 'Ready')?.status, backends: decision.status.backendsSummary, nodes: decision.status.nodesSummary }, 'Updated status of VIP');
     }
   }

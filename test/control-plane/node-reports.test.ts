@@ -6,11 +6,14 @@
 // counts, so the one fresh node is the majority and the backend leaves the
 // table. Deleting the silent node's Node removes its report. The reports are
 // written here as the agent writes them (status subresource, heartbeat every
-// 500 ms): what is under test is the operator's reading of them.
+// 500 ms): what is under test is the operator's reading of them. Then a
+// change that the node programs at once costs the VIP one status write
+// (the operator waits for the rollout to settle) and leaves Ready alone.
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PLURALS } from '../../src/api/coordinates.js';
-import type { Kube } from '../../src/kube/k8s.js';
+import { programmedEntry } from '../../src/api/nodereport.js';
+import type { Kube, Obj } from '../../src/kube/k8s.js';
 import { Operator } from '../../src/operator/operator.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
 import { backendYaml, publishedTable, startOperatorPlane, webVipYaml } from '../support/operator-plane.js';
@@ -78,7 +81,8 @@ describe('NodeReports count only while fresh', () => {
     console.log(`silent node stopped counting after ${took} ms (report interval 1 s, stale after 3)`);
     expect(took).toBeGreaterThanOrEqual(2000);
     expect(alone.generation).toBeGreaterThan(both.generation);
-    expect((await vipStatus()).nodes?.expected).toBe(1);
+    // The status follows once the rollout settles (no node programs here: at most ROLLOUT_SETTLE_MS later).
+    await until('one node expected', async () => (await vipStatus()).nodes?.expected === 1);
   });
 
   it('deleting a Node removes its report; a stale report without a Node is removed too', async () => {
@@ -96,5 +100,56 @@ describe('NodeReports count only while fresh', () => {
     });
     // The fresh node's report stays.
     expect((await cp.kubectl(['-n', 'xdplb-system', 'get', 'nodereport', 'lb-1'])).exitCode).toBe(0);
+  });
+
+  it('a change the node programs at once is one status write, and Ready stays True through it', async () => {
+    // lb-1 now programs what is published (as its agent would, within a poll) and finds both backends healthy.
+    clearInterval(beats.get('lb-1'));
+    let programmed: string[] = [];
+    const write = (): Promise<void> =>
+      kube.patchStatus(PLURALS.reports, 'xdplb-system', 'lb-1', {
+        observedTime: new Date().toISOString(),
+        reportIntervalSeconds: 1,
+        programmed,
+        vips: [],
+        backends: ['10.0.0.1', '10.0.0.2'].map((address) => ({ address, checks: [{ check: 'tcp:80', healthy: true }], resolved: true })),
+      });
+    const follow = async (): Promise<void> => {
+      const t = await publishedTable(cp, 'shop', 'web');
+      programmed = t === null ? [] : [programmedEntry('shop/web', t.generation, t.digest)];
+      await write();
+    };
+    beats.set('lb-1', setInterval(() => void follow().catch(() => undefined), 300));
+    const ready = async (): Promise<{ generation: number; status: string; reason: string } | null> => {
+      const v = JSON.parse((await cp.kubectl(['-n', 'shop', 'get', 'vip', 'web', '-o', 'json'])).stdout) as { status?: { table?: { generation: number }; conditions?: { type: string; status: string; reason: string }[] } };
+      const c = v.status?.conditions ?? [];
+      const programmedCond = c.find((x) => x.type === 'Programmed');
+      return programmedCond?.status === 'True' ? { generation: v.status!.table!.generation, status: c.find((x) => x.type === 'Ready')!.status, reason: programmedCond.reason } : null;
+    };
+    const before = await until('Programmed on the one node', ready);
+    expect(before.status).toBe('True');
+    await new Promise((r) => setTimeout(r, 4000)); // whatever settled writes were due have landed
+
+    // Every status write of the VIP from here on, as a watch sees it.
+    const vips = kube.customInformer(PLURALS.vips, 'shop');
+    const writes: { ready: string | undefined; generation: number | undefined }[] = [];
+    vips.on('update', (o: Obj) => {
+      const st = o.status as { table?: { generation: number }; conditions?: { type: string; status: string }[] } | undefined;
+      writes.push({ ready: st?.conditions?.find((c) => c.type === 'Ready')?.status, generation: st?.table?.generation });
+    });
+    await vips.start();
+    try {
+      await cp.kubectl(['-n', 'shop', 'patch', 'backend', 'b', '--type=merge', '-p', JSON.stringify({ spec: { weight: 300 } })]);
+      const after = await until('the new generation programmed', async () => {
+        const r = await ready();
+        return r !== null && r.generation > before.generation ? r : null;
+      });
+      expect(after.status).toBe('True');
+      await new Promise((r) => setTimeout(r, 4000));
+      // One write: the new table, programmed on its node, Ready all along.
+      expect(writes).toEqual([{ ready: 'True', generation: after.generation }]);
+    } finally {
+      await vips.stop();
+    }
   });
 });
