@@ -19,7 +19,9 @@
 // The simulated nodes stand in for agents (no datapath here): what they
 // report is what an agent reports once it has programmed a table.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../lab/control-plane.js';
 import { ROOT, XDPLB } from '../lab/root.js';
 import { sleep } from '../lab/wait.js';
@@ -51,6 +53,12 @@ const say = (line: string): void => {
 };
 
 const backendAddress = (b: number): string => `10.${200 + (b >> 16)}.${(b >> 8) & 255}.${b & 255}`;
+
+/** The operator's heap limit as the chart sets it (values.yaml operator.heapMiB). */
+function chartHeapMiB(): number {
+  const values = parseYaml(readFileSync(join(ROOT, 'charts/xdplb/values.yaml'), 'utf8')) as { operator?: { heapMiB?: number } };
+  return values.operator?.heapMiB ?? 768;
+}
 
 /** Samples of the operator's /metrics: name{labels} -> value. */
 async function metrics(): Promise<Map<string, number>> {
@@ -189,11 +197,11 @@ async function main(): Promise<void> {
       }, 100),
     );
 
-    // The operator, as its Deployment runs it.
+    // The operator, as its Deployment runs it (the chart's heap limit included).
     const t0 = performance.now();
     // BENCH_OPERATOR_PROFILE=dir: a CPU profile of the operator, written when it exits.
     const profile = process.env.BENCH_OPERATOR_PROFILE;
-    operator = spawn(process.execPath, [...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]), XDPLB, 'operator', '--kubeconfig', cp.kubeconfigPath, '--namespace', SYSTEM, '--identity', 'bench', '--health-address', METRICS, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    operator = spawn(process.execPath, [`--max-old-space-size=${chartHeapMiB()}`, ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]), XDPLB, 'operator', '--kubeconfig', cp.kubeconfigPath, '--namespace', SYSTEM, '--identity', 'bench', '--health-address', METRICS, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     const progress = setInterval(() => say(`  ${published.size}/${VIPS} VIPs published after ${((performance.now() - t0) / 1000).toFixed(0)} s (${tables.list().length} VipTables seen)`), 15_000);
     timers.push(progress);
     while (published.size < VIPS) await sleep(100);
@@ -244,13 +252,15 @@ async function main(): Promise<void> {
       writesByKind: byKind,
       cpuSeconds: m.get('xdplb_operator_process_cpu_seconds_total') ?? NaN,
       rssMiB: (m.get('xdplb_operator_process_resident_memory_bytes') ?? NaN) / 1024 / 1024,
+      heapUsedMiB: (m.get('xdplb_operator_nodejs_heap_size_used_bytes') ?? NaN) / 1024 / 1024,
+      externalMiB: (m.get('xdplb_operator_nodejs_external_memory_bytes') ?? NaN) / 1024 / 1024,
       reconciles: (m.get('xdplb_operator_reconciles_total{result="success"}') ?? 0) + (m.get('xdplb_operator_reconciles_total{result="error"}') ?? 0),
       tablesPublished: m.get('xdplb_operator_tables_published_total') ?? NaN,
     };
     if (json) console.log(JSON.stringify(result));
     else {
       say(`  writes per VIP for the change: ${result.writesPerChange.toFixed(2)} (target ${result.writesPerChangeTarget}: ${shardsPerTable} shard + 1 status), by kind ${JSON.stringify(byKind)}`);
-      say(`  operator: ${result.cpuSeconds.toFixed(1)} s of CPU over the run, ${result.rssMiB.toFixed(0)} MiB resident, ${result.reconciles} reconciles, ${result.tablesPublished} tables published`);
+      say(`  operator: ${result.cpuSeconds.toFixed(1)} s of CPU over the run, ${result.rssMiB.toFixed(0)} MiB resident (heap ${result.heapUsedMiB.toFixed(0)} MiB used, ${result.externalMiB.toFixed(0)} MiB external), ${result.reconciles} reconciles, ${result.tablesPublished} tables published`);
     }
   } finally {
     for (const t of timers) clearInterval(t);
