@@ -131,6 +131,7 @@ describe('charts/xdplb', () => {
 
   it.each([
     ['operator.replicas=0', /operator\/replicas/],
+    ['operator.heapMiB=16', /operator\/heapMiB/],
     ['operator.replicas=-1', /operator\/replicas/],
     ['agent.interface=', /agent\/interface/],
     ['agent.metricsPort=70000', /agent\/metricsPort/],
