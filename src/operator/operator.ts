@@ -11,7 +11,8 @@
 // queued again. The process stays up throughout: only stop() ends it.
 // NodeReports count only while fresh (node-liveness.ts): a node going stale
 // or fresh again queues every VIP; a report's content changing queues the VIPs
-// whose part of it changed; a heartbeat alone queues none. The leader
+// whose part of it changed, after SETTLE_MS (so fifty reports fold into one
+// reconcile), as does a VipTable change; a heartbeat alone queues none. The leader
 // removes the reports of deleted Nodes.
 import type { Logger } from 'pino';
 import { PLURALS } from '../api/coordinates.js';

@@ -2,7 +2,10 @@
 // informers' caches, let core/vip-decision decide, then converge the world:
 // finalizer, VipTable shards of the decided table (a new generation beside
 // the old, which goes once the new one is whole), one status write when the
-// status differs, Events on condition transitions only. Only fresh NodeReports
+// status differs (after a publication, once its rollout settles), Events on
+// condition flips only. Tables come from a memo shared by every VIP (equal
+// requests, equal tables), and a VIP's published shards are decoded once per
+// set of shard objects. Only fresh NodeReports
 // count (node-liveness.ts). The xdplb.io objects are read through src/api's
 // parsers (defaults applied); one that does not parse is logged and left out.
 import type { Logger } from 'pino';
@@ -61,10 +64,14 @@ export interface ReconcilerDeps {
 /**
  * How long after publishing a generation the VIP's status waits for every
  * node to report it programmed: nodes program within about a second, and
- * one status write then says so, instead of one per node reporting. A
- * rollout slower than this is written as it stands (NodesPending).
+ * one status write then says so, instead of one per node reporting. Longer
+ * than an agent's widest report spacing under load (half its 10 s report
+ * interval, core/report-pace.ts) plus the settle: a busy API server slows
+ * the reports, not the status write count. The write goes as soon as every
+ * node has reported; a rollout slower than this is written as it stands
+ * (NodesPending).
  */
-export const ROLLOUT_SETTLE_MS = 3000;
+export const ROLLOUT_SETTLE_MS = 8000;
 
 /** The values that parse; the others are logged and left out (at debug: every pass meets them again). */
 function parsed<T>(results: readonly Parsed<T>[], log: Logger, kind: string): T[] {
