@@ -11,8 +11,10 @@
 //   sharedChangeMs      every node reporting one shared backend failing its
 //                       check, to every VIP republished without it (weight 0)
 //   writesPerChange     the operator's API writes (from its /metrics, by verb
-//                       and resource) from that change until its queue stayed
-//                       empty for 3 s, per VIP; beside the target (shards
+//                       and resource) from that change until every VIP's
+//                       status shows the new table programmed on every node
+//                       and the queue stayed empty for 3 s, per VIP; beside
+//                       the target (shards
 //                       changed + one status write per VIP)
 //   cpuSeconds, rssMiB  the operator's CPU over the whole run and its resident
 //                       memory at the end (its /metrics' process figures)
@@ -210,7 +212,20 @@ async function main(): Promise<void> {
     say(`  every VIP published ${(startToPublishedMs / 1000).toFixed(1)} s after the operator started`);
 
     // Let the nodes report every generation and the operator settle its status writes.
+    // Settled: every VIP's status names its newest published generation as
+    // programmed on every node (the state, not the queue: a status write may
+    // wait for its rollout as a delayed key the queue depth does not show),
+    // then 3 s with nothing queued.
+    const statusCaughtUp = async (): Promise<boolean> => {
+      const list = (await kube.custom.listNamespacedCustomObject({ group: 'xdplb.io', version: 'v1alpha1', namespace: NS, plural: PLURALS.vips })) as { items: Obj[] };
+      return list.items.every((v) => {
+        const st = v.status as { table?: { generation?: number }; nodes?: { programmed?: number; expected?: number } } | undefined;
+        const p = published.get(v.metadata!.name!);
+        return p !== undefined && st?.table?.generation === p.generation && st.nodes?.expected === NODES && st.nodes.programmed === NODES;
+      });
+    };
     const settle = async (): Promise<void> => {
+      while (!(await statusCaughtUp())) await sleep(500);
       let quietSince = performance.now();
       for (;;) {
         await sleep(250);
