@@ -6,8 +6,12 @@
 # dependencies. The runtime stage is Node 24 slim with only
 # libbpf1 (koffi loads libbpf.so.1 at run time) and iproute2 (the agent reads
 # routes and neighbours with `ip`). Base images are pinned to one Node release
-# so a rebuild gets the same runtime.
-FROM node:24.21.0-bookworm AS build
+# so a rebuild gets the same runtime. Both are build arguments: without a
+# registry, scripts/build-image makes a local Debian bookworm base with the
+# same Node and passes it; with one, the defaults are the official images.
+ARG BUILD_BASE=node:24.21.0-bookworm
+ARG RUNTIME_BASE=node:24.21.0-bookworm-slim
+FROM ${BUILD_BASE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends clang llvm libbpf-dev linux-libc-dev make \
  && rm -rf /var/lib/apt/lists/*
@@ -20,7 +24,7 @@ COPY src ./src
 RUN npm run build:product \
  && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:24.21.0-bookworm-slim AS runtime
+FROM ${RUNTIME_BASE} AS runtime
 LABEL org.opencontainers.image.title="xdplb" \
       org.opencontainers.image.description="Operator and node agent for Katran-style XDP layer-4 load balancers on Kubernetes (Maglev consistent hashing, direct server return)" \
       org.opencontainers.image.source="https://github.com/xdplb/xdplb" \

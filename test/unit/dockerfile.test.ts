@@ -19,7 +19,10 @@ interface Stage {
   body: Instruction[];
 }
 
-/** Instructions (continuations joined, comments dropped), grouped by FROM. */
+/** Build arguments declared before the first FROM, with their defaults. */
+const baseArgs = new Map<string, string>();
+
+/** Instructions (continuations joined, comments dropped), grouped by FROM (an ARG in FROM read as its default). */
 function parse(text: string): Stage[] {
   const logical: string[] = [];
   let current = '';
@@ -39,10 +42,18 @@ function parse(text: string): Stage[] {
     const m = /^(\S+)\s*(.*)$/.exec(l)!;
     const op = m[1]!.toUpperCase();
     const args = m[2]!;
+    if (op === 'ARG' && stages.length === 0) {
+      // An ARG before the first FROM: a build argument FROM may use, with its default.
+      const a = /^(\w+)=(\S+)$/.exec(args);
+      expect(a, `ARG ${args} has a default`).not.toBeNull();
+      baseArgs.set(a![1]!, a![2]!);
+      continue;
+    }
     if (op === 'FROM') {
       const f = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
       expect(f, `FROM ${args}`).not.toBeNull();
-      stages.push({ image: f![1]!, name: f![2], body: [] });
+      const image = f![1]!.replace(/^\$\{(\w+)\}$/, (_, name: string) => baseArgs.get(name) ?? `\${${name}}`);
+      stages.push({ image, name: f![2], body: [] });
       continue;
     }
     expect(stages.length, `${op} before any FROM`).toBeGreaterThan(0);
@@ -61,6 +72,12 @@ describe('Dockerfile', () => {
     expect(stages).toHaveLength(2);
     expect(build.name).toBeDefined();
     expect(runtime).not.toBe(build);
+  });
+
+  it('takes both bases as build arguments (scripts/build-image passes locally built ones), defaulting to the official images', () => {
+    expect([...baseArgs.keys()].sort()).toEqual(['BUILD_BASE', 'RUNTIME_BASE']);
+    expect(DOCKERFILE).toMatch(/^FROM \$\{BUILD_BASE\} AS build$/m);
+    expect(DOCKERFILE).toMatch(/^FROM \$\{RUNTIME_BASE\} AS runtime$/m);
   });
 
   it('pins both base images to one Node 24 release (no floating tag)', () => {
