@@ -196,9 +196,9 @@ export class KubernetesMode {
     const vips = this.#source.vips.flatMap((v) => {
       const held = engine.programmed.get(v.key);
       const refused = engine.refused.get(v.key);
-      const ok = v.published !== null && held === v.published.digest;
-      if (ok && refused === undefined) {
-        programmed.push(programmedEntry(v.key, v.published!.generation, v.published!.digest));
+      // A refused VIP holds no table (the engine records null), so a held published digest is never refused.
+      if (v.published !== null && held === v.published.digest) {
+        programmed.push(programmedEntry(v.key, v.published.generation, v.published.digest));
         return [];
       }
       // Nothing published yet, and nothing wrong here: the operator's business (the VIP's status), not this node's.
@@ -207,16 +207,14 @@ export class KubernetesMode {
       let message: string;
       if (refused !== undefined) message = `not programmed: ${refused}`;
       else if (v.problem !== null) message = v.problem;
-      else if (ok) message = 'programmed';
       else message = held === undefined ? 'programming' : `the kernel holds ${held ?? 'no table'}, the published table is ${v.published?.digest ?? 'none'}`;
       return [{
         namespace,
         name,
-        ...(ok ? { generation: v.published!.generation } : {}),
         // What the kernel holds, read back after programming; absent when not read yet.
         ...(held === undefined ? {} : { digest: held ?? '' }),
-        programmed: ok,
-        state: refused !== undefined ? 'Refused' : ok ? 'Programmed' : 'Pending',
+        programmed: false,
+        state: refused !== undefined ? 'Refused' : 'Pending',
         message,
       }];
     });

@@ -91,6 +91,7 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
   const desiredVips: DesiredVip[] = [];
   const status: VipStatus[] = [];
 
+  const tables = memo?.tables ?? new TableMemo();
   for (const vip of vips) {
     if (!isTableSize(vip.tableSize)) throw new RangeError(`VIP ${vip.name}: table size ${vip.tableSize} is not allowed`);
     const size: TableSize = vip.tableSize;
@@ -110,15 +111,14 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
         counts = hit.counts;
         moved = 0;
       } else {
+        // The successor of what the maps hold, or a fresh table (nothing held, or another size).
         const current = obs.currentTable(vip.name);
+        table = tables.next(current ?? null, { size, backends: serving });
         if (current !== undefined && current.size === size) {
-          table = (memo?.tables ?? new TableMemo()).next(current, { size, backends: serving });
           const map = new Map(table.backends.map((b, i) => [b.key, i]));
           let m = 0;
           for (let s = 0; s < size; s++) if (map.get(current.backends[current.slots[s]!]!.key) !== table.slots[s]) m++;
           moved = m;
-        } else {
-          table = (memo?.tables ?? new TableMemo()).next(null, { size, backends: serving });
         }
         const perOwner = new Int32Array(table.backends.length);
         for (let s = 0; s < table.size; s++) perOwner[table.slots[s]!]!++;

@@ -9,6 +9,7 @@
 // entry, or a backend entry that lists them); a heartbeat that changes
 // nothing else re-queues none.
 import type { Logger } from 'pino';
+import { parseProgrammedEntry } from '../api/nodereport.js';
 import { jsonEqual } from '../core/conditions.js';
 import type { Obj } from '../kube/k8s.js';
 
@@ -147,8 +148,7 @@ export function changedVips(before: unknown, after: unknown): ReportChange {
     for (const [k, old] of byKey) if (!seen.has(k)) for (const v of owners(old)) out.add(v);
   };
   diff(a.vips, b.vips, (e) => `${e.namespace}/${e.name}`, (e) => [`${e.namespace}/${e.name}`]);
-  // "namespace/name@generation:digest": the VIP is the part before the last '@'.
-  const vipOf = (e: string): string => String(e).slice(0, Math.max(0, String(e).lastIndexOf('@')));
+  const vipOf = (e: string): string => parseProgrammedEntry(String(e))?.key ?? String(e);
   diff(a.programmed, b.programmed, vipOf, (e) => [vipOf(e)]);
   diff(a.backends, b.backends, (e) => String(e.address), (e) => {
     addresses.add(String(e.address));

@@ -141,9 +141,13 @@ export class Operator {
     this.#watch = (informer: Cached<Obj>, kind: Parameters<typeof affectedVips>[1]): void => {
       const enqueue = (o: Obj): void => {
         if (!this.#leading) return;
-        // A VipTable changes mostly because this operator wrote it: the VIP is looked at once its shards settle.
-        for (const key of affectedVips(this.caches, kind, o)) if (kind === 'table') this.queue.addAfter(key, SETTLE_MS);
-        else this.queue.add(key);
+        for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
+      };
+      // A VipTable changes mostly because this operator wrote it: the shard index follows at once, and
+      // the VIP is looked at once its shards settle.
+      const noteTable = (o: Obj, gone: boolean): void => {
+        this.#reconciler.noteTable(o, gone);
+        if (this.#leading) for (const key of affectedVips(this.caches, 'table', o)) this.queue.addAfter(key, SETTLE_MS);
       };
       if (kind === 'report') {
         // Reports queue VIPs through their liveness: content changes and staleness, not heartbeats.
@@ -151,9 +155,9 @@ export class Operator {
         informer.on('update', (o) => this.#liveness.observe(o));
         informer.on('delete', (o) => this.#liveness.forget(o.metadata!.name!));
       } else if (kind === 'table') {
-        informer.on('add', (o) => (this.#reconciler.noteTable(o, false), enqueue(o)));
-        informer.on('update', (o) => (this.#reconciler.noteTable(o, false), enqueue(o)));
-        informer.on('delete', (o) => (this.#reconciler.noteTable(o, true), enqueue(o)));
+        informer.on('add', (o) => noteTable(o, false));
+        informer.on('update', (o) => noteTable(o, false));
+        informer.on('delete', (o) => noteTable(o, true));
       } else {
         informer.on('add', enqueue);
         informer.on('update', enqueue);

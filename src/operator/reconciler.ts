@@ -128,9 +128,8 @@ export class Reconciler {
   readonly #published = new Map<string, { readonly from: string; readonly table: PublishedTable | null }>();
   /** Per VIP key: when (performance.now()) this operator last published a generation of it. */
   readonly #publishedAt = new Map<string, number>();
-  /** Shard object names by VIP key ("namespace/vip"), once indexTables() ran; before, every VipTable is scanned. */
+  /** Shard object names by VIP key ("namespace/vip"), from the VipTable informer's events (the operator rebuilds it before it reconciles). */
   readonly #shardNames = new Map<string, Set<string>>();
-  #indexed = false;
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
@@ -158,12 +157,10 @@ export class Reconciler {
   indexTables(): void {
     this.#shardNames.clear();
     for (const o of this.#d.caches.tables.list()) this.noteTable(o, false);
-    this.#indexed = true;
   }
 
   /** The VipTables of one VIP, as the informer holds them now. */
   #tablesOf(namespace: string, vip: string): readonly Obj[] {
-    if (!this.#indexed) return this.#d.caches.tables.list(namespace);
     const out: Obj[] = [];
     for (const name of this.#shardNames.get(`${namespace}/${vip}`) ?? []) {
       const o = this.#d.caches.tables.get(name, namespace);
