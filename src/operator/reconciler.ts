@@ -73,6 +73,15 @@ export interface ReconcilerDeps {
  */
 export const ROLLOUT_SETTLE_MS = 8000;
 
+/**
+ * How long a reconcile waits for the informer to show the shards it just
+ * created (controller-runtime's "expectations"): past this, the shards are
+ * taken as lost and the VIP is decided from what the cache holds. And how
+ * soon a reconcile that waited looks again, should the add event be missed.
+ */
+const EXPECTATION_TIMEOUT_MS = 30_000;
+const EXPECTATION_RETRY_MS = 1000;
+
 /** The values that parse; the others are logged and left out (at debug: every pass meets them again). */
 function parsed<T>(results: readonly Parsed<T>[], log: Logger, kind: string): T[] {
   const out: T[] = [];
@@ -128,6 +137,8 @@ export class Reconciler {
   readonly #published = new Map<string, { readonly from: string; readonly table: PublishedTable | null }>();
   /** Per VIP key: when (performance.now()) this operator last published a generation of it. */
   readonly #publishedAt = new Map<string, number>();
+  /** Per VIP key: the shards its last publication created, until the informer shows them (or the expectation times out). */
+  readonly #expected = new Map<string, { readonly names: ReadonlySet<string>; readonly until: number }>();
   /** Shard object names by VIP key ("namespace/vip"), from the VipTable informer's events (the operator rebuilds it before it reconciles). */
   readonly #shardNames = new Map<string, Set<string>>();
 
@@ -230,6 +241,7 @@ export class Reconciler {
       this.#backendsOf.delete(key);
       this.#published.delete(key);
       this.#publishedAt.delete(key);
+      this.#expected.delete(key);
       // Gone (its finalizer already ran, or it never had one): its shards go too.
       for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
       return;
@@ -247,6 +259,18 @@ export class Reconciler {
       return; // the update re-queues this VIP
     }
 
+    // Shards this operator created that the informer has not shown yet: deciding now would
+    // find the previous generation and publish this one again. Their add event queues the VIP.
+    const expected = this.#expected.get(key);
+    if (expected !== undefined) {
+      const seen = this.#shardNames.get(key);
+      if ([...expected.names].every((n) => seen?.has(n) === true) || performance.now() > expected.until) this.#expected.delete(key);
+      else {
+        log.debug({ shards: [...expected.names] }, 'Waiting for the informer to show the shards just published');
+        this.#d.requeueAfter?.(key, EXPECTATION_RETRY_MS);
+        return;
+      }
+    }
     const parsedVip = parseVip(obj);
     if (!parsedVip.ok) {
       // The API server's schema refuses such a VIP; one stored under an older schema waits for a fix.
@@ -303,14 +327,18 @@ export class Reconciler {
       let current = published?.generation ?? null;
       if (published === null || decision.generation !== published.generation) {
         const owner = { apiVersion: API_VERSION, kind: 'LoadBalancerVip', name, uid: obj.metadata!.uid!, controller: true, blockOwnerDeletion: true };
+        const created = new Set<string>();
         for (const spec of encodeShards(name, decision.generation, decision.table)) {
+          const shardName = shardObjectName(name, spec.generation, spec.shard.index);
           await kube.createImmutable(PLURALS.tables, namespace, {
             apiVersion: API_VERSION,
             kind: 'VipTable',
-            metadata: { name: shardObjectName(name, spec.generation, spec.shard.index), namespace, labels: { [VIP_LABEL]: name }, ownerReferences: [owner] },
+            metadata: { name: shardName, namespace, labels: { [VIP_LABEL]: name }, ownerReferences: [owner] },
             spec: spec as unknown as Record<string, unknown>,
           });
+          created.add(shardName);
         }
+        this.#expected.set(key, { names: created, until: performance.now() + EXPECTATION_TIMEOUT_MS });
         current = decision.generation;
         this.#publishedAt.set(key, performance.now());
         this.#d.published?.();
