@@ -1,7 +1,7 @@
 // agent.ts: `npm run bench:agent [-- --json]`. How fast and how small the
 // agent is in Kubernetes mode with 1, 100 and 1000 VIPs of 65537 slots (10
 // backends each, alternates included), through its own production path: the
-// operator's VipTable shards, parsed from JSON as an informer receives them
+// operator's shared VipTables, parsed from JSON as an informer receives them
 // -> kubeVips (decode, verify) -> KubernetesSource -> Engine passes (plan,
 // mmap()ed inner maps swapped in batches, read-back) on a loaded xdp_lb.o.
 // The shards are computed once by this process (the operator's part, not
@@ -40,7 +40,8 @@ import { objectPath } from '../src/bpf/objects.js';
 import { withAlternates } from '../src/core/alternates.js';
 import { EMPTY_IMAGE } from '../src/core/datapath-plan.js';
 import { buildTable, successorTable } from '../src/core/maglev.js';
-import { encodeShards, shardObjectName, type TableShardSpec } from '../src/core/table-shards.js';
+import type { Table } from '../src/core/maglev.js';
+import { assignedEntry, sharedTableObjects } from '../src/api/index.js';
 import type { Obj } from '../src/kube/k8s.js';
 
 const json = process.argv.includes('--json');
@@ -52,7 +53,7 @@ const flag = (name: string): string | undefined => {
 };
 const SIZE = Number(flag('--slots') ?? 65537);
 const COUNTS = flag('--vips') === undefined ? [1, 100, 1000] : [Number(flag('--vips'))];
-/** Distinct backend sets: VIP v uses set v % SETS (the tables are still one per VIP in the agent and the kernel). */
+/** Distinct backend sets: VIP v uses set v % SETS, so VIPs share tables as a namespace's VIPs over a few pools do (the kernel still holds a table per VIP). */
 const SETS = 200;
 const control: ControlSettings = { srcMac: '02:00:00:00:00:02', mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:7864:6c62::/96' };
 
@@ -79,15 +80,11 @@ function vipObject(v: number): Obj {
   } as Obj;
 }
 
-/** The VipTable objects of one generation of a VIP's table, as the operator writes them. */
-function shardObjects(v: number, generation: number, specs: readonly TableShardSpec[]): Obj[] {
-  const name = `vip-${v}`;
-  return specs.map((spec) => ({
-    apiVersion: 'xdplb.io/v1alpha1',
-    kind: 'VipTable',
-    metadata: { namespace: 'bench', name: shardObjectName(name, generation, spec.shard.index), resourceVersion: `${generation}-${spec.shard.index}` },
-    spec: { ...spec, vip: name } as unknown as Record<string, unknown>,
-  }));
+/** One line of a generation file: a shared table's objects (its list of VIPs left empty) and the VIPs it is published for. */
+interface TableLine {
+  readonly vips: readonly number[];
+  readonly generation: number;
+  readonly objects: Obj[];
 }
 
 function rss(): { now: number; peak: number } {
@@ -124,36 +121,39 @@ function floor(n: number): number {
 
 /**
  * The operator's side, written once for every count: per generation, one line
- * of JSON per VIP holding its VipTable objects (gen3: VIP 0 only, another
- * backend out). A run reads them as an informer receives objects: parsed from
- * JSON, one at a time.
+ * of JSON per shared table (one per backend set: VIP v has set v % SETS)
+ * holding its VipTable objects and the VIPs it is for (gen3: VIP 0 alone,
+ * another backend out). A run reads them as an informer receives objects:
+ * parsed from JSON, one at a time.
  */
 function publish(dir: string): void {
   const n = Math.max(...COUNTS);
-  const tables = new Map<string, TableShardSpec[]>();
-  const specsOf = (set: number, out: number[]): TableShardSpec[] => {
-    const key = `${set}|${out.join(',')}`;
-    let specs = tables.get(key);
-    if (specs === undefined) {
-      const first = withAlternates(buildTable({ size: SIZE, backends: backendsOf(set) }));
-      const t = out.length === 0 ? first : withAlternates(successorTable(first, { size: SIZE, backends: backendsOf(set, new Set(out)) }));
-      tables.set(key, (specs = encodeShards('x', 0, t)));
-    }
-    return specs;
+  const tableOf = (set: number, out: number[]): Table => {
+    const first = withAlternates(buildTable({ size: SIZE, backends: backendsOf(set) }));
+    return out.length === 0 ? first : withAlternates(successorTable(first, { size: SIZE, backends: backendsOf(set, new Set(out)) }));
   };
-  const line = (v: number, generation: number, out: number[]) => JSON.stringify(shardObjects(v, generation, specsOf(v % SETS, out).map((s) => ({ ...s, generation }))));
-  writeFileSync(join(dir, 'gen1.ndjson'), Array.from({ length: n }, (_, v) => line(v, 1, [])).join('\n'));
-  writeFileSync(join(dir, 'gen2.ndjson'), Array.from({ length: n }, (_, v) => line(v, 2, [0])).join('\n'));
-  writeFileSync(join(dir, 'gen3.ndjson'), line(0, 3, [0, 1]));
+  const line = (set: number, vips: number[], generation: number, out: number[]): string =>
+    JSON.stringify({ vips, generation, objects: sharedTableObjects('bench', tableOf(set, out), []) as unknown as Obj[] } satisfies TableLine);
+  const sets = Array.from({ length: Math.min(SETS, n) }, (_, set) => set);
+  const vipsOf = (set: number) => Array.from({ length: n }, (_, v) => v).filter((v) => v % SETS === set);
+  writeFileSync(join(dir, 'gen1.ndjson'), sets.map((set) => line(set, vipsOf(set), 1, [])).join('\n'));
+  writeFileSync(join(dir, 'gen2.ndjson'), sets.map((set) => line(set, vipsOf(set), 2, [0])).join('\n'));
+  writeFileSync(join(dir, 'gen3.ndjson'), line(0, [0], 3, [0, 1]));
 }
 
-/** The VipTable objects of the first `n` VIPs of a generation file. */
+/** The VipTable objects of a generation file, each table listing those of its VIPs below `n` (tables with none left out). */
 async function readObjects(file: string, n: number): Promise<Obj[]> {
   const out: Obj[] = [];
-  let read = 0;
+  let version = 0;
   for await (const l of createInterface({ input: createReadStream(file) })) {
-    if (read++ >= n) break;
-    out.push(...(JSON.parse(l) as Obj[]));
+    const t = JSON.parse(l) as TableLine;
+    const vips = t.vips.filter((v) => v < n);
+    if (vips.length === 0) continue;
+    const assigned = vips.map((v) => assignedEntry(`vip-${v}`, t.generation, `uid-${v}`));
+    for (const o of t.objects) {
+      const spec = o.spec as { shard: { index: number } };
+      out.push({ ...o, metadata: { ...o.metadata, resourceVersion: `${file}-${version++}` }, spec: spec.shard.index === 0 ? { ...spec, assigned } : spec } as Obj);
+    }
   }
   return out;
 }
@@ -167,7 +167,8 @@ async function run(dir: string, n: number): Promise<Figures> {
   const generations: (() => Promise<Obj[]>)[] = [
     () => readObjects(join(dir, 'gen1.ndjson'), n),
     () => readObjects(join(dir, 'gen2.ndjson'), n),
-    async () => [...shards.filter((o) => !o.metadata!.name!.startsWith('vip-0-')), ...(await readObjects(join(dir, 'gen3.ndjson'), 1))],
+    // VIP 0's newer table beside the rest (the operator drops its old entry at the next write of that list).
+    async () => [...shards, ...(await readObjects(join(dir, 'gen3.ndjson'), 1))],
   ];
   const obj = BpfObject.load(objectPath('xdp_lb.o'));
   try {

@@ -30,7 +30,8 @@ import { sleep } from '../lab/wait.js';
 import { API_VERSION, PLURALS } from '../src/api/coordinates.js';
 import { programmedEntry } from '../src/api/nodereport.js';
 import { reportSpacingMs } from '../src/core/report-pace.js';
-import { newestWhole, type TableShardSpec } from '../src/core/table-shards.js';
+import { candidateShards, TableIndex } from '../src/api/table-index.js';
+import { newestWhole } from '../src/core/table-shards.js';
 import { Kube, loadKubeConfig, type Obj } from '../src/kube/k8s.js';
 
 const flag = (name: string, fallback: number): number => {
@@ -138,19 +139,20 @@ async function main(): Promise<void> {
     );
     say(`  ${NODES} Nodes, ${BACKENDS} Backends and ${VIPS} VIPs created`);
 
-    // What is published, per VIP, as agents see it (the newest whole generation of its shards).
-    const shardsOf = new Map<string, Map<string, TableShardSpec>>();
+    // What is published, per VIP, as agents see it (the newest whole generation of its tables).
+    const uids = new Map<string, string>();
+    for (const v of ((await kube.custom.listNamespacedCustomObject({ group: 'xdplb.io', version: 'v1alpha1', namespace: NS, plural: PLURALS.vips })) as { items: Obj[] }).items) uids.set(v.metadata!.name!, v.metadata!.uid!);
+    const index = new TableIndex();
     const published = new Map<string, Published>();
     const shared = backendAddress(0);
     const tables = kube.customInformer(PLURALS.tables);
     const refresh = (o: Obj, gone: boolean): void => {
-      const spec = o.spec as unknown as TableShardSpec;
-      const set = shardsOf.get(spec.vip) ?? new Map<string, TableShardSpec>();
-      if (gone) set.delete(o.metadata!.name!);
-      else set.set(o.metadata!.name!, spec);
-      shardsOf.set(spec.vip, set);
-      const whole = newestWhole([...set.values()]);
-      if (whole !== null) published.set(spec.vip, { generation: whole.generation, digest: whole.digest, sharedWeight: whole.backends.find((b) => b.key === shared)?.weight });
+      for (const key of index.note(o, gone)) {
+        const name = key.slice(NS.length + 1);
+        const newest = index.candidates(NS, name, uids.get(name) ?? '').find((c) => c.whole);
+        const whole = newest === undefined ? null : newestWhole(candidateShards(newest, key));
+        if (whole !== null) published.set(name, { generation: whole.generation, digest: whole.digest, sharedWeight: whole.backends.find((b) => b.key === shared)?.weight });
+      }
     };
     tables.on('add', (o) => refresh(o, false));
     tables.on('update', (o) => refresh(o, false));

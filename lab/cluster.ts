@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import { startControlPlane, type CommandResult, type ControlPlane } from './control-plane.js';
 import { LbTopology, watchJsonLogs, type AgentProcess, type AgentVipStatus, type BackendNode, type LbNode } from './topology.js';
 import { ROOT, XDPLB } from './root.js';
-import { VIP_LABEL } from '../src/api/coordinates.js';
-import { assembleShards, type TableShardSpec } from '../src/core/table-shards.js';
+import { vipTables } from './tables.js';
 import type { Table } from '../src/core/maglev.js';
 
 export const SYSTEM_NAMESPACE = 'xdplb-system';
@@ -173,13 +172,11 @@ export class LocalCluster {
     return out;
   }
 
-  /** The table the operator published for a VIP (its VipTable shards, assembled and digest-checked). */
+  /** The table the operator published for a VIP (its newest whole table, assembled and digest-checked). */
   async publishedTable(namespace: string, vip: string): Promise<{ table: Table; generation: number; digest: string }> {
-    const r = await this.cp.kubectl(['-n', namespace, 'get', 'viptables', '-l', `${VIP_LABEL}=${vip}`, '-o', 'json']);
-    const shards = (JSON.parse(r.stdout) as { items: { spec: TableShardSpec }[] }).items.map((i) => i.spec);
-    const a = assembleShards(shards);
-    if (a === null) throw new Error(`no complete table published for ${namespace}/${vip}`);
-    return a;
+    const { published } = await vipTables(this.cp, namespace, vip);
+    if (published === null) throw new Error(`no complete table published for ${namespace}/${vip}`);
+    return published;
   }
 
   async stop(): Promise<void> {

@@ -1,7 +1,8 @@
 // kubernetes-source.ts: the desired datapath in Kubernetes mode. VIPs come
 // from LoadBalancerVip objects, their tables from the VipTable shards the
-// operator publishes: the agent never computes a table, it programs the
-// newest whole generation whose assembled digest matches, so every node
+// operator publishes (shared tables listing their VIPs, or the earlier
+// per-VIP shards: api/table-index.ts): the agent never computes a table, it
+// programs the newest whole generation whose assembled digest matches, so every node
 // forwards a flow to the same backend. While no generation is whole (a new one
 // half written, or an inconsistent one), it keeps the last whole one it
 // verified. Two VIPs claiming the same (address, protocol, port): the agent
@@ -15,7 +16,7 @@
 // a backend at once (core/down.ts) when its own probes fail it or when the
 // VIP's Service lists it as not ready (core/endpoints.ts). Objects are read through
 // src/api's parsers, defaults applied; one that does not parse is left out.
-import { parseVip, parseVipTable, parseVipTableRef, shardOf, vipClaimOf, type VipHealthCheck, type VipTable } from '../api/index.js';
+import { candidateShards, parseVip, TableIndex, vipClaimOf, type VipHealthCheck } from '../api/index.js';
 import { findConflicts } from '../core/claims.js';
 import { endpointsOut, type EndpointSliceObject } from '../core/endpoints.js';
 import { downAddresses, type FailoverModel } from '../core/failover-model.js';
@@ -67,7 +68,7 @@ export interface PublishedTable {
   readonly content: () => TableContent;
 }
 
-/** Per VIP: the shard set last read (by resourceVersions), the generation to program, the last one whose digest was checked, and those that failed it. */
+/** Per VIP: the tables last read (their signatures), the generation to program, the last one whose digest was checked, and those that failed it. */
 export interface PublishedEntry {
   uid: string;
   version: string;
@@ -114,15 +115,6 @@ function published(whole: NonNullable<ReturnType<typeof newestWhole>>, entry: Pu
   return table;
 }
 
-/** A VIP's shards decoded; one that does not parse makes the set inconsistent. */
-function decodeShards(objects: readonly Obj[]): VipTable[] {
-  return objects.map((o) => {
-    const t = parseVipTable(o);
-    if (!t.ok) throw new Error(`VipTable ${t.key} does not parse: ${t.problem}`);
-    return t.value;
-  });
-}
-
 /**
  * The VIPs this node should program, from the informers' objects, older
  * claims first. `onBad`: a generation failed its digest when decoded for
@@ -136,17 +128,8 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
   const claims = live.map(vipClaimOf);
   const conflicts = findConflicts(claims);
   const order = live.map((v, i) => ({ v, claim: claims[i]! })).sort((a, b) => (a.claim.creationTimestamp < b.claim.creationTimestamp ? -1 : a.claim.creationTimestamp > b.claim.creationTimestamp ? 1 : a.claim.id < b.claim.id ? -1 : 1));
-  // Each VIP's shards, read by reference only (VIP, name, resourceVersion): decoded when its set changed.
-  const shardsOf = new Map<string, { objects: Obj[]; versions: string[] }>();
-  for (const o of tables) {
-    const t = parseVipTableRef(o);
-    if (!t.ok) continue;
-    const vipKey = `${t.value.metadata.namespace}/${t.value.spec.vip}`;
-    const set = shardsOf.get(vipKey) ?? { objects: [], versions: [] };
-    set.objects.push(o);
-    set.versions.push(`${t.value.metadata.name}@${t.value.metadata.resourceVersion}`);
-    shardsOf.set(vipKey, set);
-  }
+  // Each VIP's tables, read by reference only (digest, shard names, generations): decoded when they changed.
+  const index = TableIndex.of(tables);
   const out: KubeVip[] = [];
   const seen = new Set<string>();
   for (const { v, claim } of order) {
@@ -162,17 +145,17 @@ export function kubeVips(vips: readonly Obj[], tables: readonly Obj[], nodeLabel
     }
     const key = `${v.metadata.namespace}/${v.metadata.name}`;
     seen.add(key);
-    const mine = shardsOf.get(key) ?? { objects: [], versions: [] };
-    const version = mine.versions.sort().join(',');
     const uid = v.metadata.uid ?? '';
+    const candidates = index.candidates(v.metadata.namespace, v.metadata.name, uid);
+    const version = candidates.map((c) => c.signature).join('|');
     let hit = cache.get(key);
     if (hit !== undefined && hit.uid !== uid) hit = undefined; // deleted and created again: nothing carries over
     if (hit === undefined || hit.version !== version) {
       const entry: PublishedEntry = hit ?? { uid, version, lastGood: null, verified: null, problem: null, bad: new Set() };
       entry.version = version;
       try {
-        const shards = decodeShards(mine.objects).map(shardOf).filter((sh) => !entry.bad.has(sh.generation));
-        const whole = newestWhole(shards);
+        const newest = candidates.find((c) => c.whole && !entry.bad.has(c.generation));
+        const whole = newest === undefined ? null : newestWhole(candidateShards(newest, key));
         // No whole generation (a new one half written): keep the last whole one.
         if (whole !== null && whole.generation !== entry.lastGood?.generation) {
           entry.lastGood = published(whole, entry, onBad);

@@ -9,3 +9,4 @@ export * from './viptable.js';
 export * from './nodereport.js';
 export * from './object.js';
 export * from './to-core.js';
+export * from './table-index.js';

@@ -1,17 +1,15 @@
 // to-core.ts: the one place where parsed API objects become the pure core's
-// inputs (core/vip-decision.ts, core/claims.ts, core/table-shards.ts), and
+// inputs (core/vip-decision.ts, core/claims.ts; tables: table-index.ts), and
 // where what the operator writes is checked against the API's schema, at
 // compile time. The core never sees an API object.
 import type { z } from 'zod';
 import type { VipClaim } from '../core/claims.js';
 import type { Condition } from '../core/conditions.js';
-import type { TableShardSpec } from '../core/table-shards.js';
 import { claimOf, type BackendObject, type NodeView, type VipObject, type VipStatusDoc } from '../core/vip-decision.js';
 import type { Backend } from './backend.js';
 import type { LoadBalancerVip, VipStatus, vipStatusSchema } from './loadbalancervip.js';
 import { parseProgrammedEntry, type NodeReport } from './nodereport.js';
 import { checkId } from '../core/health.js';
-import type { VipTable } from './viptable.js';
 
 /** A timestamp in the form conditions are written in (seconds, "Z"); text that is not one stays as it is. */
 function conditionTime(t: string): string {
@@ -74,10 +72,6 @@ function backendObjectWith(b: Backend): BackendObject {
     weight: b.spec.weight,
     deleting: b.metadata.deletionTimestamp !== undefined,
   };
-}
-
-export function shardOf(t: VipTable): TableShardSpec {
-  return t.spec;
 }
 
 /** The health check a VIP's backends are probed with, as nodes report it (core/health.ts checkId); undefined: none. */

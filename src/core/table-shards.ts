@@ -1,14 +1,16 @@
 // table-shards.ts: a table as the operator publishes it: VipTable objects,
 // each carrying a range of at most SHARD_SLOTS slots (so the largest table
 // stays well inside the API's object size limit), the whole table's backend
-// list, size, generation and digest. A generation is immutable: its shards
-// are named after it, a new generation is written beside the old one, and the
-// old one is removed only once the new one is whole. An agent programs a
-// generation only when every shard of it is present and the assembled table
-// has the digest. The empty table (no backend takes new flows) is one shard of
-// size 0 with no backends: nodes drop the VIP's packets. Each slot's
-// alternate (core/alternates.ts) travels beside its owner, in the same width.
-import { createHash } from 'node:crypto';
+// list, size and digest. A table is content-addressed: its shards are named
+// after its digest and shared by every VIP that has it; a VIP's generation
+// (which of its tables is newest) comes with the VIP's entry in the table
+// (api/viptable.ts), or, in the earlier form, with shards of its own. A
+// table is immutable: a new one is written beside the old. An agent
+// programs a generation only when every shard of it is present and the
+// assembled table has the digest. The empty table (no backend takes new
+// flows) is one shard of size 0 with no backends: nodes drop the VIP's
+// packets. Each slot's alternate (core/alternates.ts) travels beside its
+// owner, in the same width.
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { canonicalBackends, type BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
@@ -38,9 +40,8 @@ function scratchArray(which: 0 | 1, size: number): Uint32Array {
 /** Slots per shard: 262144 u16 slots are 512 KiB raw, ~350-700 KiB base64 of deflate. */
 export const SHARD_SLOTS = 262144;
 
-export interface TableShardSpec {
-  readonly vip: string;
-  readonly generation: number;
+/** One shard of a table, as published: what any VIP with this table reads. */
+export interface TableContentSpec {
   readonly size: number;
   readonly digest: string;
   readonly backends: readonly BackendWeight[];
@@ -50,19 +51,18 @@ export interface TableShardSpec {
   readonly alternates?: { readonly deflated: string };
 }
 
-/** Longest VipTable name the API accepts (a DNS subdomain). */
-const MAX_NAME = 253;
+/** A shard as one VIP's generation: the VIP (for messages) and which of its tables it is. */
+export interface TableShardSpec extends TableContentSpec {
+  readonly vip: string;
+  readonly generation: number;
+}
 
-/**
- * The VipTable object name of one shard of one generation: `<vip>-g<generation>-<index>`.
- * A VIP name too long for the suffix is cut and given a hash of the whole name, so
- * names stay unique and within the limit.
- */
-export function shardObjectName(vip: string, generation: number, index: number): string {
-  const suffix = `-g${generation}-${index}`;
-  if (vip.length + suffix.length <= MAX_NAME) return `${vip}${suffix}`;
-  const hash = createHash('sha256').update(vip).digest('hex').slice(0, 10);
-  return `${vip.slice(0, MAX_NAME - suffix.length - hash.length - 1).replace(/[-.]+$/, '')}-${hash}${suffix}`;
+/** Hex digits of the digest in a table's object names: 64 bits, and the whole digest is checked on reading. */
+const NAME_DIGEST_HEX = 16;
+
+/** The VipTable object name of shard `index` of the table with `digest`: `xdplb-<16 hex digits>-<index>`. */
+export function tableObjectName(digest: string, index: number): string {
+  return `xdplb-${digest.replace(/^sha256:/, '').slice(0, NAME_DIGEST_HEX)}-${index}`;
 }
 
 /** A table's shard payloads: deflated once per table object, however many VIPs publish that table. */
@@ -100,11 +100,10 @@ function encodedOf(table: Table): Encoded {
   return encoded;
 }
 
-export function encodeShards(vip: string, generation: number, table: Table): TableShardSpec[] {
+/** The shards of a table (deflated once per table object, however many VIPs publish it). */
+export function encodeTable(table: Table): TableContentSpec[] {
   const { digest, encoding, backends, shards } = encodedOf(table);
   return shards.map(({ start, end, slots, alternates }, index) => ({
-    vip,
-    generation,
     size: table.size,
     digest,
     backends,

@@ -138,6 +138,16 @@ export class Kube {
     );
   }
 
+  /** A JSON merge patch of the object; a `metadata.resourceVersion` in it makes it conditional (409 when the object moved on). */
+  async mergePatch(plural: string, namespace: string, name: string, body: Record<string, unknown>): Promise<void> {
+    await this.timed('patch', plural, () =>
+      this.custom.patchNamespacedCustomObject(
+        { group: GROUP, version: VERSION, namespace, plural, name, body },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+  }
+
   /**
    * Creates or replaces the object. With the resourceVersion the caller's
    * cache holds, a replace is tried first (one round trip on the hot path);

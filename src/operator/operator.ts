@@ -24,6 +24,9 @@ import { NodeLiveness } from './node-liveness.js';
 import { WorkQueue } from './queue.js';
 import { affectedVips, Reconciler, type Caches } from './reconciler.js';
 
+/** What an informer holds, for its callbacks. */
+type WatchKind = Parameters<typeof affectedVips>[1] | 'table';
+
 export interface OperatorOptions {
   readonly kube: Kube;
   readonly namespace: string;
@@ -138,16 +141,16 @@ export class Operator {
   }
 
   async start(): Promise<void> {
-    this.#watch = (informer: Cached<Obj>, kind: Parameters<typeof affectedVips>[1]): void => {
+    this.#watch = (informer: Cached<Obj>, kind: WatchKind): void => {
       const enqueue = (o: Obj): void => {
         if (!this.#leading) return;
-        for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
+        if (kind !== 'table') for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
       };
-      // A VipTable changes mostly because this operator wrote it: the shard index follows at once, and
-      // the VIP is looked at once its shards settle.
+      // A VipTable changes mostly because this operator wrote it: the index follows at once, and
+      // the VIPs it lists are looked at once its shards settle.
       const noteTable = (o: Obj, gone: boolean): void => {
-        this.#reconciler.noteTable(o, gone);
-        if (this.#leading) for (const key of affectedVips(this.caches, 'table', o)) this.queue.addAfter(key, SETTLE_MS);
+        const affected = this.#reconciler.noteTable(o, gone);
+        if (this.#leading) for (const key of affected) this.queue.addAfter(key, SETTLE_MS);
       };
       if (kind === 'report') {
         // Reports queue VIPs through their liveness: content changes and staleness, not heartbeats.
@@ -189,7 +192,7 @@ export class Operator {
     else this.#elector.start();
   }
 
-  #watch: (informer: Cached<Obj>, kind: Parameters<typeof affectedVips>[1]) => void = () => undefined;
+  #watch: (informer: Cached<Obj>, kind: WatchKind) => void = () => undefined;
 
   /** Restarts the EndpointSlice informer when the set of Services VIPs reference changes. */
   async #followServices(): Promise<void> {
@@ -296,6 +299,7 @@ export class Operator {
     if (this.#resync !== null) clearInterval(this.#resync);
     this.#resync = null;
     this.queue.stop();
+    this.#reconciler.stop();
   }
 
   #enqueueAll(): void {

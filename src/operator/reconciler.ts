@@ -1,15 +1,16 @@
 // reconciler.ts: one pass for one LoadBalancerVip, level-triggered: read the
 // informers' caches, let core/vip-decision decide, then converge the world:
-// finalizer, VipTable shards of the decided table (a new generation beside
-// the old, which goes once the new one is whole), one status write when the
+// finalizer, the decided table published as the VIP's new generation (a
+// shared table, written once for every VIP that has it: table-publisher.ts;
+// the old one goes once the new one is whole), one status write when the
 // status differs (after a publication, once its rollout settles), Events on
 // condition flips only. Tables come from a memo shared by every VIP (equal
-// requests, equal tables), and a VIP's published shards are decoded once per
+// requests, equal tables), and a VIP's published table is decoded once per
 // set of shard objects. Only fresh NodeReports
 // count (node-liveness.ts). The xdplb.io objects are read through src/api's
 // parsers (defaults applied); one that does not parse is logged and left out.
 import type { Logger } from 'pino';
-import { API_VERSION, FINALIZER, PLURALS, VIP_LABEL } from '../api/coordinates.js';
+import { FINALIZER, PLURALS } from '../api/coordinates.js';
 import {
   backendObjectOf,
   nodeViewOf,
@@ -17,10 +18,10 @@ import {
   parseNodeReport,
   parseVip,
   parseVipStatus,
-  parseVipTable,
-  parseVipTableRef,
-  shardOf,
+  candidateShards,
+  TableIndex,
   vipCheckOf,
+  type TableCandidate,
   vipObjectOf,
   writtenVipStatus,
   type LoadBalancerVip,
@@ -28,12 +29,13 @@ import {
   type VipStatus,
 } from '../api/index.js';
 import { findCondition, jsonEqual, transitions } from '../core/conditions.js';
-import { assembleShards, encodeShards, shardObjectName, type TableShardSpec } from '../core/table-shards.js';
+import { assembleShards } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
 import { knownDigest, TableMemo } from '../core/table-memo.js';
-import { decideVip, selectorMatches, type NodeView, type PublishedTable } from '../core/vip-decision.js';
+import { decideVip, selectorMatches, type BackendObject, type NodeView, type PublishedTable, type VipDecision } from '../core/vip-decision.js';
 import { parseEndpointSlice } from '../kube/endpoint-slices.js';
 import type { Cached, Kube, Obj } from '../kube/k8s.js';
+import { TablePublisher } from './table-publisher.js';
 
 export interface Caches {
   readonly vips: Cached<Obj>;
@@ -55,8 +57,8 @@ export interface ReconcilerDeps {
   readonly reportFresh: (name: string) => boolean;
   /** Whether the EndpointSlices of a Service (by name) are watched and synced: until then a VIP over it is not decided. */
   readonly serviceWatched: (name: string) => boolean;
-  /** A new table generation is published (every shard written). */
-  readonly published?: () => void;
+  /** VIP generations published (their table written). */
+  readonly published?: (count: number) => void;
   /** Reconcile this VIP again after `ms` (a status write waiting for a rollout to settle). */
   readonly requeueAfter?: (key: string, ms: number) => void;
 }
@@ -82,6 +84,9 @@ export const ROLLOUT_SETTLE_MS = 8000;
 const EXPECTATION_TIMEOUT_MS = 30_000;
 const EXPECTATION_RETRY_MS = 1000;
 
+/** How soon after an old table was superseded (or a VIP went) unused tables are looked for. */
+const SWEEP_DELAY_MS = 2000;
+
 /** The values that parse; the others are logged and left out (at debug: every pass meets them again). */
 function parsed<T>(results: readonly Parsed<T>[], log: Logger, kind: string): T[] {
   const out: T[] = [];
@@ -100,16 +105,12 @@ function parsedVips(caches: Caches): LoadBalancerVip[] {
   });
 }
 
-/** Keys of the VIPs an object's change may affect (informer callbacks enqueue these). */
-export function affectedVips(caches: Caches, kind: 'vip' | 'backend' | 'slice' | 'table' | 'report' | 'node', o: Obj): string[] {
+/** Keys of the VIPs an object's change may affect (informer callbacks enqueue these; tables: Reconciler.noteTable). */
+export function affectedVips(caches: Caches, kind: 'vip' | 'backend' | 'slice' | 'report' | 'node', o: Obj): string[] {
   const ns = o.metadata?.namespace;
   switch (kind) {
     case 'vip':
       return [`${ns}/${o.metadata!.name}`];
-    case 'table': {
-      const t = parseVipTableRef(o);
-      return [`${ns}/${t.ok ? t.value.spec.vip : String(o.metadata?.labels?.[VIP_LABEL])}`];
-    }
     case 'backend':
       return parsedVips(caches).filter((v) => v.metadata.namespace === ns && selectorMatches(v.spec.backends?.selector, o.metadata!.labels ?? {})).map((v) => `${ns}/${v.metadata.name}`);
     case 'slice': {
@@ -135,49 +136,65 @@ export class Reconciler {
    * decoded and verified once, not on every reconcile.
    */
   readonly #published = new Map<string, { readonly from: string; readonly table: PublishedTable | null }>();
+  /** Per Backend ("namespace/name"): whether it was last found unhealthy by quorum (its Events follow the flips). */
+  readonly #backendUnhealthy = new Map<string, boolean>();
   /** Per VIP key: when (performance.now()) this operator last published a generation of it. */
   readonly #publishedAt = new Map<string, number>();
-  /** Per VIP key: the shards its last publication created, until the informer shows them (or the expectation times out). */
-  readonly #expected = new Map<string, { readonly names: ReadonlySet<string>; readonly until: number }>();
-  /** Shard object names by VIP key ("namespace/vip"), from the VipTable informer's events (the operator rebuilds it before it reconciles). */
-  readonly #shardNames = new Map<string, Set<string>>();
+  /** Per VIP key: the generation its last publication asked for, until the informer shows it whole (or the expectation times out). */
+  readonly #expected = new Map<string, { readonly generation: number; readonly until: number }>();
+  /** Which tables each VIP is published with, from the VipTable informer's events (the operator rebuilds it before it reconciles). */
+  #index = new TableIndex();
+  readonly #publisher: TablePublisher;
+  #sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
+    this.#publisher = new TablePublisher({
+      kube: deps.kube,
+      index: () => this.#index,
+      liveVip: (namespace, name) => {
+        const o = deps.caches.vips.get(name, namespace);
+        return o === undefined || o.metadata?.deletionTimestamp !== undefined ? undefined : o.metadata?.uid;
+      },
+      log: deps.log,
+      ...(deps.published === undefined ? {} : { published: deps.published }),
+    });
   }
 
   /**
    * A VipTable was added, changed or removed (the informer's events): the
-   * index of shard names by VIP follows, so a reconcile reads its own shards
-   * instead of every VipTable (two thousand at a thousand VIPs).
+   * index follows, so a reconcile reads its own tables instead of every
+   * VipTable. Returns the keys of the VIPs the change concerns.
    */
-  noteTable(o: Obj, gone: boolean): void {
-    const namespace = o.metadata?.namespace;
-    const name = o.metadata?.name;
-    const t = parseVipTableRef(o);
-    if (namespace === undefined || name === undefined || !t.ok) return;
-    const key = `${namespace}/${t.value.spec.vip}`;
-    const names = this.#shardNames.get(key) ?? new Set<string>();
-    if (gone) names.delete(name);
-    else names.add(name);
-    if (names.size === 0) this.#shardNames.delete(key);
-    else this.#shardNames.set(key, names);
+  noteTable(o: Obj, gone: boolean): string[] {
+    return this.#index.note(o, gone);
   }
 
-  /** Rebuilds the shard index from the informer's whole cache (on every resync and watch restart: level-triggered). */
+  /** Rebuilds the index from the informer's whole cache (on every resync and watch restart: level-triggered), and looks for tables no VIP programs. */
   indexTables(): void {
-    this.#shardNames.clear();
-    for (const o of this.#d.caches.tables.list()) this.noteTable(o, false);
+    this.#index = TableIndex.of(this.#d.caches.tables.list());
+    this.#sweepSoon();
   }
 
-  /** The VipTables of one VIP, as the informer holds them now. */
-  #tablesOf(namespace: string, vip: string): readonly Obj[] {
-    const out: Obj[] = [];
-    for (const name of this.#shardNames.get(`${namespace}/${vip}`) ?? []) {
-      const o = this.#d.caches.tables.get(name, namespace);
-      if (o !== undefined) out.push(o);
-    }
-    return out;
+  /** Deletes, soon, the tables no VIP programs any more (table-publisher.ts). */
+  #sweepSoon(): void {
+    if (this.#sweepTimer !== undefined) return;
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweepTimer = undefined;
+      this.#publisher.sweep().catch((e: unknown) => this.#d.log.warn({ err: e }, 'Unused tables not deleted; trying again at the next resync'));
+    }, SWEEP_DELAY_MS);
+  }
+
+  /** Stops the publisher's timers (what is asked and unwritten is asked again by the next leader's reconciles). */
+  stop(): void {
+    clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+    this.#publisher.stop();
+  }
+
+  /** Writes what is asked now (tests). */
+  async flush(): Promise<void> {
+    await this.#publisher.flush();
   }
 
   /** The VIPs whose last decision listed one of these backend addresses. */
@@ -192,24 +209,22 @@ export class Reconciler {
   }
 
   /**
-   * The newest whole generation among a VIP's shards, decoded and its digest
+   * The newest whole generation of a VIP's tables, decoded and its digest
    * checked once per set of shard objects; null when none is whole, or when
    * it is inconsistent (logged once: a fresh table is published over it).
-   * Equal tables of different VIPs are held once (the memo interns them).
+   * Equal tables of different VIPs are held once (the memo interns them):
+   * a shared table is decoded once, for the first of its VIPs.
    */
-  #publishedOf(key: string, shards: readonly { object: Obj; name: string }[], log: Logger): PublishedTable | null {
-    const from = shards.map((s) => `${s.name}@${s.object.metadata!.resourceVersion ?? ''}`).sort().join(',');
+  #publishedOf(key: string, candidates: readonly TableCandidate[], log: Logger): PublishedTable | null {
+    const newest = candidates.find((c) => c.whole);
+    const from = newest?.signature ?? '';
     const cached = this.#published.get(key);
     if (cached !== undefined && cached.from === from) return cached.table;
     let table: PublishedTable | null = null;
     try {
-      const decoded: TableShardSpec[] = [];
-      for (const s of shards.map((t) => parseVipTable(t.object))) {
-        if (!s.ok) throw new Error(`VipTable ${s.key} does not parse: ${s.problem}`);
-        decoded.push(shardOf(s.value));
-      }
+      const held = newest === undefined || newest.legacy ? undefined : this.#tables.held(newest.digest);
       // Decoded into reused arrays; copied only when no other VIP holds this very table.
-      const assembled = assembleShards(decoded, { scratch: true });
+      const assembled = newest === undefined ? null : held !== undefined ? { table: held, generation: newest.generation, digest: newest.digest } : assembleShards(candidateShards(newest, key), { scratch: true });
       if (assembled !== null) {
         const scratch = assembled.table;
         const held =
@@ -224,32 +239,58 @@ export class Reconciler {
     return table;
   }
 
+  /**
+   * Events on the Backends whose health by quorum flipped, once per flip
+   * whichever VIP's reconcile sees it first (a Backend serves many VIPs). A
+   * Backend first seen healthy records nothing.
+   */
+  #backendEvents(namespace: string, decided: VipDecision['backends'], objects: readonly BackendObject[], now: Date, log: Logger): Promise<void>[] {
+    const out: Promise<void>[] = [];
+    for (const b of decided) {
+      if (b.source !== 'Backend' || (b.state !== 'Unhealthy' && b.state !== 'Serving')) continue;
+      for (const o of objects) {
+        if (o.namespace !== namespace || o.address !== b.address) continue;
+        const key = `${namespace}/${o.name}`;
+        const unhealthy = b.state === 'Unhealthy';
+        const was = this.#backendUnhealthy.get(key);
+        this.#backendUnhealthy.set(key, unhealthy);
+        if (was === unhealthy || (was === undefined && !unhealthy)) continue;
+        const raw = this.#d.caches.backends.get(o.name, namespace);
+        if (raw === undefined) continue;
+        const [type, reason, message] = unhealthy
+          ? (['Warning', 'Unhealthy', `${b.address} fails its health checks on a majority of nodes: taken out of the tables of the VIPs it serves`] as const)
+          : (['Normal', 'Healthy', `${b.address} passes its health checks again: back in the tables of the VIPs it serves`] as const);
+        out.push(this.#d.kube.event(raw, type, reason, message, now).catch((e: unknown) => log.warn({ err: e }, 'Event not recorded')));
+      }
+    }
+    return out;
+  }
+
   async reconcile(key: string): Promise<void> {
     const [namespace, name] = key.split('/') as [string, string];
     const { caches, kube } = this.#d;
     const log = this.#d.log.child({ kind: 'LoadBalancerVip', namespace, name });
     const obj = caches.vips.get(name, namespace);
-    // This VIP's shards, by name and generation; decoded only to assemble the published table.
-    const shards: { object: Obj; name: string; generation: number }[] = [];
-    for (const object of this.#tablesOf(namespace, name)) {
-      const t = parseVipTableRef(object);
-      if (!t.ok) log.debug({ object: t.key, problem: t.problem }, 'Left out VipTable that does not parse');
-      else if (t.value.spec.vip === name) shards.push({ object, name: t.value.metadata.name, generation: t.value.spec.generation });
-    }
+    // Its shards of the earlier, per-VIP form (removed once it has a newer table).
+    const legacy = this.#index.legacyShards(namespace, name);
 
     if (obj === undefined) {
       this.#backendsOf.delete(key);
       this.#published.delete(key);
       this.#publishedAt.delete(key);
       this.#expected.delete(key);
-      // Gone (its finalizer already ran, or it never had one): its shards go too.
-      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
+      // Gone (its finalizer already ran, or it never had one): its tables go too
+      // (shared ones once no other VIP programs them).
+      for (const s of legacy) await kube.delete(PLURALS.tables, namespace, s.name);
+      this.#sweepSoon();
       return;
     }
     const finalizers = obj.metadata!.finalizers ?? [];
     if (obj.metadata!.deletionTimestamp !== undefined) {
       if (!finalizers.includes(FINALIZER)) return;
-      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
+      for (const s of legacy) await kube.delete(PLURALS.tables, namespace, s.name);
+      // A VIP being deleted programs nothing: the tables only it has are deleted.
+      await this.#publisher.sweep();
       await kube.setFinalizers(PLURALS.vips, namespace, name, finalizers.filter((f) => f !== FINALIZER), obj.metadata!.resourceVersion!);
       log.info('Removed the published table and the finalizer of deleted VIP');
       return;
@@ -259,14 +300,15 @@ export class Reconciler {
       return; // the update re-queues this VIP
     }
 
-    // Shards this operator created that the informer has not shown yet: deciding now would
-    // find the previous generation and publish this one again. Their add event queues the VIP.
+    // A generation asked for and not yet shown whole by the informer: deciding now would
+    // find the previous generation and ask again. Its shards' events queue the VIP.
+    const uid = obj.metadata!.uid ?? '';
+    const candidates = this.#index.candidates(namespace, name, uid);
     const expected = this.#expected.get(key);
     if (expected !== undefined) {
-      const seen = this.#shardNames.get(key);
-      if ([...expected.names].every((n) => seen?.has(n) === true) || performance.now() > expected.until) this.#expected.delete(key);
+      if (candidates.some((c) => c.generation === expected.generation && c.whole) || performance.now() > expected.until) this.#expected.delete(key);
       else {
-        log.debug({ shards: [...expected.names] }, 'Waiting for the informer to show the shards just published');
+        log.debug({ generation: expected.generation }, 'Waiting for the informer to show the table just published');
         this.#d.requeueAfter?.(key, EXPECTATION_RETRY_MS);
         return;
       }
@@ -301,19 +343,20 @@ export class Reconciler {
       if (vip.spec.nodeSelector !== undefined && !Object.entries(vip.spec.nodeSelector).every(([k, v]) => labels[k] === v)) continue;
       nodes.push(nodeViewOf(r.value, { namespace, name, check }));
     }
-    const published = this.#publishedOf(key, shards, log);
+    const published = this.#publishedOf(key, candidates, log);
 
+    const backendObjects = parsed(caches.backends.list().map(parseBackend), log, 'Backend').map(backendObjectOf);
     const decision = decideVip({
       vip,
       // A VIP being deleted no longer holds its claims (agents stop programming it at once too).
       allVips: parsedVips(caches)
         .filter((v) => v.metadata.deletionTimestamp === undefined)
         .map((v) => vipObjectOf(v)),
-      backends: parsed(caches.backends.list().map(parseBackend), log, 'Backend').map(backendObjectOf),
+      backends: backendObjects,
       endpointSlices: caches.endpointSlices.list().map(parseEndpointSlice),
       nodes,
       published,
-      highestGeneration: Math.max(0, ...shards.map((s) => s.generation)),
+      highestGeneration: this.#index.highestGeneration(namespace, name),
       now: this.#d.now(),
       tables: this.#tables,
     });
@@ -321,32 +364,24 @@ export class Reconciler {
     this.#backendsOf.set(key, new Set(decision.backends.map((b) => b.address)));
 
     // Publish: a new generation is written beside the published one (never
-    // over it), and older or unfinished generations are removed only once the
-    // current one is whole, so an agent always finds a complete generation.
+    // over it), and older generations are removed only once the current one
+    // is whole, so an agent always finds a complete generation.
     if (decision.table !== null) {
-      let current = published?.generation ?? null;
       if (published === null || decision.generation !== published.generation) {
-        const owner = { apiVersion: API_VERSION, kind: 'LoadBalancerVip', name, uid: obj.metadata!.uid!, controller: true, blockOwnerDeletion: true };
-        const created = new Set<string>();
-        for (const spec of encodeShards(name, decision.generation, decision.table)) {
-          const shardName = shardObjectName(name, spec.generation, spec.shard.index);
-          await kube.createImmutable(PLURALS.tables, namespace, {
-            apiVersion: API_VERSION,
-            kind: 'VipTable',
-            metadata: { name: shardName, namespace, labels: { [VIP_LABEL]: name }, ownerReferences: [owner] },
-            spec: spec as unknown as Record<string, unknown>,
-          });
-          created.add(shardName);
-        }
-        this.#expected.set(key, { names: created, until: performance.now() + EXPECTATION_TIMEOUT_MS });
-        current = decision.generation;
+        this.#publisher.publish(namespace, name, uid, decision.generation, decision.table);
+        this.#expected.set(key, { generation: decision.generation, until: performance.now() + EXPECTATION_TIMEOUT_MS });
         this.#publishedAt.set(key, performance.now());
-        this.#d.published?.();
-        log.info({ generation: decision.generation, digest: decision.digest, size: decision.table.size, backends: decision.backends.length }, 'Published table of VIP');
+        log.info({ generation: decision.generation, digest: decision.digest, size: decision.table.size, backends: decision.backends.length }, 'Publishing table of VIP');
       }
-      await Promise.all(shards.filter((s) => s.generation !== current).map((s) => kube.delete(PLURALS.tables, namespace, s.name)));
-    } else if (shards.length > 0 && decision.conflict !== null) {
-      for (const s of shards) await kube.delete(PLURALS.tables, namespace, s.name);
+      if (published !== null) {
+        await Promise.all(legacy.filter((s) => s.generation !== published.generation).map((s) => kube.delete(PLURALS.tables, namespace, s.name)));
+        // Tables of its earlier generations: deleted once no VIP programs them.
+        if (candidates.some((c) => !c.legacy && c.generation < published.generation)) this.#sweepSoon();
+      }
+    } else if (decision.conflict !== null && candidates.length > 0) {
+      // The older claim keeps the address: this VIP's tables go.
+      for (const s of legacy) await kube.delete(PLURALS.tables, namespace, s.name);
+      if (candidates.some((c) => !c.legacy)) this.#publisher.withdraw(namespace, name);
     }
 
     // Status: one write, and none when nothing changed. While a generation
@@ -368,12 +403,15 @@ export class Reconciler {
       // is recorded only when it warns (a new VIP's first NoConflict,
       // NodesPending and AllBackendsHealthy would be three Events per VIP,
       // three thousand for a thousand VIPs, saying nothing).
+      const before = findCondition(vip.conditions, 'Degraded')?.reason;
       const events = transitions(vip.conditions, decision.status.conditions).flatMap((c) => {
+        // A backend's health is recorded once, on the Backend (below), not on each of the thousand VIPs it serves.
+        if (c.type === 'Degraded' && (c.reason === 'BackendsUnhealthy' || (c.reason === 'AllBackendsHealthy' && before === 'BackendsUnhealthy'))) return [];
         const first = findCondition(vip.conditions, c.type) === undefined;
         const warn = (c.type === 'Conflict' && c.status === 'True') || (c.type === 'Degraded' && c.status === 'True') || (c.type === 'Ready' && c.status === 'False' && !first);
         return first && !warn ? [] : [kube.event(obj, warn ? 'Warning' : 'Normal', c.reason, c.message, now).catch((e: unknown) => log.warn({ err: e }, 'Event not recorded'))];
       });
-      await Promise.all(events); // best effort, side by side
+      await Promise.all([...events, ...this.#backendEvents(namespace, decision.backends, backendObjects, now, log)]); // best effort, side by side
       log.info({ ready: findCondition(decision.status.conditions, 'Ready')?.status, backends: decision.status.backendsSummary, nodes: decision.status.nodesSummary }, 'Updated status of VIP');
     }
   }

@@ -235,6 +235,7 @@ describe('charts/xdplb', () => {
       ['patch', 'loadbalancervips.xdplb.io', '-n', 'shop'],
       ['create', 'viptables.xdplb.io', '-n', 'shop'],
       ['delete', 'viptables.xdplb.io', '-n', 'shop'],
+      ['patch', 'viptables.xdplb.io', '-n', 'shop'],
       ['watch', 'backends.xdplb.io', '--all-namespaces'],
       ['list', 'nodereports.xdplb.io', '-n', NS],
       ['create', 'leases.coordination.k8s.io', '-n', NS],

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableDigest } from '../../src/core/digest.js';
 import { buildTable } from '../../src/core/maglev.js';
-import { assembleShards, encodeShards, type TableShardSpec } from '../../src/core/table-shards.js';
+import { assembleShards } from '../../src/core/table-shards.js';
+import { assignedEntry, candidateShards, sharedTableObjects, TableIndex, type TableObject } from '../../src/api/index.js';
 import { startControlPlane, type CommandResult, type ControlPlane } from '../../lab/control-plane.js';
 import { HEALTH_CHECK_DEFAULTS } from '../../src/api/defaults.js';
 
@@ -64,8 +65,7 @@ const backend = (name: string, spec: Obj = {}): Obj => object('Backend', name, {
 const shard = { index: 0, count: 1, start: 0, end: 251 };
 const vipTable = (name: string, spec: Obj = {}): Obj =>
   object('VipTable', name, {
-    vip: 'web',
-    generation: 1,
+    assigned: ['web@1:0b7c3d2e-5f4a-4c1b-9a8e-1d2c3b4a5f6e'],
     size: 251,
     digest: DIGEST,
     backends: [{ key: '10.0.0.11', weight: 100 }],
@@ -226,9 +226,15 @@ describe('CRDs', () => {
     ['a VipTable digest that is not sha256 hex', vipTable('bad-digest', { digest: `sha256:${'AB'.repeat(32)}` }),
       /spec\.digest: Invalid value: "sha256:ABAB.*": .*should match '\^sha256:\[0-9a-f\]\{64\}\$'/],
     ['VipTable slots that are not base64', vipTable('bad-slots', { slots: { encoding: 'u8', deflated: 'not base64!' } }),
-      /spec\.slots\.deflated: Invalid value: "not base64!": .*must be of type byte/],
+      /spec\.slots\.deflated: Invalid value: "not base64!": .*should match/],
     ['a VipTable size that is not an allowed prime', vipTable('bad-table-size', { size: 256 }),
       /spec\.size: Unsupported value: 256: supported values: "0", "251"/],
+    ['a VipTable shard after the first that lists VIPs', vipTable('bad-assigned', { shard: { index: 1, count: 2, start: 0, end: 251 } }),
+      /only the first shard of a shared table lists the VIPs it is published for/],
+    ['a VipTable listing a VIP without its generation', vipTable('bad-entry', { assigned: ['web:0b7c3d2e'] }),
+      /spec\.assigned\[0\]: Invalid value: "web:0b7c3d2e": .*should match/],
+    ['a VipTable of the earlier form without its generation', vipTable('bad-legacy', { assigned: undefined, vip: 'web' }),
+      /vip and generation go together/],
     ['a VipTable of size 0 (the empty table) that lists backends', vipTable('bad-empty', { size: 0, shard: { index: 0, count: 1, start: 0, end: 0 } }),
       /a table has backends unless it is the empty table \(size 0\)/],
     ['a NodeReport not named after its node', nodeReport('node-a', 'node-b'),
@@ -237,14 +243,23 @@ describe('CRDs', () => {
     expect(await refused(o)).toMatch(message);
   });
 
-  it('take the empty table (size 0, no backends, one shard [0, 0)) and refuse any change to a published generation', async () => {
+  it('take the empty table (size 0, no backends, one shard [0, 0)), let only its list of VIPs change, and refuse any change to the table', async () => {
     const empty = vipTable('empty-table', { size: 0, backends: [], shard: { index: 0, count: 1, start: 0, end: 0 }, slots: { encoding: 'u8', deflated: 'AwA=' } });
     await plane().kubectl(['apply', '-f', '-'], { input: JSON.stringify(empty) });
     expect((await get('viptables', 'empty-table')).spec).toMatchObject({ size: 0, backends: [] });
-    const r = await plane().kubectl(['-n', NS, 'patch', 'viptable', 'empty-table', '--type=merge', '-p', JSON.stringify({ spec: { generation: 2 } })], { allowFailure: true });
+    const patch = (spec: Obj) => plane().kubectl(['-n', NS, 'patch', 'viptable', 'empty-table', '--type=merge', '-p', JSON.stringify({ spec })], { allowFailure: true });
+    const listed = ['api@3:9d1e0f2a', 'web@1:0b7c3d2e-5f4a-4c1b-9a8e-1d2c3b4a5f6e'];
+    expect((await patch({ assigned: listed })).exitCode).toBe(0);
+    const r = await patch({ slots: { encoding: 'u8', deflated: 'AQA=' } });
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toMatch(/a published table generation is immutable; publish a new generation instead/);
-    expect((await get('viptables', 'empty-table')).spec).toMatchObject({ generation: 1 });
+    expect(r.stderr).toMatch(/a published table is immutable \(only the list of VIPs it is published for changes\)/);
+    expect((await get('viptables', 'empty-table')).spec).toMatchObject({ assigned: listed, slots: { deflated: 'AwA=' } });
+    // The earlier, per-VIP form: its generation never changes.
+    const legacy = vipTable('web-g1-0', { assigned: undefined, vip: 'web', generation: 1 });
+    await plane().kubectl(['apply', '-f', '-'], { input: JSON.stringify(legacy) });
+    const g = await plane().kubectl(['-n', NS, 'patch', 'viptable', 'web-g1-0', '--type=merge', '-p', JSON.stringify({ spec: { generation: 2 } })], { allowFailure: true });
+    expect(g.exitCode).not.toBe(0);
+    expect(g.stderr).toMatch(/a published table is immutable/);
   });
 
   it('print their columns, status included', async () => {
@@ -274,12 +289,12 @@ describe('CRDs', () => {
       rows: [['cols', '2001:db8::11', '7']],
     });
 
-    await apply(vipTable('cols', { generation: 3, size: 509, shard: { index: 1, count: 2, start: 255, end: 509 } }));
+    await apply(vipTable('cols', { assigned: undefined, vip: 'web', generation: 3, size: 509, shard: { index: 1, count: 2, start: 255, end: 509 } }));
     expect(await table(['vt', 'cols', '-o', 'wide'])).toEqual({
-      header: ['NAME', 'VIP', 'GENERATION', 'SIZE', 'SHARD', 'DIGEST'],
-      rows: [['cols', 'web', '3', '509', '1', DIGEST]],
+      header: ['NAME', 'SIZE', 'SHARD', 'DIGEST', 'VIP'],
+      rows: [['cols', '509', '1', DIGEST, 'web']],
     });
-    expect((await table(['vt', 'cols'])).header).toEqual(['NAME', 'VIP', 'GENERATION', 'SIZE', 'SHARD']);
+    expect((await table(['vt', 'cols'])).header).toEqual(['NAME', 'SIZE', 'SHARD']);
 
     await apply(nodeReport('node-cols'));
     await patch('nr', 'node-cols', { status: { xdpMode: 'native', interface: 'eth0', programmedSummary: '3/3' } }, 'status');
@@ -351,37 +366,26 @@ describe('CRDs', () => {
     expect(JSON.stringify(written.metadata.managedFields).length).toBeLessThan(2048);
   });
 
-  it('take the operator\'s shards of the largest table, owned by their LoadBalancerVip, and give them back intact', async () => {
-    await apply(vip('big', { hashing: { tableSize: 1048573 } }));
-    const owner = await get('vip', 'big');
+  it('take the operator\'s shards of the largest table, listing a thousand VIPs, and give them back intact', async () => {
     const backends = Array.from({ length: 1000 }, (_, i) => ({ key: `10.1.${i >> 8}.${i & 255}`, weight: 1 + (i % 3) }));
     const built = buildTable({ size: 1048573, backends });
-    const shards = encodeShards('big', 1, built);
-    expect(shards.length).toBeGreaterThan(1);
-    expect(shards[0]!.slots.encoding).toBe('u16');
-    const ownerReferences = [{
-      apiVersion: API_VERSION, kind: 'LoadBalancerVip', name: 'big', uid: owner.metadata.uid, controller: true, blockOwnerDeletion: true,
-    }];
-    // Server-side apply, as the operator writes them; client-side `kubectl apply`
-    // would copy each ~0.7 MB shard into an annotation, which is capped at 256 KiB.
+    const assigned = Array.from({ length: 1000 }, (_, i) => assignedEntry(`vip-${i}`, 1 + i, `0b7c3d2e-5f4a-4c1b-9a8e-${String(i).padStart(12, '0')}`));
+    const objects = sharedTableObjects(NS, built, assigned);
+    expect(objects.length).toBeGreaterThan(1);
+    expect(objects[0]!.spec.slots.encoding).toBe('u16');
+    // Server-side apply; client-side `kubectl apply` would copy each ~0.7 MB
+    // shard into an annotation, which is capped at 256 KiB.
     await plane().kubectl(['apply', '--server-side', '--field-manager=xdplb-operator', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'List',
-        items: shards.map((spec) => ({
-          apiVersion: API_VERSION,
-          kind: 'VipTable',
-          metadata: { name: `big-g1-s${spec.shard.index}`, namespace: NS, ownerReferences },
-          spec,
-        })),
-      }),
+      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }),
     });
 
     const { stdout } = await plane().kubectl(['-n', NS, 'get', 'vt', '-o', 'json']);
-    const stored = (JSON.parse(stdout) as { items: Stored[] }).items.filter((i) => i.metadata.name.startsWith('big-'));
-    expect(stored).toHaveLength(shards.length);
-    for (const s of stored) expect(s.metadata.ownerReferences).toEqual(ownerReferences);
-    const back = assembleShards(stored.map((s) => s.spec as unknown as TableShardSpec));
+    const stored = (JSON.parse(stdout) as { items: Stored[] }).items.filter((i) => objects.some((o) => o.metadata.name === i.metadata.name));
+    expect(stored).toHaveLength(objects.length);
+    const index = TableIndex.of(stored as unknown as TableObject[]);
+    const [candidate] = index.candidates(NS, 'vip-999', '0b7c3d2e-5f4a-4c1b-9a8e-000000000999');
+    expect(candidate).toMatchObject({ generation: 1000, whole: true });
+    const back = assembleShards(candidateShards(candidate!, `${NS}/vip-999`));
     expect(back?.digest).toBe(tableDigest(built));
   });
 });

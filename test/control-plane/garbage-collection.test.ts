@@ -1,5 +1,6 @@
-// garbage-collection.test.ts: the ownerReferences the operator puts on its
-// VipTable shards really make Kubernetes clean them up: with kube-controller-
+// garbage-collection.test.ts: the ownerReferences the operator put on the
+// VipTable shards of the earlier, per-VIP form (still found on clusters
+// upgraded from it) really make Kubernetes clean them up: with kube-controller-
 // manager's garbage collector running against a real kube-apiserver, deleting
 // a LoadBalancerVip deletes its VipTables, and deleting a namespace deletes
 // what is left in it (namespace controller).
@@ -7,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTable } from '../../src/core/maglev.js';
-import { encodeShards } from '../../src/core/table-shards.js';
+import { encodeTable } from '../../src/core/table-shards.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { sleep } from '../../lab/wait.js';
 
@@ -84,7 +85,7 @@ function tables(owner: Meta, generation = 1): Obj[] {
     controller: true,
     blockOwnerDeletion: true,
   }];
-  return encodeShards(owner.metadata.name, generation, table).map((spec) => ({
+  return encodeTable(table).map((content) => ({ ...content, vip: owner.metadata.name, generation })).map((spec) => ({
     apiVersion: API_VERSION,
     kind: 'VipTable',
     metadata: { name: `${owner.metadata.name}-g${generation}-s${spec.shard.index}`, namespace: NS, ownerReferences },

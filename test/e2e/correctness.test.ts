@@ -10,6 +10,7 @@
 //   - issue 11 item 1: a second VIP claiming the live VIP's address and port,
 //     applied while both operators are down: agents apply "older claim wins"
 //     themselves.
+import { vipTables } from '../../lab/tables.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import type { LbNode } from '../../lab/topology.js';
@@ -88,9 +89,11 @@ describe('changes under traffic drop no connection (issue 11)', () => {
       });
       await everyNodeHolds(`${NS}/web`, next.digest);
       generations.push(next.generation);
-      // Every shard left is the current generation's: the old one went once the new one was whole.
-      const shards = JSON.parse((await c.kubectl(['-n', NS, 'get', 'viptables', '-l', 'xdplb.io/vip=web', '-o', 'json'])).stdout) as { items: { spec: { generation: number } }[] };
-      expect(new Set(shards.items.map((s) => s.spec.generation))).toEqual(new Set([next.generation]));
+      // The old table goes once the new one is whole (and no other VIP has it): only the current generation is left.
+      await until('the old table deleted', async () => {
+        const { candidates } = await vipTables(c.cp, NS, 'web');
+        return candidates.length === 1 && candidates[0]!.generation === next.generation;
+      });
     }
     const r = await load.stop();
     const dropped = noBackendDrops() - drops;

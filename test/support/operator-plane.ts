@@ -4,9 +4,9 @@
 // a VIP selecting them) and the table the operator published, read back
 // through the API.
 import { join } from 'node:path';
-import { assembleShards, type TableShardSpec } from '../../src/core/table-shards.js';
 import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { vipTables } from '../../lab/tables.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 
@@ -20,8 +20,7 @@ export async function startOperatorPlane(): Promise<{ cp: ControlPlane; kube: Ku
 
 /** The newest whole table published for a VIP, or null. */
 export async function publishedTable(cp: ControlPlane, ns: string, vip: string) {
-  const list = JSON.parse((await cp.kubectl(['-n', ns, 'get', 'viptables', '-l', `xdplb.io/vip=${vip}`, '-o', 'json'])).stdout) as { items: { spec: TableShardSpec }[] };
-  return assembleShards(list.items.map((i) => i.spec));
+  return (await vipTables(cp, ns, vip)).published;
 }
 
 /** A Backend in shop labelled app=web, as YAML ending with a document separator. */

@@ -12,7 +12,7 @@ import { computeAlternates, NO_ALTERNATE, withAlternates } from '../../src/core/
 import { tableDigest } from '../../src/core/digest.js';
 import { routeAround } from '../../src/core/down.js';
 import { buildTable, successorTable, type Table } from '../../src/core/maglev.js';
-import { assembleShards, encodeShards } from '../../src/core/table-shards.js';
+import { assembleShards, encodeTable } from '../../src/core/table-shards.js';
 
 const backendSet = fc
   .uniqueArray(fc.integer({ min: 1, max: 250 }), { minLength: 2, maxLength: 12 })
@@ -73,7 +73,7 @@ describe('alternates', () => {
 
   it('travels with the table: shards carry it, the digest covers it', () => {
     const table = withAlternates(buildTable({ size: 1021, backends: [{ key: 'a', weight: 1 }, { key: 'b', weight: 2 }, { key: 'c', weight: 3 }] }));
-    const back = assembleShards(JSON.parse(JSON.stringify(encodeShards('web', 1, table))))!;
+    const back = assembleShards(JSON.parse(JSON.stringify(encodeTable(table).map((s) => ({ ...s, vip: 'web', generation: 1 })))))!;
     expect(Array.from(back.table.alternates!)).toEqual(Array.from(table.alternates!));
     expect(back.digest).toBe(tableDigest(table));
     const changed = { ...table, alternates: table.alternates!.slice() };

@@ -1,12 +1,15 @@
 // kubernetes-source.test.ts: what an agent in Kubernetes mode programs from
 // the informers' objects: of two VIPs claiming one (address, protocol, port),
 // only the older, whatever their status says; the last whole generation of a
-// table while a newer one is half written; the empty table as no table.
+// table while a newer one is half written; the empty table as no table;
+// shared tables listing many VIPs, and tables of the earlier per-VIP form.
 import { describe, expect, it } from 'vitest';
 import { kubeVips, KubernetesSource, type PublishedCache } from '../../src/agent/kubernetes-source.js';
 import { tableDigest } from '../../src/core/digest.js';
 import { buildTable, successorTable } from '../../src/core/maglev.js';
-import { encodeShards, shardObjectName } from '../../src/core/table-shards.js';
+import { assignedEntry, sharedTableObjects } from '../../src/api/index.js';
+import type { Table } from '../../src/core/maglev.js';
+import { encodeTable } from '../../src/core/table-shards.js';
 import { EMPTY_TABLE } from '../../src/core/vip-decision.js';
 import type { Obj } from '../../src/kube/k8s.js';
 
@@ -21,12 +24,25 @@ function vip(name: string, created: string, address = '192.0.2.10', extra: Recor
   } as Obj;
 }
 
-function shards(name: string, generation: number, table: Parameters<typeof encodeShards>[2], version = '1'): Obj[] {
-  return encodeShards(name, generation, table).map((spec) => ({
+/** A shared table's objects as the operator writes them, listing each VIP (uid `uid-<name>`) at its generation. */
+function tableObjects(table: Table, vips: readonly (readonly [string, number])[], version = '1'): Obj[] {
+  return sharedTableObjects('shop', table, vips.map(([n, g]) => assignedEntry(n, g, `uid-${n}`))).map(
+    (o, i) => ({ ...o, metadata: { ...o.metadata, resourceVersion: `${version}-${i}` } }) as unknown as Obj,
+  );
+}
+
+/** A table published for one VIP at one generation. */
+function shards(name: string, generation: number, table: Table, version = '1'): Obj[] {
+  return tableObjects(table, [[name, generation]], version);
+}
+
+/** A table in the earlier form: shards of one VIP and generation, named after them. */
+function legacyShards(name: string, generation: number, table: Table): Obj[] {
+  return encodeTable(table).map((spec, i) => ({
     apiVersion: 'xdplb.io/v1alpha1',
     kind: 'VipTable',
-    metadata: { namespace: 'shop', name: shardObjectName(name, generation, spec.shard.index), resourceVersion: `${version}-${spec.shard.index}` },
-    spec: spec as unknown as Record<string, unknown>,
+    metadata: { namespace: 'shop', name: `${name}-g${generation}-${i}`, resourceVersion: `${generation}-${i}` },
+    spec: { ...spec, vip: name, generation } as unknown as Record<string, unknown>,
   }));
 }
 
@@ -134,12 +150,33 @@ describe('Kubernetes source', () => {
       (o.spec as Record<string, unknown>).healthCheck = { type: 'TCP', intervalMilliseconds: i === 7 ? 50 : 100 };
       return o;
     });
-    const tables = vips.flatMap((o) => shards(o.metadata!.name!, 1, table));
+    const tables = tableObjects(table, vips.map((o) => [o.metadata!.name!, 1] as const));
     const source = new KubernetesSource(kubeVips(vips, tables, {}));
     const targets = source.healthTargets();
     expect(targets).toHaveLength(10);
     // The strictest timing of the VIPs sharing a probe wins.
     expect(new Set(targets.map((t) => t.intervalMs))).toEqual(new Set([50]));
     expect(source.probeOf('shop/v3', '10.0.0.4')).toBe('tcp|10.0.0.4|80');
+  });
+
+  it("reads one shared table for every VIP it lists, each at its own generation, and a VIP's newer table over it", () => {
+    const t1 = buildTable({ size: 4093, backends: backends(3) });
+    const t2 = successorTable(t1, { size: 4093, backends: backends(4) });
+    const vips = ['a', 'b', 'c'].map((n, i) => vip(n, '2026-01-01T00:00:00Z', `192.0.2.${i + 1}`));
+    const tables = [...tableObjects(t1, [['a', 1], ['b', 4], ['c', 2]]), ...tableObjects(t2, [['c', 3]])];
+    const got = new Map(kubeVips(vips, tables, {}).map((k) => [k.key, k.published]));
+    expect(got.get('shop/a')).toMatchObject({ generation: 1, digest: tableDigest(t1) });
+    expect(got.get('shop/b')).toMatchObject({ generation: 4, digest: tableDigest(t1) });
+    expect(got.get('shop/c')).toMatchObject({ generation: 3, digest: tableDigest(t2) });
+    expect(Array.from(got.get('shop/b')!.content().slots)).toEqual(Array.from(t1.slots));
+  });
+
+  it('reads tables of the earlier per-VIP form, and a shared table of a higher generation over them (upgrade)', () => {
+    const v = vip('web', '2026-01-01T00:00:00Z');
+    const t1 = buildTable({ size: 4093, backends: backends(3) });
+    const t2 = successorTable(t1, { size: 4093, backends: backends(2) });
+    const cache: PublishedCache = new Map();
+    expect(kubeVips([v], legacyShards('web', 5, t1), {}, cache)[0]!.published).toMatchObject({ generation: 5, digest: tableDigest(t1) });
+    expect(kubeVips([v], [...legacyShards('web', 5, t1), ...shards('web', 6, t2)], {}, cache)[0]!.published).toMatchObject({ generation: 6, digest: tableDigest(t2) });
   });
 });

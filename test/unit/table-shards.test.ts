@@ -4,8 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { tableDigest } from '../../src/core/digest.js';
 import { ErrorCodes } from '../../src/core/errors.js';
 import { buildTable, successorTable } from '../../src/core/maglev.js';
-import { assembleShards, encodeShards, shardObjectName, SHARD_SLOTS } from '../../src/core/table-shards.js';
+import { assembleShards, encodeTable, tableObjectName, SHARD_SLOTS, type TableShardSpec } from '../../src/core/table-shards.js';
+import type { Table } from '../../src/core/maglev.js';
 import { EMPTY_TABLE } from '../../src/core/vip-decision.js';
+
+/** A table's shards as generation `generation` of VIP `vip`. */
+const encodeShards = (vip: string, generation: number, table: Table): TableShardSpec[] => encodeTable(table).map((s) => ({ ...s, vip, generation }));
 
 const backends = (n: number) => Array.from({ length: n }, (_, i) => ({ key: `10.1.${i >> 8}.${i & 255}`, weight: 1 + (i % 3) }));
 
@@ -45,13 +49,12 @@ describe('table shards', () => {
     expect(back!.table.size).toBe(0);
   });
 
-  it('names each generation apart, so a new one is written beside the published one (issue 11 item 2)', () => {
-    expect(shardObjectName('web', 3, 1)).toBe('web-g3-1');
-    expect(shardObjectName('web', 4, 1)).not.toBe(shardObjectName('web', 3, 1));
-    const long = 'a'.repeat(253);
-    const n = shardObjectName(long, 123, 3);
-    expect(n.length).toBeLessThanOrEqual(253);
-    expect(n.endsWith('-g123-3')).toBe(true);
-    expect(shardObjectName(`${'a'.repeat(252)}b`, 123, 3)).not.toBe(n);
+  it('names a table after its digest, so a new one is written beside the published one and equal tables are one (issue 11 item 2)', () => {
+    const t1 = buildTable({ size: 251, backends: backends(3) });
+    const t2 = buildTable({ size: 251, backends: backends(4) });
+    const d1 = tableDigest(t1);
+    expect(tableObjectName(d1, 1)).toBe(`xdplb-${d1.slice('sha256:'.length, 'sha256:'.length + 16)}-1`);
+    expect(tableObjectName(tableDigest(t2), 0)).not.toBe(tableObjectName(d1, 0));
+    expect(tableObjectName(tableDigest(buildTable({ size: 251, backends: backends(3) })), 0)).toBe(tableObjectName(d1, 0));
   });
 });
