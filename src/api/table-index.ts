@@ -43,6 +43,8 @@ interface Shared {
   readonly shards: Map<number, { name: string; object: TableObject }>;
   count: number;
   head: TableObject | undefined;
+  /** The first shard's `assigned` as written. */
+  headEntries: readonly string[] | undefined;
   assigned: { name: string; generation: number; uid: string }[];
 }
 
@@ -80,6 +82,9 @@ export class TableIndex {
     const name = o.metadata?.name;
     if (namespace === undefined || name === undefined) return [];
     const key = `${namespace}/${name}`;
+    // An update of a first shard already held: only its list of VIPs can have changed.
+    const held = this.#objects.get(key);
+    const before = !gone && held !== undefined && 'shared' in held && held.index === 0 ? this.#shared.get(held.shared)?.headEntries : undefined;
     const affected = this.#forget(key, namespace);
     if (gone) return affected;
     const ref = parseVipTableRef(o);
@@ -96,13 +101,14 @@ export class TableIndex {
       return affected;
     }
     const tableKey = `${namespace}/${s.digest}`;
-    const table = this.#shared.get(tableKey) ?? { shards: new Map(), count: s.shard.count, head: undefined, assigned: [] };
+    const table = this.#shared.get(tableKey) ?? { shards: new Map(), count: s.shard.count, head: undefined, headEntries: undefined, assigned: [] };
     this.#shared.set(tableKey, table);
     table.count = s.shard.count;
     table.shards.set(s.shard.index, { name, object: o });
     this.#objects.set(key, { shared: tableKey, index: s.shard.index });
     if (s.shard.index === 0) {
       table.head = o;
+      table.headEntries = s.assigned ?? [];
       table.assigned = (s.assigned ?? []).flatMap((e) => {
         const a = parseAssignedEntry(e);
         return a === null ? [] : [a];
@@ -112,6 +118,15 @@ export class TableIndex {
         const set = this.#sharedByVip.get(vipKey) ?? new Set<string>();
         set.add(tableKey);
         this.#sharedByVip.set(vipKey, set);
+      }
+      // The first shard's list changed: only the VIPs whose entry came, went or changed.
+      if (before !== undefined) {
+        const was = new Set(before);
+        const now = new Set((s.assigned ?? []));
+        return [...new Set([...before.filter((e) => !now.has(e)), ...(s.assigned ?? []).filter((e) => !was.has(e))].flatMap((e) => {
+          const a = parseAssignedEntry(e);
+          return a === null ? [] : [`${namespace}/${a.name}`];
+        }))];
       }
     }
     // Every VIP the table lists: a shard arriving can make the table whole for each.
@@ -143,6 +158,7 @@ export class TableIndex {
         if (set?.size === 0) this.#sharedByVip.delete(vipKey);
       }
       table.head = undefined;
+      table.headEntries = undefined;
       table.assigned = [];
     }
     if (table.shards.size === 0) this.#shared.delete(held.shared);

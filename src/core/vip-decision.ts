@@ -77,8 +77,14 @@ export interface PublishedTable {
 
 export interface VipWorld {
   readonly vip: VipObject;
-  /** Every LoadBalancerVip (for address claims). */
-  readonly allVips: readonly VipObject[];
+  /** Every LoadBalancerVip (for address claims); or, instead, `conflicts`. */
+  readonly allVips?: readonly VipObject[];
+  /**
+   * The conflicts of every VIP at once (core/claims.ts findConflicts over
+   * every VIP's claim, by "namespace/name"), for a caller that decides many
+   * VIPs against one set of claims: a scan of allVips per VIP is quadratic.
+   */
+  readonly conflicts?: ReadonlyMap<string, Conflict>;
   readonly backends: readonly BackendObject[];
   readonly endpointSlices: readonly EndpointSliceObject[];
   /** The load-balancer nodes that should serve the VIP (running an agent, matching nodeSelector). */
@@ -201,7 +207,7 @@ export function decideBackends(w: VipWorld): BackendDecision[] {
 
 export function decideVip(w: VipWorld): VipDecision {
   const { vip } = w;
-  const conflict = findConflict(vip, w.allVips);
+  const conflict = w.conflicts !== undefined ? (w.conflicts.get(vipId(vip)) ?? null) : findConflict(vip, w.allVips ?? []);
   const backends = decideBackends(w);
   // Unhealthy backends stay in the table's list with weight 0 (no slots): nodes
   // keep probing them, so they come back once a majority finds them healthy.

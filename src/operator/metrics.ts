@@ -31,7 +31,7 @@ export class OperatorMetrics {
     this.apiRequestSeconds = new Histogram({ name: 'xdplb_operator_api_request_duration_seconds', help: 'API server requests the operator made (writes, reads, lease), by verb and resource.', labelNames: ['verb', 'resource'], buckets: fast, registers });
     this.apiErrors = new Counter({ name: 'xdplb_operator_api_request_errors_total', help: 'API server requests that failed, by verb, resource and HTTP code (0: no answer).', labelNames: ['verb', 'resource', 'code'], registers });
     this.leader = new Gauge({ name: 'xdplb_operator_leader', help: '1 while this replica holds the Lease and reconciles.', registers });
-    this.tablesPublished = new Counter({ name: 'xdplb_operator_tables_published_total', help: 'Table generations published (all shards of a new generation written).', registers });
+    this.tablesPublished = new Counter({ name: 'xdplb_operator_tables_published_total', help: 'VIP table generations published (each VIP listed by a whole table; one shared table write may publish many).', registers });
   }
 
   /** The work queue's observer, feeding the queue metrics. */

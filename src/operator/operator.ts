@@ -106,7 +106,7 @@ export class Operator {
       now: () => new Date(),
       reportFresh: (name) => this.#liveness.fresh(name),
       serviceWatched: (name) => this.#servicesWatched.has(name),
-      ...(o.metrics === undefined ? {} : { published: () => o.metrics!.tablesPublished.inc() }),
+      ...(o.metrics === undefined ? {} : { published: (count) => o.metrics!.tablesPublished.inc(count) }),
       requeueAfter: (key, ms) => this.queue.addAfter(key, ms),
     });
     this.#reconciler = reconciler;
@@ -142,7 +142,8 @@ export class Operator {
 
   async start(): Promise<void> {
     this.#watch = (informer: Cached<Obj>, kind: WatchKind): void => {
-      const enqueue = (o: Obj): void => {
+      const enqueue = (o: Obj, gone = false): void => {
+        if (kind === 'vip') this.#reconciler.noteVip(o, gone);
         if (!this.#leading) return;
         if (kind !== 'table') for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
       };
@@ -164,7 +165,7 @@ export class Operator {
       } else {
         informer.on('add', enqueue);
         informer.on('update', enqueue);
-        informer.on('delete', enqueue);
+        informer.on('delete', (o) => enqueue(o, true));
       }
       informer.on('error', (err: unknown) => this.#restartLater(informer, kind, err));
       this.#watched.add(informer);
@@ -303,7 +304,7 @@ export class Operator {
   }
 
   #enqueueAll(): void {
-    this.#reconciler.indexTables();
+    this.#reconciler.reindex();
     for (const v of this.caches.vips.list()) this.queue.add(`${v.metadata!.namespace}/${v.metadata!.name}`);
   }
 

@@ -32,7 +32,8 @@ import { findCondition, jsonEqual, transitions } from '../core/conditions.js';
 import { assembleShards } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
 import { knownDigest, TableMemo } from '../core/table-memo.js';
-import { decideVip, selectorMatches, type BackendObject, type NodeView, type PublishedTable, type VipDecision } from '../core/vip-decision.js';
+import { findConflicts, type Conflict } from '../core/claims.js';
+import { claimOf, decideVip, selectorMatches, type BackendObject, type NodeView, type PublishedTable, type VipDecision } from '../core/vip-decision.js';
 import { parseEndpointSlice } from '../kube/endpoint-slices.js';
 import type { Cached, Kube, Obj } from '../kube/k8s.js';
 import { TablePublisher } from './table-publisher.js';
@@ -136,6 +137,9 @@ export class Reconciler {
    * decoded and verified once, not on every reconcile.
    */
   readonly #published = new Map<string, { readonly from: string; readonly table: PublishedTable | null }>();
+  /** Per VIP key: what of it changes its claims (uid, generation, deletion); and every VIP's conflict, until one does. */
+  readonly #vipStamps = new Map<string, string>();
+  #claims: ReadonlyMap<string, Conflict> | undefined;
   /** Per Backend ("namespace/name"): whether it was last found unhealthy by quorum (its Events follow the flips). */
   readonly #backendUnhealthy = new Map<string, boolean>();
   /** Per VIP key: when (performance.now()) this operator last published a generation of it. */
@@ -170,9 +174,14 @@ export class Reconciler {
     return this.#index.note(o, gone);
   }
 
-  /** Rebuilds the index from the informer's whole cache (on every resync and watch restart: level-triggered), and looks for tables no VIP programs. */
-  indexTables(): void {
+  /**
+   * Rebuilds what it keeps from the informers' whole caches (on every resync
+   * and watch restart: level-triggered): the table index and the claims; and
+   * looks for tables no VIP programs.
+   */
+  reindex(): void {
     this.#index = TableIndex.of(this.#d.caches.tables.list());
+    this.#claims = undefined;
     this.#sweepSoon();
   }
 
@@ -240,16 +249,45 @@ export class Reconciler {
   }
 
   /**
+   * A LoadBalancerVip was added, changed or removed (the informer's events):
+   * the claims are computed again only when a VIP's spec or deletion changed,
+   * not on its status writes.
+   */
+  noteVip(o: Obj, gone: boolean): void {
+    const key = `${o.metadata?.namespace}/${o.metadata?.name}`;
+    const stamp = gone ? undefined : `${o.metadata?.uid}/${o.metadata?.generation}/${o.metadata?.deletionTimestamp === undefined ? '' : 'deleting'}`;
+    if (this.#vipStamps.get(key) === stamp) return;
+    if (stamp === undefined) this.#vipStamps.delete(key);
+    else this.#vipStamps.set(key, stamp);
+    this.#claims = undefined;
+  }
+
+  /**
+   * Every VIP's conflict, computed once per set of claims (core/claims.ts
+   * findConflicts): a VIP being deleted holds none (agents stop programming
+   * it at once too).
+   */
+  #conflicts(): ReadonlyMap<string, Conflict> {
+    this.#claims ??= findConflicts(
+      parsedVips(this.#d.caches)
+        .filter((v) => v.metadata.deletionTimestamp === undefined)
+        .map((v) => claimOf(vipObjectOf(v))),
+    );
+    return this.#claims;
+  }
+
+  /**
    * Events on the Backends whose health by quorum flipped, once per flip
    * whichever VIP's reconcile sees it first (a Backend serves many VIPs). A
    * Backend first seen healthy records nothing.
    */
   #backendEvents(namespace: string, decided: VipDecision['backends'], objects: readonly BackendObject[], now: Date, log: Logger): Promise<void>[] {
     const out: Promise<void>[] = [];
+    const byAddress = new Map<string, BackendObject[]>();
+    for (const o of objects) if (o.namespace === namespace) byAddress.set(o.address, [...(byAddress.get(o.address) ?? []), o]);
     for (const b of decided) {
       if (b.source !== 'Backend' || (b.state !== 'Unhealthy' && b.state !== 'Serving')) continue;
-      for (const o of objects) {
-        if (o.namespace !== namespace || o.address !== b.address) continue;
+      for (const o of byAddress.get(b.address) ?? []) {
         const key = `${namespace}/${o.name}`;
         const unhealthy = b.state === 'Unhealthy';
         const was = this.#backendUnhealthy.get(key);
@@ -348,10 +386,7 @@ export class Reconciler {
     const backendObjects = parsed(caches.backends.list().map(parseBackend), log, 'Backend').map(backendObjectOf);
     const decision = decideVip({
       vip,
-      // A VIP being deleted no longer holds its claims (agents stop programming it at once too).
-      allVips: parsedVips(caches)
-        .filter((v) => v.metadata.deletionTimestamp === undefined)
-        .map((v) => vipObjectOf(v)),
+      conflicts: this.#conflicts(),
       backends: backendObjects,
       endpointSlices: caches.endpointSlices.list().map(parseEndpointSlice),
       nodes,
@@ -387,11 +422,11 @@ export class Reconciler {
     // Status: one write, and none when nothing changed. While a generation
     // this operator just published rolls out, the write waits (up to
     // ROLLOUT_SETTLE_MS) for every node to program it, so a change costs one
-    // status write however many nodes report. A VIP with no status yet gets
-    // one at once.
+    // status write however many nodes report. A new VIP's first status waits
+    // the same way (at a thousand new VIPs, one write each instead of two).
     const next = writtenVipStatus(decision.status);
     const sinceStart = performance.now() - (this.#publishedAt.get(key) ?? -Infinity);
-    const pending = decision.status.nodes.programmed < decision.status.nodes.expected && status.ok && status.value.table !== undefined;
+    const pending = decision.status.nodes.programmed < decision.status.nodes.expected && status.ok;
     if (pending && sinceStart < ROLLOUT_SETTLE_MS && this.#d.requeueAfter !== undefined) {
       this.#d.requeueAfter(key, Math.ceil(ROLLOUT_SETTLE_MS - sinceStart));
       return;
