@@ -12,7 +12,9 @@
 // lb_tables with one batch update (one RCU wait for all of them, not one
 // each; removals still wait one each: an array has no batch delete). The writer remembers, per inner map it created, the key of what it
 // wrote (datapath-plan.ts tableKey): reading the image back is one batch
-// lookup of lb_tables, and a table is read only when asked for.
+// lookup of lb_tables, and a table is read only when asked for. VIPs whose
+// tables have the same key (one shared table over the same backends) point
+// at one inner map: the kernel holds each distinct table once.
 import { ErrorCodes, XdplbError } from '../core/errors.js';
 import {
   applyPlan,
@@ -200,6 +202,12 @@ export class MapWriter {
    * new inner map), so the id names its content.
    */
   readonly #written = new Map<number, TableImage>();
+  /**
+   * Table key -> the id of an inner map this writer wrote with it. VIPs with
+   * the same table over the same backend indices (a shared table) point at
+   * one inner map: the kernel holds each distinct table once.
+   */
+  readonly #byKey = new Map<string, number>();
 
   constructor(maps: LbMaps) {
     this.#maps = maps;
@@ -308,6 +316,7 @@ export class MapWriter {
       tables.set(slot, table ?? { size: this.#innerSize(id), key: null });
     }
     for (const id of [...this.#written.keys()]) if (!live.has(id)) this.#written.delete(id);
+    for (const [key, id] of [...this.#byKey]) if (!live.has(id)) this.#byKey.delete(key);
     const down = new Set<number>();
     const flags = this.#maps.backendDown.readArray();
     for (let i = 0; i < this.#maps.backendDown.maxEntries; i++) if (flags.readUInt32LE(i * 4) !== 0) down.add(i);
@@ -376,11 +385,19 @@ export class MapWriter {
         m.backendDown.update(u32Key(op.index), u32Key(op.down ? 1 : 0));
         return;
       case 'putTable': {
+        const shared = this.#sharedInner(op.key);
+        if (shared !== undefined) {
+          pending.push({ slot: op.slot, inner: shared });
+          if (pending.length >= SWAP_BATCH) this.#swapIn(pending);
+          return;
+        }
         const content = op.content();
         if (content.slots.length !== op.size) throw new XdplbError(ErrorCodes.BPF, `table of ${op.vip}: ${String(content.slots.length)} slots for size ${String(op.size)}`);
         const inner = newTableMap(content, op.byOwner);
         pending.push({ slot: op.slot, inner });
-        this.#written.set(mapInfo(inner.fd).id, { size: op.size, key: op.key });
+        const id = mapInfo(inner.fd).id;
+        this.#written.set(id, { size: op.size, key: op.key });
+        this.#byKey.set(op.key, id);
         if (pending.length >= SWAP_BATCH) this.#swapIn(pending);
         return;
       }
@@ -403,6 +420,26 @@ export class MapWriter {
       case 'deleteFragVip':
         m.fragVips.delete(encodeKey(op.key));
         return;
+    }
+  }
+
+  /**
+   * An inner map this writer wrote with `key`, opened again, if it still
+   * exists and is trusted (a table check that distrusts it, or an inner map
+   * no longer in any slot, ends its sharing).
+   */
+  #sharedInner(key: string): BpfMap | undefined {
+    const id = this.#byKey.get(key);
+    if (id === undefined) return undefined;
+    if (this.#written.get(id)?.key !== key) {
+      this.#byKey.delete(key);
+      return undefined;
+    }
+    try {
+      return openMapById(id);
+    } catch {
+      this.#byKey.delete(key); // freed: no slot held it any more
+      return undefined;
     }
   }
 

@@ -185,7 +185,7 @@ describe('map writer', () => {
     expect(planDatapath(known, desired, fresh.capacities()).ops).toEqual([]);
   });
 
-  it('swaps many tables in one batch update, and removes them', () => {
+  it('swaps many tables in one batch update, holds each distinct table once, and removes them', () => {
     const image = writer.readImage();
     const many = Array.from({ length: 300 }, (_, i) => ({ ...spec(['10.0.0.1', '10.0.0.3'], 251), name: `v${i}`, address: `192.0.${3 + (i >> 8)}.${i & 255}`, ports: [{ port: 80, protocol: 'TCP' as const }] }));
     const { after } = converge([spec(['10.0.0.1', '10.0.0.3']), ...many], image);
@@ -193,6 +193,8 @@ describe('map writer', () => {
     const read = writer.readImage();
     expect([...read.tables].sort((a, b) => a[0] - b[0])).toEqual([...after.tables].sort((a, b) => a[0] - b[0]));
     for (const v of read.vips.slice(0, 20)) expect(writer.readTable(v.meta.tableSlot)!.slots).toHaveLength(v.meta.tableSize);
+    // 301 slots, two distinct tables (the 300 equal ones share one inner map).
+    expect(new Set([...writer.tableIds().values()].map((t) => t.id)).size).toBe(2);
     const { after: back } = converge([spec(['10.0.0.1', '10.0.0.3'])], read);
     expect(writer.readImage().tables.size).toBe(1);
     expect(back.tables.size).toBe(1);
