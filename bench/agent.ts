@@ -54,8 +54,13 @@ const flag = (name: string): string | undefined => {
 };
 const SIZE = Number(flag('--slots') ?? 65537);
 const COUNTS = flag('--vips') === undefined ? [1, 100, 1000] : [Number(flag('--vips'))];
-/** Distinct backend sets: VIP v uses set v % SETS, so VIPs share tables as a namespace's VIPs over a few pools do (the kernel holds each distinct table once). */
-const SETS = 200;
+/**
+ * Distinct backend sets (`--sets N`, default 200): VIP v uses set v % SETS,
+ * so VIPs share tables as a namespace's VIPs over a few pools do (the kernel
+ * holds each distinct table once); `--sets 1000` is the worst case, a table
+ * per VIP.
+ */
+const SETS = Number(flag('--sets') ?? 200);
 const control: ControlSettings = { srcMac: '02:00:00:00:00:02', mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:7864:6c62::/96' };
 
 interface Figures {
@@ -69,7 +74,7 @@ interface Figures {
 }
 
 function backendsOf(set: number, out: ReadonlySet<number> = new Set()) {
-  return Array.from({ length: BACKENDS }, (_, b) => ({ key: `10.0.${b}.${set + 1}`, weight: out.has(b) ? 0 : 1 }));
+  return Array.from({ length: BACKENDS }, (_, b) => ({ key: `10.${1 + (set >> 8)}.${set & 255}.${b + 1}`, weight: out.has(b) ? 0 : 1 }));
 }
 
 function vipObject(v: number): Obj {
@@ -258,7 +263,7 @@ if (only >= 0) {
   try {
     publish(dir);
     for (const n of COUNTS) {
-      const out = execFileSync(process.execPath, [import.meta.filename, '--run', String(n), dir, '--slots', String(SIZE)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const out = execFileSync(process.execPath, [import.meta.filename, '--run', String(n), dir, '--slots', String(SIZE), '--sets', String(SETS)], { encoding: 'utf8', maxBuffer: 1 << 20 });
       vips[String(n)] = JSON.parse(out.trim().split('\n').at(-1)!) as Figures;
     }
   } finally {

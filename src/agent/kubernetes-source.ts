@@ -63,7 +63,11 @@ export interface PublishedTable {
   readonly backends: readonly BackendWeight[];
   readonly generation: number;
   readonly digest: string;
-  /** Slots per backend address: known once the slots were decoded and checked (empty before). */
+  /**
+   * Slots per backend address: known once the slots of this digest were
+   * decoded and checked, for this VIP or another (a shared table is written,
+   * and so decoded, once); empty before.
+   */
   readonly counts: ReadonlyMap<string, number>;
   readonly content: () => TableContent;
 }
@@ -80,6 +84,10 @@ export interface PublishedEntry {
 
 export type PublishedCache = Map<string, PublishedEntry>;
 
+/** Slots per backend of each table decoded and checked, by digest: VIPs sharing a table share its counts. */
+const countsByDigest = new Map<string, ReadonlyMap<string, number>>();
+const COUNTS_HELD = 8192;
+
 /** A whole generation (newestWhole) as a PublishedTable of `entry`, checked on first decode. */
 function published(whole: NonNullable<ReturnType<typeof newestWhole>>, entry: PublishedEntry, onBad: () => void): PublishedTable {
   const { generation, shards } = whole;
@@ -89,7 +97,9 @@ function published(whole: NonNullable<ReturnType<typeof newestWhole>>, entry: Pu
     backends: whole.size === 0 ? [] : canonicalBackends(whole.backends),
     generation,
     digest: whole.digest,
-    counts,
+    get counts() {
+      return counts.size > 0 ? counts : (countsByDigest.get(whole.digest) ?? counts);
+    },
     content: () => {
       const check = entry.verified !== table;
       let a: ReturnType<typeof assembleShards>;
@@ -108,6 +118,8 @@ function published(whole: NonNullable<ReturnType<typeof newestWhole>>, entry: Pu
         if ([...entry.bad].every((g) => g < generation)) entry.problem = null;
         const perOwner = slotCounts(a.table);
         a.table.backends.forEach((b, i) => counts.set(b.key, perOwner[i]!));
+        if (countsByDigest.size >= COUNTS_HELD) countsByDigest.clear();
+        countsByDigest.set(whole.digest, counts);
       }
       return { slots: a.table.slots, ...(a.table.alternates === undefined ? {} : { alternates: a.table.alternates }) };
     },
@@ -250,7 +262,6 @@ export class KubernetesSource implements DesiredSource {
         features: v.features,
         table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), digest: t.digest, content: t.content },
       });
-      const counts = t === null ? new Map<string, number>() : t.counts;
       status.push({
         name: v.key,
         digest: published === null ? null : published.digest,
@@ -264,7 +275,7 @@ export class KubernetesSource implements DesiredSource {
           const healthy = this.#measured(v.key, b.key);
           const out = this.#endpointOut(v.key, b.key);
           const reason = r === undefined ? 'MAC not resolved yet' : !r.ok ? r.reason : healthy === false ? 'failed health checks' : out ? 'endpoint not ready' : null;
-          // Read when the status is: a table's counts are known once the pass decoded it.
+          // Read when the status is: a table's counts are known once the pass (or another VIP's) decoded it.
           return {
             address: b.key,
             weight: b.weight,
@@ -272,7 +283,7 @@ export class KubernetesSource implements DesiredSource {
             resolved: r?.ok === true,
             reason,
             get slots() {
-              return counts.get(b.key) ?? 0;
+              return t?.counts.get(b.key) ?? 0;
             },
           };
         }),
