@@ -4,7 +4,8 @@
 // operator's shared VipTables, parsed from JSON as an informer receives them
 // -> kubeVips (decode, verify) -> KubernetesSource -> Engine passes (plan,
 // mmap()ed inner maps swapped in batches, read-back) on a loaded xdp_lb.o.
-// The shards are computed once by this process (the operator's part, not
+// VIP v's backends are set v % 200 (`--sets N`): VIPs over one set share a
+// table. The shards are computed once by this process (the operator's part, not
 // timed) and each VIP count runs in its own process, so its RSS is its own.
 // Measured per count:
 //   fromScratchMs          published shards to every table programmed and checked
@@ -61,6 +62,10 @@ const COUNTS = flag('--vips') === undefined ? [1, 100, 1000] : [Number(flag('--v
  * per VIP.
  */
 const SETS = Number(flag('--sets') ?? 200);
+if (!Number.isInteger(SETS) || SETS < 1 || SETS > 4096) {
+  console.error('bench:agent: --sets must be an integer from 1 to 4096');
+  process.exit(2);
+}
 const control: ControlSettings = { srcMac: '02:00:00:00:00:02', mtu: 1500, v4SrcPrefix: '172.16.0.0/16', v6SrcPrefix: 'fd00:7864:6c62::/96' };
 
 interface Figures {
