@@ -1,0 +1,169 @@
+// install.test.ts: `helm install` of charts/xdplb on a real node (lab/node.ts:
+// containerd, kubelet, kube-proxy, kube-scheduler, the control plane) with the
+// image built here from the Dockerfile (issue 15 item 3). It proves, waiting on
+// state (the API, the kernel, /proc, /metrics):
+//   - both operator pods are Running and Ready, and the Lease names one of them;
+//   - the agent pod runs on the node, not privileged, with exactly CAP_BPF,
+//     CAP_NET_ADMIN and CAP_PERFMON effective, under the runtime's default
+//     seccomp filter (/proc/<pid>/status of its process on the host);
+//   - the agent attaches XDP to the node's veth (the chart's agent.interface);
+//   - a LoadBalancerVip applied with kubectl forwards real TCP from a client
+//     namespace, through that veth, to backend namespaces (IPIP, decapsulated
+//     by `xdplb decap` on the backends);
+//   - the agent pod's metrics port answers and counts the forwarded packets.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backendYaml } from '../../lab/cluster.js';
+import { xdplbImage, type ImageArchive } from '../../lab/node-images.js';
+import { startNode, waitForObject, type KubeNode } from '../../lab/node.js';
+import { ROOT } from '../../lab/root.js';
+import { run } from '../../lab/server.js';
+import { LbTopology, type HostPort } from '../../lab/topology.js';
+import { until } from '../../lab/wait.js';
+import { parseProgrammedEntry } from '../../src/api/nodereport.js';
+
+const NS = 'xdplb-system';
+const APP_NS = 'shop';
+const VIP = '10.60.0.10';
+const LB_LABEL = { 'xdplb.io/load-balancer': 'true' };
+// CAP_NET_ADMIN (12), CAP_PERFMON (38), CAP_BPF (39).
+const AGENT_CAPS = (1n << 12n) | (1n << 38n) | (1n << 39n);
+
+interface Condition { type: string; status: string }
+interface Pod {
+  metadata: { name: string; labels?: Record<string, string> };
+  spec: { nodeName?: string; containers: { name: string; securityContext?: { privileged?: boolean }; env?: { name: string; value?: string }[] }[] };
+  status: { phase?: string; podIP?: string; conditions?: Condition[]; containerStatuses?: { name: string; containerID?: string; ready: boolean; restartCount: number }[] };
+}
+interface PodList { items: Pod[] }
+
+let node: KubeNode;
+let topo: LbTopology;
+let port: HostPort;
+let image: ImageArchive;
+const timings: Record<string, number> = {};
+
+const ready = (p: Pod): boolean => p.status.phase === 'Running' && (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+const pods = (component: string): Promise<PodList> =>
+  waitForObject<PodList>(node, ['-n', NS, 'pods', '-l', `app.kubernetes.io/component=${component}`], () => true);
+
+function statusField(pid: number, field: string): string {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`));
+  if (line === undefined) throw new Error(`/proc/${pid}/status has no ${field}`);
+  return line.slice(field.length + 1).trim();
+}
+
+async function metrics(address: string): Promise<string> {
+  const r = await run('curl', ['-sf', '--max-time', '5', `http://${address}:9477/metrics`]);
+  if (r.exitCode !== 0) throw new Error(`GET http://${address}:9477/metrics: curl exit ${r.exitCode}`);
+  return r.stdout;
+}
+
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+beforeAll(async () => {
+  let t = performance.now();
+  image = await xdplbImage();
+  timings.image = (performance.now() - t) / 1000;
+  t = performance.now();
+  node = await startNode({ images: [image], labels: LB_LABEL, progress: (l) => console.log(`[node] ${l}`) });
+  timings.node = (performance.now() - t) / 1000;
+  console.log(`[node] up in ${node.startSeconds.toFixed(1)} s: ${JSON.stringify(node.steps)}`);
+  topo = new LbTopology('nd', 2, { nodes: 0, vips: [VIP] });
+  port = topo.addHostPort(`xlb${process.pid}h`.slice(0, 15));
+  await Promise.all(topo.backends.map((b) => b.ready));
+  for (const b of topo.backends) topo.decap(b);
+  t = performance.now();
+  await node.helm(['install', 'xdplb', join(ROOT, 'charts/xdplb'), '--namespace', NS, '--create-namespace',
+    '--set', `image.repository=${image.repository}`, '--set', `image.tag=${image.tag}`, '--set', 'image.pullPolicy=Never',
+    '--set', `agent.interface=${port.ifname}`, '--set', `agent.pinDir=${node.bpfPinDir}`]);
+  timings.helmInstall = (performance.now() - t) / 1000;
+}, 900_000);
+
+afterAll(async () => {
+  topo?.destroy();
+  await node?.stop();
+  console.log(`[node] timings (s): ${JSON.stringify(timings)}`);
+});
+
+describe('helm install on a real node (issue 15 item 3)', () => {
+  it('both operator pods are Running and Ready, and one of them leads', async () => {
+    const t = performance.now();
+    const list = await waitForObject<PodList>(node, ['-n', NS, 'pods', '-l', 'app.kubernetes.io/component=operator'],
+      (l) => l.items.length === 2 && l.items.every(ready), 180_000);
+    timings.operatorsReady = (performance.now() - t) / 1000;
+    const names = list.items.map((p) => p.metadata.name);
+    const holder = await until('the operator Lease held', async () => {
+      const r = await node.kubectl(['-n', NS, 'get', 'lease', 'xdplb-operator', '-o', 'jsonpath={.spec.holderIdentity}'], { allowFailure: true });
+      return r.exitCode === 0 && r.stdout !== '' ? r.stdout : null;
+    }, 60_000);
+    expect(names).toContain(holder);
+  });
+
+  it('the agent pod runs on the node unprivileged, with only CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, under RuntimeDefault seccomp', async () => {
+    const t = performance.now();
+    const list = await waitForObject<PodList>(node, ['-n', NS, 'pods', '-l', 'app.kubernetes.io/component=agent'],
+      (l) => l.items.length === 1 && l.items.every(ready), 180_000);
+    timings.agentReady = (performance.now() - t) / 1000;
+    const pod = list.items[0]!;
+    expect(pod.spec.nodeName).toBe(node.name);
+    expect(pod.spec.containers[0]!.securityContext?.privileged).toBe(false);
+    const id = pod.status.containerStatuses!.find((c) => c.name === 'agent')!.containerID!;
+    const pid = node.containerPid(id);
+    // The agent's process as the kernel sees it (node is PID 1 of the container).
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toContain('agent');
+    for (const set of ['CapEff', 'CapPrm', 'CapBnd']) expect(BigInt(`0x${statusField(pid, set)}`), set).toBe(AGENT_CAPS);
+    expect(BigInt(`0x${statusField(pid, 'CapAmb')}`)).toBe(0n);
+    expect(statusField(pid, 'Seccomp')).toBe('2'); // SECCOMP_MODE_FILTER: the runtime's default profile
+    expect(statusField(pid, 'NoNewPrivs')).toBe('1');
+  });
+
+  it('the agent attaches its XDP program to the node veth named by agent.interface', async () => {
+    const xdp = await until(`an XDP program on ${port.ifname}`, () => {
+      const [link] = JSON.parse(execFileSync('ip', ['-j', '-d', 'link', 'show', 'dev', port.ifname], { encoding: 'utf8' })) as { xdp?: { mode: number; prog?: { id: number }; attached?: { prog: { id: number } }[] } }[];
+      return link?.xdp ?? null;
+    }, 60_000);
+    expect(xdp.prog?.id ?? xdp.attached?.[0]?.prog.id).toBeGreaterThan(0);
+  });
+
+  it('a VIP applied with kubectl forwards real TCP from the client through the node veth to the backends', async () => {
+    await node.kubectl(['create', 'namespace', APP_NS]);
+    await node.kubectl(['apply', '-f', '-'], {
+      input: topo.backends.map((b) => backendYaml(APP_NS, b, 100, { app: 'web' })).join('') + `apiVersion: xdplb.io/v1alpha1
+kind: LoadBalancerVip
+metadata: { name: web, namespace: ${APP_NS} }
+spec:
+  address: ${VIP}
+  mode: ipip
+  ports: [{ port: 80 }]
+  backends: { selector: { matchLabels: { app: web } } }
+`,
+    });
+    const t = performance.now();
+    await waitForObject<{ status?: { programmed?: string[] } }>(node, ['-n', NS, 'nodereport', node.name],
+      (r) => (r.status?.programmed ?? []).some((e) => parseProgrammedEntry(e)?.key === `${APP_NS}/web`), 120_000);
+    timings.vipProgrammed = (performance.now() - t) / 1000;
+    const r = await topo.load(['--count', '200', '--concurrency', '8']);
+    console.log(`[node] 200 connections to ${VIP} through ${port.ifname}: ${JSON.stringify(r)}`);
+    expect(r.failed).toBe(0);
+    expect(r.ok).toBe(200);
+    expect(Object.keys(r.byBackend).sort()).toEqual(topo.backends.map((b) => b.name).sort());
+  });
+
+  it("metrics are scraped from the agent pod's port and count the forwarded packets", async () => {
+    const [pod] = (await pods('agent')).items;
+    const text = await metrics(pod!.status.podIP!);
+    expect(sample(text, 'xdplb_datapath_packets_total', { reason: 'FWD_IPIP' })).toBeGreaterThanOrEqual(200);
+    expect(sample(text, 'xdplb_agent_xdp_mode', { interface: port.ifname })).toBe(1);
+  });
+});
