@@ -46,3 +46,37 @@ export async function xdplbImage(): Promise<ImageArchive> {
   const given = process.env.XDPLB_NODE_IMAGE;
   return archiveImageName(given !== undefined && given !== '' ? given : await script('build-image'));
 }
+
+/**
+ * A second image of a changed XDP program version, for the upgrade drill:
+ * `base` with its xdp_lb.o given an extra ELF note (libbpf skips it; the
+ * program is the same, but the object's hash, which is the datapath's
+ * version, differs, so an agent of this image takes the upgrade path: new
+ * program and maps beside the old, one bpf_link_update). Tagged
+ * `<tag>-<suffix>`; cached beside the base archive.
+ */
+export async function programVariant(base: ImageArchive, suffix: string): Promise<ImageArchive> {
+  const archive = base.archive.replace(/\.oci\.tar$/, `-${suffix}.oci.tar`);
+  const name = `${base.repository}:${base.tag}-${suffix}`;
+  const sh = async (cmd: string, args: readonly string[]): Promise<string> => {
+    const r = await run(cmd, args, { timeoutMs: 300_000 });
+    if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.exitCode}: ${r.stderr.trim()}`);
+    return r.stdout.trim();
+  };
+  const ctr = await sh('buildah', ['from', '--pull=never', `oci-archive:${base.archive}`]);
+  try {
+    const root = await sh('buildah', ['mount', ctr]);
+    const object = join(root, 'app/bpf/build/xdp_lb.o');
+    const note = `${archive}.note`;
+    await sh('sh', ['-c', `printf 'xdplb program variant %s\\n' "$1" > "$2"`, 'sh', suffix, note]);
+    await sh('llvm-objcopy', ['--add-section', `.note.xdplb.variant=${note}`, object]);
+    await sh('rm', ['-f', note]);
+    await sh('buildah', ['umount', ctr]);
+    await sh('buildah', ['commit', '--quiet', ctr, name]);
+  } finally {
+    await run('buildah', ['rm', ctr]);
+  }
+  await sh('rm', ['-f', archive]);
+  await sh('buildah', ['push', '--quiet', name, `oci-archive:${archive}:${name}`]);
+  return archiveImageName(archive);
+}

@@ -11,12 +11,18 @@
 //     namespace, through that veth, to backend namespaces (IPIP, decapsulated
 //     by `xdplb decap` on the backends);
 //   - the agent pod's metrics port answers and counts the forwarded packets.
+// Then the drills of issue 15 item 4, each under a steady stream of new
+// connections counted by the client: deleting the leading operator pod (the
+// other leads, the datapath is not touched), `kubectl rollout restart` of the
+// agent (the new pod adopts the pinned program), `helm upgrade` to an image of
+// a changed program version (the program is swapped in place), and
+// `helm uninstall` (no XDP program, pin or xdplb process left).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendYaml } from '../../lab/cluster.js';
-import { xdplbImage, type ImageArchive } from '../../lab/node-images.js';
+import { programVariant, xdplbImage, type ImageArchive } from '../../lab/node-images.js';
 import { startNode, waitForObject, type KubeNode } from '../../lab/node.js';
 import { ROOT } from '../../lab/root.js';
 import { run } from '../../lab/server.js';
@@ -30,6 +36,8 @@ const VIP = '10.60.0.10';
 const LB_LABEL = { 'xdplb.io/load-balancer': 'true' };
 // CAP_NET_ADMIN (12), CAP_PERFMON (38), CAP_BPF (39).
 const AGENT_CAPS = (1n << 12n) | (1n << 38n) | (1n << 39n);
+/** New connections per second during the drills. */
+const RATE = 100;
 
 interface Condition { type: string; status: string }
 interface Pod {
@@ -165,5 +173,108 @@ spec:
     const text = await metrics(pod!.status.podIP!);
     expect(sample(text, 'xdplb_datapath_packets_total', { reason: 'FWD_IPIP' })).toBeGreaterThanOrEqual(200);
     expect(sample(text, 'xdplb_agent_xdp_mode', { interface: port.ifname })).toBe(1);
+  });
+});
+
+/** The XDP program id on the node veth (0 when none). */
+function xdpProgram(): number {
+  const [link] = JSON.parse(execFileSync('ip', ['-j', '-d', 'link', 'show', 'dev', port.ifname], { encoding: 'utf8' })) as { xdp?: { prog?: { id: number }; attached?: { prog: { id: number } }[] } }[];
+  return link?.xdp?.prog?.id ?? link?.xdp?.attached?.[0]?.prog.id ?? 0;
+}
+
+async function agentMetrics(): Promise<string> {
+  const [pod] = (await pods('agent')).items;
+  return metrics(pod!.status.podIP!);
+}
+
+/** The agent's table of shop/web: how many it programmed since it started, and the digest read back. */
+async function webTable(): Promise<{ programmed: number; digest: string | null }> {
+  const text = await agentMetrics();
+  const digest = /xdplb_agent_table_info\{[^}]*vip="shop\/web"[^}]*digest="([^"]+)"/.exec(text) ?? /xdplb_agent_table_info\{[^}]*digest="([^"]+)"[^}]*vip="shop\/web"/.exec(text);
+  return { programmed: sample(text, 'xdplb_agent_table_generation', { vip: `${APP_NS}/web` }), digest: digest?.[1] ?? null };
+}
+
+const leaseHolder = async (): Promise<string | null> => {
+  const r = await node.kubectl(['-n', NS, 'get', 'lease', 'xdplb-operator', '-o', 'jsonpath={.spec.holderIdentity}'], { allowFailure: true });
+  return r.exitCode === 0 && r.stdout !== '' ? r.stdout : null;
+};
+
+describe('drills on the real node under continuous load (issue 15 item 4)', () => {
+  it('deleting the leading operator pod: the other leads, the datapath does not change, 0 failed connections', async () => {
+    const before = (await pods('operator')).items.map((p) => p.metadata.name);
+    const holder = (await leaseHolder())!;
+    const other = before.find((n) => n !== holder)!;
+    const table = await webTable();
+    const prog = xdpProgram();
+    const load = await topo.startLoad(RATE);
+    const t = performance.now();
+    await node.kubectl(['-n', NS, 'delete', 'pod', holder, '--wait=false']);
+    const next = await until('another operator to lead', async () => {
+      const h = await leaseHolder();
+      return h !== null && h !== holder ? h : null;
+    }, 60_000);
+    timings.leaderTakeover = (performance.now() - t) / 1000;
+    // The Deployment replaces the deleted pod; both Ready again.
+    await waitForObject<PodList>(node, ['-n', NS, 'pods', '-l', 'app.kubernetes.io/component=operator'],
+      (l) => l.items.length === 2 && l.items.every(ready) && !l.items.some((p) => p.metadata.name === holder), 180_000);
+    const r = await load.stop();
+    console.log(`[drill] leader ${holder} deleted, ${next} leads after ${timings.leaderTakeover.toFixed(1)} s: ${r.ok} ok, ${r.failed} failed`);
+    expect(next).toBe(other);
+    expect(await webTable()).toEqual(table);
+    expect(xdpProgram()).toBe(prog);
+    expect(r.ok).toBeGreaterThan(0);
+    expect(r.failed).toBe(0);
+  });
+
+  it('kubectl rollout restart of the agent: the new pod adopts the pinned program, 0 failed connections', async () => {
+    const [old] = (await pods('agent')).items;
+    const prog = xdpProgram();
+    const load = await topo.startLoad(RATE);
+    const t = performance.now();
+    await node.kubectl(['-n', NS, 'rollout', 'restart', 'daemonset/xdplb-agent']);
+    const list = await waitForObject<PodList>(node, ['-n', NS, 'pods', '-l', 'app.kubernetes.io/component=agent'],
+      (l) => l.items.length === 1 && l.items[0]!.metadata.name !== old!.metadata.name && ready(l.items[0]!), 180_000);
+    timings.agentRestart = (performance.now() - t) / 1000;
+    // The new agent has programmed the VIP (its own count, from its metrics port).
+    await until('the new agent to hold shop/web', async () => (await webTable()).programmed > 0, 60_000);
+    const r = await load.stop();
+    console.log(`[drill] agent ${old!.metadata.name} -> ${list.items[0]!.metadata.name} in ${timings.agentRestart.toFixed(1)} s: ${r.ok} ok, ${r.failed} failed`);
+    expect(xdpProgram()).toBe(prog);
+    expect(r.ok).toBeGreaterThan(0);
+    expect(r.failed).toBe(0);
+  });
+
+  it('helm upgrade to an image of a changed program version: the program is swapped in place, 0 failed connections', async () => {
+    let t = performance.now();
+    const v2 = await programVariant(image, 'v2');
+    await node.importImage(v2);
+    timings.variantImage = (performance.now() - t) / 1000;
+    const prog = xdpProgram();
+    const load = await topo.startLoad(RATE);
+    t = performance.now();
+    await node.helm(['upgrade', 'xdplb', join(ROOT, 'charts/xdplb'), '--namespace', NS, '--reuse-values', '--set', `image.tag=${v2.tag}`]);
+    const onV2 = (p: Pod): boolean => (p.spec.containers[0] as { image?: string }).image === v2.name && ready(p);
+    await waitForObject<PodList>(node, ['-n', NS, 'pods', '-l', 'app.kubernetes.io/component=agent'], (l) => l.items.length === 1 && onV2(l.items[0]!), 180_000);
+    const upgraded = await until('a new program on the veth', () => {
+      const id = xdpProgram();
+      return id !== prog && id !== 0 ? id : null;
+    }, 60_000);
+    await waitForObject<PodList>(node, ['-n', NS, 'pods', '-l', 'app.kubernetes.io/component=operator'], (l) => l.items.length === 2 && l.items.every(onV2), 180_000);
+    timings.helmUpgrade = (performance.now() - t) / 1000;
+    const r = await load.stop();
+    console.log(`[drill] helm upgrade to ${v2.name}: program ${prog} -> ${upgraded} in ${timings.helmUpgrade.toFixed(1)} s: ${r.ok} ok, ${r.failed} failed`);
+    expect(r.ok).toBeGreaterThan(0);
+    expect(r.failed).toBe(0);
+  });
+
+  it('helm uninstall leaves no XDP program, pin or xdplb process on the node', async () => {
+    await node.helm(['uninstall', 'xdplb', '--namespace', NS, '--wait', '--timeout', '120s']);
+    await waitForObject<PodList>(node, ['-n', NS, 'pods'], (l) => l.items.length === 0, 120_000);
+    const processes = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('/app/dist/src/cli/main.js'));
+    const pins = execFileSync('find', [node.bpfPinDir, '-mindepth', '1'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    console.log(`[drill] after helm uninstall: XDP program ${xdpProgram()}, pins ${JSON.stringify(pins)}, processes ${JSON.stringify(processes)}`);
+    expect(processes).toEqual([]);
+    expect(xdpProgram()).toBe(0);
+    expect(pins).toEqual([]);
   });
 });
