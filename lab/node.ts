@@ -204,9 +204,13 @@ export async function startNode(opts: NodeOptions = {}): Promise<KubeNode> {
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       watchdog.kill('SIGTERM');
-      // XDPLB_NODE_LOGS keeps the node's logs (containerd, kubelet, kube-proxy, kube-scheduler) for a post-mortem.
+      // XDPLB_NODE_LOGS keeps the node's logs (containerd, kubelet, kube-proxy, kube-scheduler, the pods') for a post-mortem.
       const keep = process.env.XDPLB_NODE_LOGS;
-      if (keep !== undefined && keep !== '') await run('cp', ['-r', join(dir, 'logs'), join(keep, `node-${Date.now()}`)]);
+      if (keep !== undefined && keep !== '') {
+        const to = join(keep, `node-${Date.now()}`);
+        await run('cp', ['-r', join(dir, 'logs'), to]);
+        await run('cp', ['-r', join(dir, 'pod-logs'), join(to, 'pods')]);
+      }
       await run('bash', [teardown], { timeoutMs: 120_000 });
       live.delete(dir);
       await cp?.stop();
