@@ -114,6 +114,8 @@ describe('helm install on a real node (issue 15 item 3)', () => {
       (l) => l.items.length === 2 && l.items.every(ready), 180_000);
     timings.operatorsReady = (performance.now() - t) / 1000;
     const names = list.items.map((p) => p.metadata.name);
+    // The heap cap the chart promises (operator.heapMiB) reaches the container.
+    for (const p of list.items) expect(p.spec.containers[0]!.env?.find((e) => e.name === 'NODE_OPTIONS')?.value, p.metadata.name).toBe('--max-old-space-size=768');
     const holder = await until('the operator Lease held', async () => {
       const r = await node.kubectl(['-n', NS, 'get', 'lease', 'xdplb-operator', '-o', 'jsonpath={.spec.holderIdentity}'], { allowFailure: true });
       return r.exitCode === 0 && r.stdout !== '' ? r.stdout : null;
@@ -161,7 +163,7 @@ spec:
 `,
     });
     const t = performance.now();
-    // The operator published a table of both backends, and the node reports the digest its kernel holds for it.
+    // The operator published a table of both backends, and the node reports that table's digest as programmed.
     const published = await until('a published table of both backends', async () => {
       const r = await node.kubectl(['-n', APP_NS, 'get', 'viptables', '-l', `${VIP_LABEL}=web`, '-o', 'json']);
       const a = assembleShards((JSON.parse(r.stdout) as { items: { spec: TableShardSpec }[] }).items.map((i) => i.spec));
@@ -238,13 +240,27 @@ describe('drills on the real node under continuous load (issue 15 item 4)', () =
 });
 
 // Blocked on the product (PLATFORM-additions.md, "Agent restart under the chart's capabilities"):
-// an agent that adopts pinned maps holding a table opens the inner table map by
-// id (bpf_map_get_fd_by_id), which the kernel allows only with CAP_SYS_ADMIN,
-// so under the chart's three capabilities the restarted or upgraded agent exits
-// with XDPLB_NO_PRIVILEGE and crash-loops; and the agent leaves its datapath on
-// SIGTERM by design, so `helm uninstall` leaves the program and its pins.
+// the agent opens inner table maps by id (bpf_map_get_fd_by_id), which the
+// kernel allows only with CAP_SYS_ADMIN: under the chart's three capabilities
+// an agent that adopts pinned maps holding a table (restart, upgrade) exits
+// with XDPLB_NO_PRIVILEGE and crash-loops, and the resync's check of a table's
+// slots fails the same way. The agent also leaves its datapath on SIGTERM by
+// design, so `helm uninstall` leaves the program and its pins.
 // XDPLB_NODE_BLOCKED_DRILLS=1 runs them.
 describe.runIf(process.env.XDPLB_NODE_BLOCKED_DRILLS === '1')('drills blocked on the product (issue 15 item 4)', () => {
+  it("the agent's periodic table check reads the kernel's tables under the chart's capabilities: no failed reconcile", async () => {
+    const count = (text: string, result: string): number => sample(text, 'xdplb_agent_reconciles_total', { result });
+    const first = await agentMetrics();
+    const [ok, failed] = [count(first, 'ok'), count(first, 'error')];
+    // The resync (agent.resyncSeconds, 10 s) re-reads the maps and checks a few tables' slots.
+    const last = await until('two more reconcile passes', async () => {
+      const text = await agentMetrics();
+      return count(text, 'ok') + count(text, 'error') >= ok + failed + 2 ? text : null;
+    }, 60_000);
+    console.log(`[drill] reconciles: ok ${ok} -> ${count(last, 'ok')}, failed ${failed} -> ${count(last, 'error')}`);
+    expect(count(last, 'error')).toBe(failed);
+  });
+
   it('kubectl rollout restart of the agent: the new pod adopts the pinned program, 0 failed connections', async () => {
     const [old] = (await pods('agent')).items;
     const prog = xdpProgram();
