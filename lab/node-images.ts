@@ -3,8 +3,8 @@
 // own (scripts/build-image, from the checkout's Dockerfile). Each script
 // caches and prints an OCI archive; the image's name is read back from the
 // archive's index (org.opencontainers.image.ref.name), not guessed.
-// XDPLB_NODE_IMAGE names an xdplb archive built earlier (npm run e2e:node
-// builds it before the tests).
+// XDPLB_NODE_IMAGE names an xdplb archive built earlier (a rerun skips the
+// image build, about a minute warm).
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from './root.js';
