@@ -2,7 +2,9 @@
 // `datapath` loads real BPF programs into the running kernel and `agent` runs
 // the agent in network namespaces (root); `control-plane` runs a real etcd and
 // kube-apiserver (built by scripts/build-control-plane); `e2e` runs the whole
-// system (lab/: control plane, operators, two nodes, backends, clients).
+// system (lab/: control plane, operators, two nodes, backends, clients);
+// `node` runs a real node (lab/node.ts: containerd, kubelet, kube-proxy) and
+// installs the chart with the image built here (npm run e2e:node).
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -51,6 +53,16 @@ export default defineConfig({
           testTimeout: 300_000,
           hookTimeout: 900_000,
           // The whole system per file (control plane, nodes, backends): one at a time.
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 900_000,
+          // One kubelet per machine (its cgroups and host paths are global): one file at a time.
           fileParallelism: false,
         },
       },

@@ -13,16 +13,18 @@
 // hook does the same synchronously, a detached watchdog does it when the test
 // process dies without running hooks (SIGKILL), and each start sweeps what a
 // dead earlier test process left behind.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pidAlive } from './process.js';
 import { ROOT } from './root.js';
+import { freePorts, processesUsing, run, Server, type CommandOptions, type CommandResult } from './server.js';
+
+export { processesUsing, type CommandOptions, type CommandResult } from './server.js';
 
 const BUILD_SCRIPT = join(ROOT, 'scripts/build-control-plane');
 const VERSIONS_FILE = join(ROOT, 'tools/k8s-build/versions.env');
@@ -133,75 +135,6 @@ export async function ensureControlPlaneBinaries(
 
 // --- processes -----------------------------------------------------------------
 
-export interface CommandResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-}
-
-export interface CommandOptions {
-  /** Written to the command's stdin. */
-  input?: string;
-  /** Resolve with a non-zero exitCode instead of throwing. */
-  allowFailure?: boolean;
-  /** Kill the command after this long (default 60 s). */
-  timeoutMs?: number;
-  /** Extra environment variables. */
-  env?: Record<string, string>;
-}
-
-interface RunOptions {
-  env?: NodeJS.ProcessEnv;
-  input?: string;
-  timeoutMs?: number;
-  stdio?: 'pipe' | 'inherit-stderr';
-}
-
-function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, {
-      env: opts.env ?? process.env,
-      stdio: ['pipe', 'pipe', opts.stdio === 'inherit-stderr' ? 'inherit' : 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer =
-      opts.timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            stderr += `\n[killed after ${opts.timeoutMs} ms]`;
-            child.kill('SIGKILL');
-          }, opts.timeoutMs);
-    child.on('error', (e) => {
-      if (timer !== undefined) clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      if (timer !== undefined) clearTimeout(timer);
-      resolvePromise({ stdout, stderr, exitCode: code ?? (signal !== null ? 128 : 1) });
-    });
-    child.stdin?.on('error', () => {}); // the command may exit before reading its input
-    child.stdin?.end(opts.input ?? '');
-  });
-}
-
-/** Pids of processes whose command line mentions a path inside `dir`. */
-export function processesUsing(dir: string): number[] {
-  const needle = Buffer.from(`${dir}/`);
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`).includes(needle)) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
 /** Kills what dead test processes left behind (their pid is in the temp dir's name). */
 export function sweepStaleControlPlanes(): void {
   let entries: string[];
@@ -222,57 +155,6 @@ export function sweepStaleControlPlanes(): void {
       }
     }
     rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-class Server {
-  readonly name: string;
-  readonly logFile: string;
-  readonly child: ChildProcess;
-  exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-  readonly exited: Promise<void>;
-
-  constructor(name: string, bin: string, args: readonly string[], logFile: string) {
-    this.name = name;
-    this.logFile = logFile;
-    const fd = openSync(logFile, 'a');
-    try {
-      this.child = spawn(bin, args, { stdio: ['ignore', fd, fd], env: process.env });
-    } finally {
-      closeSync(fd);
-    }
-    this.exited = new Promise((res) => {
-      this.child.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        res();
-      });
-      this.child.on('error', (e) => {
-        this.exit = { code: null, signal: null };
-        void writeFile(logFile, `\nspawn error: ${e.message}\n`, { flag: 'a' });
-        res();
-      });
-    });
-  }
-
-  get running(): boolean {
-    return this.exit === null;
-  }
-
-  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
-  async stop(graceMs: number): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(timer);
-  }
-
-  async logTail(lines = 40): Promise<string> {
-    try {
-      return (await readFile(this.logFile, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
-    } catch {
-      return '';
-    }
   }
 }
 
@@ -354,12 +236,12 @@ async function openssl(args: string[]): Promise<void> {
   if (r.exitCode !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
 }
 
-/** CA, serving cert (127.0.0.1, localhost), admin client cert (system:masters), SA key pair: EC P-256, valid 2 days. */
-async function makePki(dir: string): Promise<Pki> {
+/** CA, serving cert (127.0.0.1, localhost, the `kubernetes` Service's names, extraIps), admin client cert (system:masters), SA key pair: EC P-256, valid 2 days. */
+async function makePki(dir: string, extraIps: readonly string[] = []): Promise<Pki> {
   await mkdir(dir, { recursive: true });
   const f = (n: string): string => join(dir, n);
   const cnf = f('openssl.cnf');
-  await writeFile(cnf, OPENSSL_CONFIG);
+  await writeFile(cnf, OPENSSL_CONFIG.replace('subjectAltName = IP:127.0.0.1,', `subjectAltName = ${extraIps.map((ip) => `IP:${ip},`).join('')}IP:127.0.0.1,`));
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2'];
   await openssl(['req', '-x509', '-config', cnf, '-extensions', 'ca', ...ec,
     '-keyout', f('ca.key'), '-out', f('ca.crt'), '-subj', '/CN=xdplb-test-ca']);
@@ -400,6 +282,30 @@ export interface ControlPlaneOptions {
    * CRDs installed later it needs up to its 30 s discovery resync.
    */
   controllerManager?: boolean;
+  /**
+   * More kube-controller-manager controllers (its --controllers names, like
+   * `deployment`), besides the garbage collector and the namespace
+   * controller; only with `controllerManager`. A real node's pods need the
+   * workload controllers (lab/node.ts lists them).
+   */
+  controllers?: readonly string[];
+  /**
+   * Serve a real node (lab/node.ts) at this address of the machine (default:
+   * loopback only): kube-apiserver listens on every address and advertises
+   * this one, so the `kubernetes` Service's endpoints are kept (lease
+   * reconciler) and pods reach it through kube-proxy; its certificate names
+   * the address; it calls kubelets at their InternalIP with the admin's
+   * client certificate (logs, exec).
+   */
+  nodeAddress?: string;
+  /**
+   * ServiceAccount admission on (default off: without a controller manager
+   * nobody creates the `default` service accounts). A pod then gets its
+   * service account's token and the cluster CA mounted, as in a real cluster;
+   * the controller manager, when it runs, gets the keys and CA it needs to
+   * publish them.
+   */
+  serviceAccounts?: boolean;
   /** How long to wait for etcd, /readyz and the controller manager's /healthz (default 90 s). */
   startTimeoutMs?: number;
   /** Build missing binaries first (default: XDPLB_BUILD_CONTROL_PLANE=1). */
@@ -456,19 +362,6 @@ export interface ControlPlane {
   startApiserver(): Promise<void>;
   /** Kills the servers and removes `dir`. Idempotent. */
   stop(): Promise<void>;
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((res, rej) => {
-      const s = createServer();
-      s.on('error', rej);
-      s.listen(0, '127.0.0.1', () => res(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
-  return ports;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -577,7 +470,7 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
     servers.push(etcd);
 
     // Certificates are made while etcd starts.
-    const pki = await makePki(join(dir, 'pki'));
+    const pki = await makePki(join(dir, 'pki'), opts.nodeAddress === undefined ? [] : [opts.nodeAddress]);
     const failure = async (what: string): Promise<StartError> => {
       const parts = [`control plane: ${what} (dir ${dir})`];
       let clash = false;
@@ -615,10 +508,20 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
       '--allow-privileged=true',
       // No controller-manager creates the `default` service accounts: without
       // this, pods could not be created. Tokens still work (TokenRequest).
-      '--disable-admission-plugins=ServiceAccount',
+      ...(opts.serviceAccounts === true ? [] : ['--disable-admission-plugins=ServiceAccount']),
       // The endpoints of the `kubernetes` service would be 127.0.0.1, which
-      // validation rejects: don't maintain them.
-      '--endpoint-reconciler-type=none',
+      // validation rejects: don't maintain them (unless a node's address is advertised).
+      ...(opts.nodeAddress === undefined
+        ? ['--endpoint-reconciler-type=none']
+        : [
+          '--bind-address=0.0.0.0',
+          `--advertise-address=${opts.nodeAddress}`,
+          '--endpoint-reconciler-type=lease',
+          // The node's name resolves to 127.0.0.1 here: logs and exec go to its InternalIP.
+          '--kubelet-preferred-address-types=InternalIP',
+          `--kubelet-client-certificate=${pki.clientCertFile}`,
+          `--kubelet-client-key=${pki.clientKeyFile}`,
+        ]),
       '--profiling=false',
       ...(opts.apiserverArgs ?? []),
     ];
@@ -714,7 +617,7 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
     if (opts.controllerManager === true) {
       controllerManager = new Server('kube-controller-manager', binaries.kubeControllerManager, [
         `--kubeconfig=${kubeconfigPath}`, // the admin: system:masters may do every controller's job
-        `--controllers=${KCM_CONTROLLERS.map((c) => c.flag).join(',')}`,
+        `--controllers=${[...KCM_CONTROLLERS.map((c) => c.flag), ...(opts.controllers ?? [])].join(',')}`,
         '--use-service-account-credentials=false',
         '--leader-elect=false',
         '--bind-address=127.0.0.1',
@@ -725,6 +628,10 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
         // Client certificates of this CA authenticate; system:masters (the admin) is always
         // authorized, anyone may read /healthz, /readyz, /livez. No delegated authn/authz lookups.
         `--client-ca-file=${pki.caFile}`,
+        // Service account tokens of Secrets, and the CA every namespace's kube-root-ca.crt publishes.
+        ...(opts.serviceAccounts === true
+          ? [`--service-account-private-key-file=${pki.saKeyFile}`, `--root-ca-file=${pki.caFile}`]
+          : []),
         '--profiling=false',
       ], join(logs, 'kube-controller-manager.log'));
       servers.push(controllerManager);
@@ -736,6 +643,7 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
         if (!apiserver.running) throw await failure('kube-apiserver exited');
         if (Date.now() > deadline) throw await failure(`kube-controller-manager not healthy after ${timeoutMs} ms`);
         const r = await kcmRequest('GET', '/healthz?verbose').catch(() => undefined);
+        // With more controllers, /healthz answers 200 only once each of their checks passes too.
         if (r?.status === 200 && KCM_CONTROLLERS.every((c) => r.body.includes(`[+]${c.check} ok`))) break;
         await sleep(100);
       }

@@ -32,8 +32,18 @@ export interface LbNode {
   readonly pinDir: string;
 }
 
+/**
+ * A real node's interface (lab/node.ts): a veth from the host's own
+ * namespace to the switch, where an agent pod on the host network attaches.
+ */
+export interface HostPort {
+  readonly ifname: string;
+  readonly address: string;
+  readonly mac: string;
+}
+
 export interface TopologyOptions {
-  /** Load-balancer nodes (default 1). */
+  /** Load-balancer nodes in namespaces (default 1; 0 with a host port, addHostPort). */
   nodes?: number;
   /** VIP addresses the backends hold on lo (default one, 10.60.0.10); all in 10.60.0.0/24. */
   vips?: string[];
@@ -128,7 +138,7 @@ export class LbTopology {
     this.client.sysctl('net.ipv4.fib_multipath_hash_policy', 1);
 
     for (let i = 1; i <= (options.nodes ?? 1); i++) this.#addNode(i);
-    this.routeVia(this.nodes);
+    if (this.nodes.length > 0) this.routeVia(this.nodes);
     for (let i = 1; i <= backendCount; i++) this.addBackend(i);
   }
 
@@ -164,9 +174,33 @@ export class LbTopology {
    * plain route over one. A live flow moved to another node this way keeps
    * its 5-tuple, so a consistent node sends it to the same backend.
    */
-  routeVia(nodes: readonly LbNode[]): void {
+  routeVia(nodes: readonly { readonly address: string }[]): void {
     const hops = nodes.length === 1 ? ['via', nodes[0]!.address] : nodes.flatMap((n) => ['nexthop', 'via', n.address]);
     this.client.ip('route', 'replace', this.vipRange, ...hops);
+  }
+
+  /**
+   * A veth from the host namespace (named `ifname`, address 10.50.0.2) to the
+   * switch, the client's VIP route through it: the interface a real node's
+   * agent pod attaches to. Gone with the switch namespace at destroy().
+   */
+  addHostPort(ifname: string): HostPort {
+    const peer = 'p-host';
+    const tmp = `t${process.pid % 100000}h${Math.floor(Math.random() * 1e4)}`.slice(0, 15);
+    sh('ip', ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', tmp]);
+    sh('ip', ['link', 'set', tmp, 'netns', this.sw.name]);
+    this.sw.ip('link', 'set', tmp, 'name', peer);
+    this.sw.ip('link', 'set', peer, 'master', 'br0');
+    this.sw.ip('link', 'set', peer, 'up');
+    const address = '10.50.0.2';
+    sh('ip', ['addr', 'add', `${address}/24`, 'dev', ifname]);
+    sh('ip', ['link', 'set', ifname, 'up']);
+    // Native XDP_TX out of a veth is delivered only if the peer runs XDP too.
+    this.sw.ip('link', 'set', 'dev', peer, 'xdpdrv', 'obj', join(ROOT, 'bpf/build/xdp_pass.o'), 'sec', 'xdp');
+    const [info] = JSON.parse(sh('ip', ['-j', 'link', 'show', ifname])) as { address: string }[];
+    const port = { ifname, address, mac: info!.address };
+    this.routeVia([port]);
+    return port;
   }
 
   addBackend(i: number): BackendNode {

@@ -42,7 +42,7 @@ const OBJECTS: Array<[kind: string, name: string, namespaced: boolean]> = [
 
 interface Container {
   args: string[];
-  env?: Array<{ name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
+  env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
   securityContext: {
     privileged?: boolean;
     runAsNonRoot?: boolean;
@@ -172,6 +172,8 @@ describe('charts/xdplb', () => {
       expect(c.args.join(' ')).toContain('--leader-elect true');
       expect(c.env?.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
       expect(c.env?.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.namespace');
+      // Regression: a second `env:` key in the template dropped the heap cap from the object the API server stored.
+      expect(c.env?.find((e) => e.name === 'NODE_OPTIONS')).toEqual({ name: 'NODE_OPTIONS', value: '--max-old-space-size=768' });
       expect(c.securityContext).toMatchObject({
         runAsNonRoot: true,
         runAsUser: 65532,
