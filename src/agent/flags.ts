@@ -18,6 +18,9 @@ export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | -
   --route-around on|off    Kubernetes mode: route around a backend this node's probes fail, or whose
                            endpoint turns not ready, at once in its own datapath (default on); off: only
                            the operator's tables take backends out (a quorum of nodes, over the API server)
+  --owner-daemonset NAME   Kubernetes mode: on SIGTERM, remove the datapath when this DaemonSet (of
+                           --namespace) is gone or being deleted: an uninstall; otherwise (a rollout,
+                           a pod deleted) it keeps forwarding for the next pod (default: always keep)
   --metrics-address ADDR   serve Prometheus /metrics on ADDR (default 0.0.0.0:9477; "off" disables)
   --pin-dir DIR            bpffs directory for pins (default /sys/fs/bpf/xdplb)
   --object FILE            the XDP object to load (default: bpf/build/xdp_lb.o next to the install)
@@ -34,6 +37,7 @@ const schema = z
     kubeconfig: z.string().optional(),
     'node-name': z.string().optional(),
     namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: '--namespace must be a namespace name' }).optional(),
+    'owner-daemonset': z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { message: '--owner-daemonset must be a DaemonSet name' }).max(253).optional(),
     'metrics-address': z
       .string()
       .default('0.0.0.0:9477')
@@ -57,11 +61,12 @@ const schema = z
   .superRefine((f, ctx) => {
     if (f.cleanup) return;
     if ((f.config === undefined) === !f.kubernetes) ctx.addIssue({ code: 'custom', message: 'give exactly one of --config FILE (standalone) or --kubernetes' });
+    if (f['owner-daemonset'] !== undefined && !f.kubernetes) ctx.addIssue({ code: 'custom', message: '--owner-daemonset needs --kubernetes' });
   });
 
 export type AgentFlags = Readonly<z.infer<typeof schema>>;
 
 /** The agent's flags, or null for --help. Throws BAD_FLAG naming the problem. */
 export function parseAgentFlags(argv: readonly string[]): AgentFlags | null {
-  return parseFlags(argv, flagOptions(['interface', 'xdp-mode', 'config', 'kubeconfig', 'node-name', 'namespace', 'metrics-address', 'pin-dir', 'object', 'resync', 'report-interval', 'route-around', 'log-level'], ['kubernetes', 'cleanup']), schema);
+  return parseFlags(argv, flagOptions(['interface', 'xdp-mode', 'config', 'kubeconfig', 'node-name', 'namespace', 'owner-daemonset', 'metrics-address', 'pin-dir', 'object', 'resync', 'report-interval', 'route-around', 'log-level'], ['kubernetes', 'cleanup']), schema);
 }

@@ -10,6 +10,7 @@
 // they do not fit the datapath.
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { AppsV1Api } from '@kubernetes/client-node';
 import { GROUP, PLURALS, VERSION } from '../api/coordinates.js';
 import { programmedEntry } from '../api/nodereport.js';
 import { jsonEqual } from '../core/conditions.js';
@@ -144,6 +145,26 @@ export class KubernetesMode {
     await follow();
     rebuild();
     this.#heartbeat = setInterval(() => this.report(engine, health, true), this.#o.reportIntervalSeconds * 1000);
+  }
+
+  /**
+   * Whether DaemonSet `name` of this agent's namespace is gone or being
+   * deleted (helm uninstall), so the agent should take its datapath away
+   * when it stops; false while it stands (a rollout or a pod deletion: the
+   * next pod adopts the datapath) and when the API server cannot say (a
+   * datapath is never removed on a guess). An uninstall removes the agent's
+   * RBAC and ServiceAccount with the DaemonSet, so 401 and 403 say it too.
+   */
+  async ownerGone(name: string): Promise<{ gone: boolean; why: string }> {
+    try {
+      const ds = await this.#kube.timed('get', 'daemonsets', () => this.#kube.kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name, namespace: this.#o.namespace }));
+      return ds.metadata?.deletionTimestamp === undefined ? { gone: false, why: 'its DaemonSet stands' } : { gone: true, why: 'its DaemonSet is being deleted' };
+    } catch (e) {
+      const code = statusCode(e);
+      if (code === 404) return { gone: true, why: 'its DaemonSet is gone' };
+      if (code === 401 || code === 403) return { gone: true, why: `its credentials were revoked (${String(code)}) with the release` };
+      return { gone: false, why: `the API server did not answer (${(e as Error).message})` };
+    }
   }
 
   async stop(): Promise<void> {

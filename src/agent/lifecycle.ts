@@ -4,6 +4,9 @@
 // Pins, per interface, under the pin directory (bpffs):
 //   <pin-dir>/<ifname>/link             the bpf_link attaching the program
 //   <pin-dir>/<ifname>/maps-<version>/  the program's maps, by name
+//   <pin-dir>/<ifname>/tables-<version>/ its tables (inner maps), by map id:
+//             reopened by path, since opening a map by id needs CAP_SYS_ADMIN,
+//             which the agent pod does not have
 // version = the first 16 hex digits of the object file's SHA-256.
 //
 // Start-up, in three cases:
@@ -58,6 +61,9 @@ export interface Prepared {
   readonly maps: LbMaps;
   /** On upgrade: the maps of the running (old) program, to read the current state from. */
   readonly previous: LbMaps | null;
+  /** Where the tables (inner maps) of `maps` are pinned, one pin per map id (map-writer.ts), and those of `previous`. */
+  readonly tablePins: string;
+  readonly previousTablePins: string | null;
   /** Attaches (fresh) or swaps (upgrade) the program and pins; no-op when adopting. */
   activate(): AttachedMode;
   /** Releases this process's fds and objects; pins (and so the datapath) stay. */
@@ -141,6 +147,7 @@ export function prepare(o: LifecycleOptions): Prepared {
   const dir = join(o.pinDir, o.interfaceName);
   const linkPath = join(dir, 'link');
   const mapsDir = join(dir, `maps-${version}`);
+  const tablePins = join(dir, `tables-${version}`);
   mkdirSync(dir, { recursive: true });
 
   let linkFd: number | null = null;
@@ -155,6 +162,11 @@ export function prepare(o: LifecycleOptions): Prepared {
     }
   }
   const otherVersions = readdirSync(dir).filter((f) => f.startsWith('maps-') && f !== `maps-${version}`);
+  // The tables pinned beside another version's maps go with them.
+  const otherTables = readdirSync(dir).filter((f) => f.startsWith('tables-') && f !== `tables-${version}`);
+  const unpinOthers = (): void => {
+    for (const v of [...otherVersions, ...otherTables]) unpinDir(join(dir, v));
+  };
 
   if (linkFd !== null && existsSync(mapsDir)) {
     const maps = openPinnedMaps(mapsDir);
@@ -164,6 +176,8 @@ export function prepare(o: LifecycleOptions): Prepared {
       version,
       maps,
       previous: null,
+      tablePins,
+      previousTablePins: null,
       activate: () => attachedMode(o.interfaceName) ?? 'unknown',
       close: () => {
         closeMaps(maps);
@@ -186,6 +200,7 @@ export function prepare(o: LifecycleOptions): Prepared {
     const fd = linkFd;
     let previous: LbMaps | null = null;
     const oldDir = otherVersions[0] === undefined ? null : join(dir, otherVersions[0]);
+    const oldTables = otherVersions[0] === undefined ? null : join(dir, otherVersions[0].replace(/^maps-/, 'tables-'));
     if (oldDir !== null) {
       try {
         previous = openPinnedMaps(oldDir);
@@ -199,10 +214,12 @@ export function prepare(o: LifecycleOptions): Prepared {
       version,
       maps,
       previous,
+      tablePins,
+      previousTablePins: previous === null ? null : oldTables,
       activate: () => {
         pinMaps(maps, mapsDir);
         linkUpdate(fd, prog.fd);
-        for (const v of otherVersions) unpinDir(join(dir, v));
+        unpinOthers();
         return attachedMode(o.interfaceName) ?? 'unknown';
       },
       close: () => {
@@ -219,8 +236,10 @@ export function prepare(o: LifecycleOptions): Prepared {
     version,
     maps,
     previous: null,
+    tablePins,
+    previousTablePins: null,
     activate: () => {
-      for (const v of otherVersions) unpinDir(join(dir, v));
+      unpinOthers();
       pinMaps(maps, mapsDir);
       try {
         const attached = attach(prog.fd, ifindex, o.interfaceName, o.mode);
@@ -244,7 +263,7 @@ export function cleanup(pinDir: string, ifname: string): { removed: boolean } {
   const dir = join(pinDir, ifname);
   if (!existsSync(dir)) return { removed: false };
   unpin(join(dir, 'link'));
-  for (const f of readdirSync(dir)) if (f.startsWith('maps-')) unpinDir(join(dir, f));
+  for (const f of readdirSync(dir)) if (f.startsWith('maps-') || f.startsWith('tables-')) unpinDir(join(dir, f));
   rmdirSync(dir);
   return { removed: true };
 }

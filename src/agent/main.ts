@@ -2,7 +2,8 @@
 // each load-balancer node. Standalone mode: VIPs and backends from a config
 // file. Prepares the datapath (adopt, upgrade or fresh; see lifecycle.ts),
 // programs the maps, attaches, then keeps the maps converged as the config,
-// health checks and neighbours change. SIGTERM leaves the datapath running.
+// health checks and neighbours change. SIGTERM leaves the datapath running,
+// unless the agent's DaemonSet is going (an uninstall: --owner-daemonset).
 import { readFile } from 'node:fs/promises';
 import { release as kernelRelease } from 'node:os';
 import type { Server } from 'node:http';
@@ -84,9 +85,9 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
   const prepared: Prepared = prepare({ interfaceName: flags.interface, pinDir: flags['pin-dir'], objectPath: flags.object ?? objectPath('xdp_lb.o'), mode: flags['xdp-mode'] });
   log.info({ kind: prepared.kind, version: prepared.version }, prepared.kind === 'adopt' ? 'Adopted the pinned datapath' : prepared.kind === 'upgrade' ? 'Upgrading the pinned datapath' : 'Loaded the datapath');
 
-  const writer = new MapWriter(prepared.maps);
+  const writer = new MapWriter(prepared.maps, prepared.tablePins);
   const image = prepared.kind === 'adopt' ? writer.readImage() : EMPTY_IMAGE;
-  const previousWriter = prepared.previous === null ? null : new MapWriter(prepared.previous);
+  const previousWriter = prepared.previous === null ? null : new MapWriter(prepared.previous, prepared.previousTablePins ?? undefined);
   const seed = previousWriter === null ? null : { image: previousWriter.readImage(), writer: previousWriter };
   const engine = new Engine(
     {
@@ -195,7 +196,11 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  log.info({ signal }, 'Stopping; the datapath keeps forwarding (xdplb agent --cleanup removes it)');
+  // An uninstall (the agent's DaemonSet gone or going) takes the datapath away; anything else leaves it forwarding.
+  const owner = flags['owner-daemonset'];
+  const uninstall = k8s === null || owner === undefined ? null : await k8s.ownerGone(owner);
+  if (uninstall?.gone === true) log.info({ signal, reason: uninstall.why }, 'Stopping and removing the datapath: the agent is being uninstalled');
+  else log.info({ signal, ...(uninstall === null ? {} : { reason: uninstall.why }) }, 'Stopping; the datapath keeps forwarding (xdplb agent --cleanup removes it)');
   clearInterval(resync);
   watch?.stop();
   await k8s?.stop();
@@ -204,5 +209,6 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
   await engine.settled();
   server?.close();
   prepared.close();
+  if (uninstall?.gone === true) cleanup(flags['pin-dir'], flags.interface);
   return 0;
 }

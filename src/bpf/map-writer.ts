@@ -56,7 +56,9 @@ import {
   VIP_F_SOURCE_IP_AFFINITY,
 } from './abi.js';
 import type { LbMaps } from './datapath.js';
-import { createMap, mapInfo, MapFlags, MapType, numPossibleCpus, openMapById, type BpfMap } from './loader.js';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createMap, mapInfo, MapFlags, MapType, numPossibleCpus, openMapById, openPinnedMap, unpin, type BpfMap } from './loader.js';
 
 /** Values of lb_ctl that come from the node's configuration. */
 export interface ControlSettings {
@@ -136,9 +138,8 @@ export function newTableMap(content: TableContent, byOwner: Uint32Array): BpfMap
   return inner;
 }
 
-/** The slots of the inner map with this id, unpacked: backend indices, BACKEND_NONE for none. */
-function readTableById(id: number): TableSlots {
-  const inner = openMapById(id);
+/** The slots of an inner map, unpacked: backend indices, BACKEND_NONE for none. Closes it. */
+function readTableOf(inner: BpfMap): TableSlots {
   try {
     // An inner map of an older build (before BPF_F_MMAPABLE, read as an upgrade's seed) is read with a batch lookup.
     const values = (mapInfo(inner.fd).flags & MapFlags.MMAPABLE) !== 0 ? inner.readMapped() : inner.readArray();
@@ -208,9 +209,17 @@ export class MapWriter {
    * one inner map: the kernel holds each distinct table once.
    */
   readonly #byKey = new Map<string, number>();
+  /** Where each inner map this writer creates is pinned, by id (undefined: not pinned; tests). */
+  readonly #tablePins: string | undefined;
 
-  constructor(maps: LbMaps) {
+  /**
+   * `tablePins`: a bpffs directory for the inner maps (one pin per table, by
+   * map id), so the agent can open them again, after a restart too, without
+   * CAP_SYS_ADMIN.
+   */
+  constructor(maps: LbMaps, tablePins?: string) {
     this.#maps = maps;
+    this.#tablePins = tablePins;
   }
 
   /** Backend indices stop below SLOT_NONE: a table slot holds them in 16 bits, SLOT_NONE meaning none. */
@@ -282,7 +291,7 @@ export class MapWriter {
   /** The table in outer slot `slot` (one memory copy), or null when the slot is empty. */
   readTable(slot: number): TableSlots | null {
     const id = this.#maps.tables.lookup(u32Key(slot));
-    return id === undefined ? null : readTableById(id.readUInt32LE(0));
+    return id === undefined ? null : readTableOf(this.#openInner(id.readUInt32LE(0)));
   }
 
   /**
@@ -309,27 +318,49 @@ export class MapWriter {
   /** What the maps hold now (no table is read: see tableIds). */
   readImage(): DatapathImage {
     const backends = this.#readBackends();
+    const vips = readVipMap(this.#maps.vips);
+    const fragVips = readVipMap(this.#maps.fragVips);
+    // A table this writer did not write is sized by the VIP entries that use it (no inner map is opened).
+    const sizeOf = new Map<number, number>();
+    for (const v of [...vips, ...fragVips]) if (v.meta.tableSize > 0) sizeOf.set(v.meta.tableSlot, v.meta.tableSize);
     const tables = new Map<number, TableImage>();
     const live = new Set<number>();
     for (const [slot, { id, table }] of this.tableIds()) {
       live.add(id);
-      tables.set(slot, table ?? { size: this.#innerSize(id), key: null });
+      tables.set(slot, table ?? { size: sizeOf.get(slot) ?? 0, key: null });
     }
     for (const id of [...this.#written.keys()]) if (!live.has(id)) this.#written.delete(id);
     for (const [key, id] of [...this.#byKey]) if (!live.has(id)) this.#byKey.delete(key);
+    this.#unpinDead(live);
     const down = new Set<number>();
     const flags = this.#maps.backendDown.readArray();
     for (let i = 0; i < this.#maps.backendDown.maxEntries; i++) if (flags.readUInt32LE(i * 4) !== 0) down.add(i);
-    return { backends, tables, down, vips: readVipMap(this.#maps.vips), fragVips: readVipMap(this.#maps.fragVips) };
+    return { backends, tables, down, vips, fragVips };
   }
 
-  #innerSize(id: number): number {
-    const inner = openMapById(id);
-    try {
-      return inner.maxEntries;
-    } finally {
-      inner.close();
-    }
+  /**
+   * The inner map with this id, opened: by its pin when this writer's tables
+   * are pinned (bpf_obj_get needs no privilege beyond the file), else by id
+   * (bpf_map_get_fd_by_id, which the kernel allows only with CAP_SYS_ADMIN:
+   * the chart's agent does not have it).
+   */
+  #openInner(id: number): BpfMap {
+    const pin = this.#tablePins === undefined ? undefined : join(this.#tablePins, String(id));
+    if (pin !== undefined && existsSync(pin)) return openPinnedMap(pin);
+    return openMapById(id);
+  }
+
+  /** Pins the new inner map `inner` (id `id`) in this writer's table pin directory, if it has one. */
+  #pin(inner: BpfMap, id: number): void {
+    if (this.#tablePins === undefined) return;
+    mkdirSync(this.#tablePins, { recursive: true });
+    inner.pin(join(this.#tablePins, String(id)));
+  }
+
+  /** Removes the pins of inner maps no outer slot holds any more (the kernel frees them then). */
+  #unpinDead(live: ReadonlySet<number>): void {
+    if (this.#tablePins === undefined || !existsSync(this.#tablePins)) return;
+    for (const name of readdirSync(this.#tablePins)) if (!live.has(Number(name))) unpin(join(this.#tablePins, name));
   }
 
   /**
@@ -361,6 +392,8 @@ export class MapWriter {
 
     this.#maps.vipFilter.update(zeroKey, encodeVipFilter(addresses(after)));
     this.#maps.ctl.update(zeroKey, encodeControl(control, wildcard(after)));
+    // Tables replaced or removed: their pins go now, so the kernel frees them (not at the next read-back).
+    if (ops.some((op) => op.op === 'putTable' || op.op === 'deleteTable')) this.#unpinDead(new Set(this.#maps.tables.presentU32().values()));
     return after;
   }
 
@@ -396,6 +429,7 @@ export class MapWriter {
         const inner = newTableMap(content, op.byOwner);
         pending.push({ slot: op.slot, inner });
         const id = mapInfo(inner.fd).id;
+        this.#pin(inner, id);
         this.#written.set(id, { size: op.size, key: op.key });
         this.#byKey.set(op.key, id);
         if (pending.length >= SWAP_BATCH) this.#swapIn(pending);
@@ -436,9 +470,9 @@ export class MapWriter {
       return undefined;
     }
     try {
-      return openMapById(id);
+      return this.#openInner(id);
     } catch {
-      this.#byKey.delete(key); // freed: no slot held it any more
+      this.#byKey.delete(key); // freed (no slot held it any more), or not to be opened here
       return undefined;
     }
   }

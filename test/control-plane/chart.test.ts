@@ -201,7 +201,7 @@ describe('charts/xdplb', () => {
       expect(pod.nodeSelector).toEqual({ 'xdplb.io/load-balancer': 'true' });
       expect(pod.serviceAccountName).toBe('xdplb-agent');
       const c = pod.containers[0]!;
-      expect(c.args.join(' ')).toContain(`agent --kubernetes --interface eth0 --xdp-mode auto --node-name $(NODE_NAME) --namespace ${NS} --metrics-address 0.0.0.0:9477`);
+      expect(c.args.join(' ')).toContain(`agent --kubernetes --interface eth0 --xdp-mode auto --node-name $(NODE_NAME) --namespace ${NS} --owner-daemonset xdplb-agent --metrics-address 0.0.0.0:9477`);
       expect(c.env?.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath).toBe('spec.nodeName');
       const sc = c.securityContext;
       expect(sc.privileged ?? false).toBe(false);
@@ -273,6 +273,7 @@ describe('charts/xdplb', () => {
       ['create', 'nodereports.xdplb.io', '-n', NS],
       ['get', 'nodereports.xdplb.io', '-n', NS],
       ['patch', 'nodereports.xdplb.io', '--subresource=status', '-n', NS],
+      ['get', 'daemonsets.apps/xdplb-agent', '-n', NS],
     ])('lets the agent %s %s %s', async (...args) => {
       expect(await canI(AGENT_SA, args)).toBe(true);
     });
@@ -289,6 +290,7 @@ describe('charts/xdplb', () => {
       ['patch', 'nodes'],
       ['update', 'endpointslices.discovery.k8s.io', '-n', 'shop'],
       ['create', 'pods', '--subresource=exec', '-n', NS],
+      ['get', 'daemonsets.apps/other', '-n', NS],
     ])('refuses the agent %s %s %s', async (...args) => {
       expect(await canI(AGENT_SA, args)).toBe(false);
     });

@@ -5,6 +5,8 @@
 // changes, and packets follow the programmed tables (checked against the
 // TypeScript flow hash). Tables go in through mmap()able inner maps swapped
 // in batches.
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCounter } from '../../src/bpf/datapath.js';
 import { MapWriter, type ControlSettings } from '../../src/bpf/map-writer.js';
@@ -214,6 +216,36 @@ describe('map writer', () => {
     expect(after.vips).toHaveLength(4096);
     expect([...plan.refused.keys()]).toEqual(['zz-extra']);
     expect(writer.readImage().vips).toHaveLength(4096);
+  });
+
+  it('pins each inner map it writes by id, opens it again from the pin after a restart, and unpins what no slot holds', () => {
+    const pins = join('/sys/fs/bpf', `xdplb-map-writer-test-${String(process.pid)}`, 'tables');
+    try {
+      const pinned = new MapWriter(h.maps, pins);
+      const held = pinned.readImage();
+      pinned.apply(held, planDatapath(held, { vips: [], backends: new Map() }, pinned.capacities()).ops, control);
+      const image = pinned.readImage();
+      const { after } = (() => {
+        const { desired } = desiredState([spec(['10.0.0.1', '10.0.0.2', '10.0.0.4'])], { healthy: () => true, mac: (a) => ({ ok: true, mac: macOf(a) }), currentTable: () => undefined });
+        const plan = planDatapath(image, desired, pinned.capacities());
+        return { after: pinned.apply(image, plan.ops, control) };
+      })();
+      const slot = after.vips[0]!.meta.tableSlot;
+      const id = pinned.tableIds().get(slot)!.id;
+      expect(readdirSync(pins)).toEqual([String(id)]);
+      // Another process (a restarted agent) reads the table through the pin, and sizes it from the VIP entry.
+      const again = new MapWriter(h.maps, pins);
+      expect(again.readImage().tables.get(slot)).toEqual({ size: 4093, key: null });
+      expect(again.readTable(slot)!.slots).toHaveLength(4093);
+      // A new table in that slot: the old one's pin goes with the pass.
+      const { desired } = desiredState([spec(['10.0.0.1', '10.0.0.2'])], { healthy: () => true, mac: (a) => ({ ok: true, mac: macOf(a) }), currentTable: () => undefined });
+      const read = again.readImage();
+      again.apply(read, planDatapath(read, desired, again.capacities()).ops, control);
+      expect(readdirSync(pins)).toEqual([String(again.tableIds().get(slot)!.id)]);
+      expect(again.tableIds().get(slot)!.id).not.toBe(id);
+    } finally {
+      rmSync(join(pins, '..'), { recursive: true, force: true });
+    }
   });
 
   it('removes everything it programmed when nothing is wanted', () => {

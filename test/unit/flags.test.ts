@@ -26,6 +26,8 @@ describe('agent flags', () => {
     [['--interface', 'eth0', '--config', 'x', '--pin-dir', 'relative'], /--pin-dir must be an absolute path/],
     [['--interface', 'eth0', '--config', ''], /--config needs a file path/],
     [['--interface', 'eth0', '--kubernetes', '--route-around', 'sometimes'], /--route-around must be on or off/],
+    [['--interface', 'eth0', '--config', 'c.yaml', '--owner-daemonset', 'xdplb-agent'], /--owner-daemonset needs --kubernetes/],
+    [['--interface', 'eth0', '--kubernetes', '--owner-daemonset', 'Not_A_Name'], /--owner-daemonset must be a DaemonSet name/],
     [['--interface', 'eth0', '--config', 'x', '--frobnicate'], /Unknown option '--frobnicate'/],
   ])('%j is refused with one line', (argv, message) => {
     expect(() => parseAgentFlags(argv as string[])).toThrowError(bad(message));
