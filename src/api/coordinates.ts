@@ -1,6 +1,6 @@
 // coordinates.ts: where xdplb's resources live in the Kubernetes API: the
-// group and version, each kind's plural, the finalizer the operator puts on
-// LoadBalancerVips, and the label that ties a published VipTable to its VIP.
+// group and version, each kind's plural, and the finalizer the operator puts
+// on LoadBalancerVips.
 // The operator, the agent, the lab and the CRD generator all take them here.
 
 export const GROUP = 'xdplb.io';
@@ -9,8 +9,6 @@ export const API_VERSION = `${GROUP}/${VERSION}` as const;
 
 /** Held on a LoadBalancerVip until the operator has removed its published tables. */
 export const FINALIZER = 'xdplb.io/cleanup';
-/** On each VipTable: the name of its LoadBalancerVip. */
-export const VIP_LABEL = 'xdplb.io/vip';
 
 export const PLURALS = {
   vips: 'loadbalancervips',
