@@ -166,6 +166,8 @@ async function main(): Promise<void> {
     // The simulated nodes: each reports every VIP's newest whole generation as programmed.
     let failing = false;
     const lastSent = new Map<string, string>();
+    /** Per node: whether its last report written says the shared backend fails. */
+    const reportedFailing = new Map<string, boolean>();
     const report = async (node: string, force: boolean): Promise<void> => {
       const programmed = [...published].map(([name, p]) => programmedEntry(`${NS}/${name}`, p.generation, p.digest)).sort();
       const backends = Array.from({ length: BACKENDS }, (_, b) => ({ address: backendAddress(b), checks: [{ check: 'tcp:80', healthy: !(failing && b === 0) }], resolved: true, reason: failing && b === 0 ? 'failed health checks' : '' }));
@@ -174,7 +176,9 @@ async function main(): Promise<void> {
       if (!force && lastSent.get(node) === text) return;
       lastSent.set(node, text);
       const at = performance.now();
+      const sentFailing = failing;
       await kube.patchStatus(PLURALS.reports, SYSTEM, node, { ...body, observedTime: new Date().toISOString() });
+      reportedFailing.set(node, sentFailing);
       pace.set(node, { at, tookMs: performance.now() - at });
     };
     // Per node: when its last write started and how long it took (an agent spaces its writes by these: core/report-pace.ts).
@@ -190,7 +194,9 @@ async function main(): Promise<void> {
         const now = performance.now();
         for (const n of nodes) {
           const p = pace.get(n) ?? { at: -Infinity, tookMs: 0 };
-          if (inFlight.has(n) || now < p.at + reportSpacingMs(p.tookMs, 10)) continue;
+          // A health flip not yet reported is urgent, as the agent's is (core/report-pace.ts).
+          const urgent = failing !== (reportedFailing.get(n) ?? false);
+          if (inFlight.has(n) || now < p.at + reportSpacingMs(p.tookMs, 10, urgent)) continue;
           const force = now - (lastForced.get(n) ?? 0) >= 10_000;
           if (force) lastForced.set(n, now);
           inFlight.add(n);
@@ -242,12 +248,19 @@ async function main(): Promise<void> {
     const before = new Map([...published].map(([k, p]) => [k, p.generation]));
     const writesBefore = await writes();
     const t1 = performance.now();
+    const spacings = nodes.map((n) => reportSpacingMs(pace.get(n)?.tookMs ?? 0, 10));
+    say(`  the nodes' routine report spacing when the backend fails: ${Math.min(...spacings)}-${Math.max(...spacings)} ms (core/report-pace.ts, from their last write's latency; the health flip itself waits at most ${reportSpacingMs(0, 10, true)} ms)`);
     failing = true;
     const changed = (): number => [...published].filter(([k, p]) => p.generation !== before.get(k) && p.sharedWeight === 0).length;
     const progress2 = setInterval(() => say(`  ${changed()}/${VIPS} VIPs republished without the backend after ${((performance.now() - t1) / 1000).toFixed(0)} s`), 15_000);
     timers.push(progress2);
-    while (changed() < VIPS) await sleep(100);
+    let firstChangedMs: number | undefined;
+    while (changed() < VIPS) {
+      if (firstChangedMs === undefined && changed() > 0) firstChangedMs = performance.now() - t1;
+      await sleep(50);
+    }
     const sharedChangeMs = performance.now() - t1;
+    say(`  the first VIP republished ${((firstChangedMs ?? sharedChangeMs) / 1000).toFixed(1)} s after the nodes began reporting, the last ${(sharedChangeMs / 1000).toFixed(1)} s`);
     clearInterval(progress2);
     say(`  every VIP republished without the shared backend ${(sharedChangeMs / 1000).toFixed(1)} s after the nodes reported it`);
     await settle();

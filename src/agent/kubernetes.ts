@@ -55,6 +55,8 @@ export class KubernetesMode {
   #lastWriteAt = -Infinity;
   #lastWriteMs = 0;
   #throttled: NodeJS.Timeout | null = null;
+  /** A health flip waits to be written (spaced by the least spacing only). */
+  #urgent = false;
   #heartbeat: NodeJS.Timeout | null = null;
   /** The XDP mode read back from the interface once attached; "unknown" before. */
   xdpMode = 'unknown';
@@ -174,8 +176,19 @@ export class KubernetesMode {
     await Promise.all([this.#vips.stop(), this.#tables.stop(), this.#nodes.stop(), this.#slices.stop()]);
   }
 
-  /** Writes the NodeReport when what it says changed (after every engine pass), or always when `force` (the heartbeat). */
-  report(engine: Engine, health: Health, force = false): void {
+  /**
+   * Writes the NodeReport when what it says changed (after every engine
+   * pass), or always when `force` (the heartbeat). `urgent`: a backend's
+   * health flipped, which the operator's quorum waits for: spaced by the
+   * least spacing only (core/report-pace.ts).
+   */
+  report(engine: Engine, health: Health, force = false, urgent = false): void {
+    this.#urgent ||= urgent;
+    if (this.#throttled !== null && urgent) {
+      // Waiting out a long spacing: the flip goes as soon as the least spacing allows.
+      clearTimeout(this.#throttled);
+      this.#throttled = null;
+    }
     if (this.#reporting || this.#throttled !== null) {
       this.#reportAgain = true;
       this.#forceAgain ||= force;
@@ -184,7 +197,7 @@ export class KubernetesMode {
     // Writes are spaced (core/report-pace.ts): the first change after a quiet
     // spell is written at once, the changes within the spacing after it in
     // one write at its end.
-    const wait = this.#lastWriteAt + reportSpacingMs(this.#lastWriteMs, this.#o.reportIntervalSeconds) - performance.now();
+    const wait = this.#lastWriteAt + reportSpacingMs(this.#lastWriteMs, this.#o.reportIntervalSeconds, this.#urgent) - performance.now();
     if (wait > 0 && !this.#stopped) {
       this.#forceAgain ||= force;
       this.#throttled = setTimeout(() => {
@@ -197,6 +210,7 @@ export class KubernetesMode {
       return;
     }
     this.#reporting = true;
+    this.#urgent = false;
     void this.#report(engine, health, force)
       .catch((e: unknown) => this.#o.log.warn({ err: (e as Error).message }, 'NodeReport update failed'))
       .finally(() => {

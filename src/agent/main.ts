@@ -117,7 +117,7 @@ async function runDatapath(flags: AgentFlags, log: Logger): Promise<number> {
       // thread's fast path covers a flip it could not write); the agent reports, and the operator
       // decides the next table by quorum.
       engine.routeAround('health');
-      if (k8s !== null) k8s.report(engine, health);
+      if (k8s !== null) k8s.report(engine, health, false, true);
     },
     onProbe: (key, result) => {
       // A probe is shared by every VIP checking the backend the same way: "type|address|port[|path]".

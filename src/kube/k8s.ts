@@ -138,6 +138,11 @@ export class Kube {
     );
   }
 
+  /** One object of an xdplb.io kind, read from the API server (not a cache). */
+  async getObject(plural: string, namespace: string, name: string): Promise<Obj> {
+    return (await this.timed('get', plural, () => this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name }))) as Obj;
+  }
+
   /** A JSON merge patch of the object; a `metadata.resourceVersion` in it makes it conditional (409 when the object moved on). */
   async mergePatch(plural: string, namespace: string, name: string, body: Record<string, unknown>): Promise<void> {
     await this.timed('patch', plural, () =>

@@ -9,7 +9,7 @@
 // table no VIP programs any more is deleted (sweep). The informer's events
 // tell each VIP its table is out (the reconciler waits for them).
 import type { Logger } from 'pino';
-import { assignedEntry, PLURALS, sharedTableObjects, type SharedTable, type TableIndex } from '../api/index.js';
+import { assignedEntry, parseAssignedEntry, PLURALS, sharedTableObjects, type SharedTable, type TableIndex } from '../api/index.js';
 import { ErrorCodes, XdplbError } from '../core/errors.js';
 import type { Table } from '../core/maglev.js';
 import { digestOf } from '../core/table-memo.js';
@@ -34,6 +34,8 @@ export const GATHER_MAX_MS = 1000;
 export const ORPHAN_GRACE_MS = 60_000;
 /** After a failed write, the next try. */
 const RETRY_MS = 1000;
+/** Conditional patches of a table's list tried in one round before the round gives up on it. */
+const PATCH_TRIES = 4;
 
 interface Ask {
   readonly namespace: string;
@@ -158,11 +160,11 @@ export class TablePublisher {
     const index = this.#d.index();
     const { namespace, digest } = ask;
     const held = index.shared(namespace, digest);
-    const assigned = this.#assigned(held, ask);
+    const assigned = this.#assigned(held?.assigned ?? [], ask);
     if (ask.table === null) {
       // Only VIPs taken off: the list of a table that exists.
       if (held?.head === undefined) return;
-      await kube.mergePatch(PLURALS.tables, namespace, tableObjectName(digest, 0), { metadata: { resourceVersion: held.head.metadata?.resourceVersion }, spec: { assigned } });
+      await this.#patchList(namespace, tableObjectName(digest, 0), held.head.metadata?.resourceVersion, assigned, ask);
       return;
     }
     const objects = sharedTableObjects(namespace, ask.table, assigned);
@@ -181,20 +183,39 @@ export class TablePublisher {
         if (!(e instanceof XdplbError && e.code === ErrorCodes.CONFLICT)) throw e;
       }
     }
-    const version = head?.metadata?.resourceVersion;
-    try {
-      await kube.mergePatch(PLURALS.tables, namespace, headName, { metadata: version === undefined ? {} : { resourceVersion: version }, spec: { assigned } });
-    } catch (e) {
-      // Moved on since the cache saw it: written again from the next round's fresher cache.
-      if (statusCode(e) === 409 || statusCode(e) === 404) throw new XdplbError(ErrorCodes.CONFLICT, `VipTable ${namespace}/${headName} changed while its VIPs were written`, { cause: e });
-      throw e;
+    // Unknown to the cache (created meanwhile): its list is read from the server first.
+    await this.#patchList(namespace, headName, head?.metadata?.resourceVersion ?? null, assigned, ask);
+  }
+
+  /**
+   * Patches the first shard's list, on the condition that it is still at
+   * `version` (null: read it first). The informer may lag this publisher's own last write: on a
+   * conflict the list is read from the API server, merged again and
+   * patched at once (a few tries), not a round later.
+   */
+  async #patchList(namespace: string, headName: string, version: string | null | undefined, assigned: string[], ask: Ask): Promise<void> {
+    const { kube } = this.#d;
+    for (let attempt = 1; ; attempt++) {
+      if (version !== null) {
+        try {
+          await kube.mergePatch(PLURALS.tables, namespace, headName, { metadata: version === undefined ? {} : { resourceVersion: version }, spec: { assigned } });
+          return;
+        } catch (e) {
+          if (statusCode(e) === 404) throw new XdplbError(ErrorCodes.CONFLICT, `VipTable ${namespace}/${headName} was deleted while its VIPs were written`, { cause: e });
+          if (statusCode(e) !== 409 || attempt >= PATCH_TRIES) throw e;
+        }
+      }
+      const fresh = await kube.getObject(PLURALS.tables, namespace, headName);
+      version = fresh.metadata?.resourceVersion;
+      const listed = ((fresh as { spec?: { assigned?: unknown } }).spec?.assigned ?? []) as unknown[];
+      assigned = this.#assigned(listed.flatMap((x) => (typeof x === 'string' && parseAssignedEntry(x) !== null ? [parseAssignedEntry(x)!] : [])), ask);
     }
   }
 
   /** The list to write: the table's current entries still in use, with the asked VIPs' entries in place of their others. */
-  #assigned(held: SharedTable | undefined, ask: Ask): string[] {
+  #assigned(current: SharedTable['assigned'], ask: Ask): string[] {
     const out = new Map<string, string>();
-    for (const a of held?.assigned ?? []) {
+    for (const a of current) {
       if (ask.vips.has(a.name) || ask.withdrawn.has(a.name) || !this.#inUse(ask.namespace, a)) continue;
       out.set(a.name, assignedEntry(a.name, a.generation, a.uid));
     }
