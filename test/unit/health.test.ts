@@ -77,10 +77,11 @@ describe('probes (real sockets on loopback)', () => {
         res.end();
       }),
     );
-    const base = { type: 'http' as const, address: '127.0.0.1', port, timeoutMs: 150 };
+    // Answers get a generous timeout (the first HTTP request of a busy test worker can take over 150 ms); silence a short one.
+    const base = { type: 'http' as const, address: '127.0.0.1', port, timeoutMs: 5000 };
     expect(await probe({ ...base, path: '/ok' })).toMatchObject({ ok: true, detail: 'HTTP 200' });
     expect(await probe({ ...base, path: '/bad' })).toMatchObject({ ok: false, detail: 'HTTP 503' });
-    const hung = await probe({ ...base, path: '/hang' });
+    const hung = await probe({ ...base, path: '/hang', timeoutMs: 150 });
     expect(hung).toMatchObject({ ok: false, detail: 'timeout' });
     expect(hung.ms).toBeGreaterThanOrEqual(140);
   });
