@@ -22,6 +22,8 @@ const generation = int64.min(1).describe('Earlier form only: table generation; a
  * Base64 text. A pattern, not OpenAPI's `format: byte`: the API server's CEL
  * fails to convert a large byte-formatted field of the stored object
  * (`illegal base64 data`), which broke the immutability rule on every update.
+ * The API server checks it; the readers do not scan a megabyte of text again
+ * (a table whose slots do not decode fails its digest).
  */
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -96,16 +98,14 @@ export const vipTableSpecSchema = z
       deflated: z
         .string()
         .max(1_400_000)
-        .regex(BASE64)
-        .describe('Base64 of the raw-deflated little-endian slot owner indices of slots [start, end).'),
+        .meta({ pattern: BASE64.source, description: 'Base64 of the raw-deflated little-endian slot owner indices of slots [start, end).' }),
     }),
     alternates: z
       .object({
         deflated: z
           .string()
           .max(1_400_000)
-          .regex(BASE64)
-          .describe("Base64 of the raw-deflated little-endian alternate owner indices of slots [start, end), in the slots' encoding; the encoding's all-ones value means no alternate."),
+          .meta({ pattern: BASE64.source, description: "Base64 of the raw-deflated little-endian alternate owner indices of slots [start, end), in the slots' encoding; the encoding's all-ones value means no alternate." }),
       })
       .optional()
       .describe("Each slot's alternate owner: where a node sends the slot's flows while its owner is down (the slot's owner in the successor without that owner)."),
