@@ -61,6 +61,8 @@ export interface KubeVip {
 export interface PublishedTable {
   readonly size: number;
   readonly backends: readonly BackendWeight[];
+  /** The backends' addresses, in table order (what the datapath's owners are). */
+  readonly owners: readonly string[];
   readonly generation: number;
   readonly digest: string;
   /**
@@ -92,9 +94,11 @@ const COUNTS_HELD = 8192;
 function published(whole: NonNullable<ReturnType<typeof newestWhole>>, entry: PublishedEntry, onBad: () => void): PublishedTable {
   const { generation, shards } = whole;
   const counts = new Map<string, number>();
+  const backends = whole.size === 0 ? [] : canonicalBackends(whole.backends);
   const table: PublishedTable = {
     size: whole.size,
-    backends: whole.size === 0 ? [] : canonicalBackends(whole.backends),
+    backends,
+    owners: backends.map((b) => b.key),
     generation,
     digest: whole.digest,
     get counts() {
@@ -206,6 +210,7 @@ export class KubernetesSource implements DesiredSource {
   /** Per VIP over a Service: the addresses its EndpointSlices list only as out (core/endpoints.ts). */
   readonly #endpointsOut = new Map<string, Set<string>>();
   readonly #routeAround: boolean;
+  #failover: Pick<FailoverModel, 'enabled' | 'vips'> | undefined;
   /** VIP key -> its datapath keys ("address|port|protocol"). */
   readonly #keys: Map<string, string[]>;
 
@@ -260,7 +265,7 @@ export class KubernetesSource implements DesiredSource {
         name: v.key,
         keys: v.keys,
         features: v.features,
-        table: t === null ? null : { size: t.size, owners: t.backends.map((b) => b.key), digest: t.digest, content: t.content },
+        table: t === null ? null : { size: t.size, owners: t.owners, digest: t.digest, content: t.content },
       });
       status.push({
         name: v.key,
@@ -312,15 +317,15 @@ export class KubernetesSource implements DesiredSource {
     return probe === undefined ? null : this.#probe(probe);
   }
 
-  /** Per VIP, the backends holding slots with the probe answering for each and whether its endpoint is out. */
+  /** Per VIP, the backends holding slots with the probe answering for each and whether its endpoint is out (fixed for this source: built once). */
   failover(): Pick<FailoverModel, 'enabled' | 'vips'> {
-    return {
+    return (this.#failover ??= {
       enabled: this.#routeAround,
       vips: this.vips.map((v) => ({
         name: v.key,
         serving: (v.published?.backends ?? []).filter((b) => b.weight > 0).map((b) => ({ address: b.key, probe: this.#probes.probeOf(v.key, b.key) ?? null, out: this.#endpointOut(v.key, b.key) })),
       })),
-    };
+    });
   }
 
   /** Whether `vip`'s Service lists the endpoint at `address` as out (not ready, not draining). */
