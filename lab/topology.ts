@@ -321,14 +321,7 @@ export class LbTopology {
 
   /** A Prometheus sample of a node's agent: sum of the metric's series whose labels include `labels`. */
   metric(node: LbNode, name: string, labels: Record<string, string> = {}): number {
-    const text = node.ns.run('curl', ['-sf', 'http://127.0.0.1:9477/metrics']);
-    let sum = 0;
-    for (const line of text.split('\n')) {
-      if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-      if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return sum;
+    return sampleSum(node.ns.run('curl', ['-sf', 'http://127.0.0.1:9477/metrics']), name, labels);
   }
 
   /** Runs the load generator in the client namespace to completion. */
@@ -427,4 +420,15 @@ function collect(child: ChildProcess, onReport?: (r: LoadResult & { t: number })
       }
     });
   });
+}
+
+/** In Prometheus text `text`: the sum of metric `name`'s series whose labels include `labels`. */
+export function sampleSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
 }

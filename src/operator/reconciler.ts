@@ -201,11 +201,6 @@ export class Reconciler {
     this.#publisher.stop();
   }
 
-  /** Writes what is asked now (tests). */
-  async flush(): Promise<void> {
-    await this.#publisher.flush();
-  }
-
   /** The VIPs whose last decision listed one of these backend addresses. */
   vipsWithBackends(addresses: ReadonlySet<string>): string[] {
     if (addresses.size === 0) return [];

@@ -96,12 +96,6 @@ export class TablePublisher {
     return (this.#asks.get(`${namespace}/${digest}`)?.vips.size ?? 0) > 0;
   }
 
-  /** Writes out what is asked now and waits for it (tests, shutdown). */
-  async flush(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#run();
-  }
 
   /** Drops what is asked and unwritten (this replica stopped leading: the next leader's reconciles ask again). */
   stop(): void {

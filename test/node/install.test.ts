@@ -26,7 +26,7 @@ import { programVariant, xdplbImage, type ImageArchive } from '../../lab/node-im
 import { startNode, waitForObject, type KubeNode } from '../../lab/node.js';
 import { ROOT } from '../../lab/root.js';
 import { run } from '../../lab/server.js';
-import { LbTopology, type HostPort } from '../../lab/topology.js';
+import { LbTopology, sampleSum, type HostPort } from '../../lab/topology.js';
 import { vipTables } from '../../lab/tables.js';
 import { until } from '../../lab/wait.js';
 import { parseProgrammedEntry } from '../../src/api/nodereport.js';
@@ -71,15 +71,6 @@ async function metrics(address: string): Promise<string> {
   return r.stdout;
 }
 
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
 
 beforeAll(async () => {
   let t = performance.now();
@@ -180,8 +171,8 @@ spec:
   it("metrics are scraped from the agent pod's port and count the forwarded packets", async () => {
     const [pod] = (await pods('agent')).items;
     const text = await metrics(pod!.status.podIP!);
-    expect(sample(text, 'xdplb_datapath_packets_total', { reason: 'FWD_IPIP' })).toBeGreaterThanOrEqual(200);
-    expect(sample(text, 'xdplb_agent_xdp_mode', { interface: port.ifname })).toBe(1);
+    expect(sampleSum(text, 'xdplb_datapath_packets_total', { reason: 'FWD_IPIP' })).toBeGreaterThanOrEqual(200);
+    expect(sampleSum(text, 'xdplb_agent_xdp_mode', { interface: port.ifname })).toBe(1);
   });
 });
 
@@ -200,7 +191,7 @@ async function agentMetrics(): Promise<string> {
 async function webTable(): Promise<{ programmed: number; digest: string | null }> {
   const text = await agentMetrics();
   const digest = /xdplb_agent_table_info\{[^}]*vip="shop\/web"[^}]*digest="([^"]+)"/.exec(text) ?? /xdplb_agent_table_info\{[^}]*digest="([^"]+)"[^}]*vip="shop\/web"/.exec(text);
-  return { programmed: sample(text, 'xdplb_agent_table_generation', { vip: `${APP_NS}/web` }), digest: digest?.[1] ?? null };
+  return { programmed: sampleSum(text, 'xdplb_agent_table_generation', { vip: `${APP_NS}/web` }), digest: digest?.[1] ?? null };
 }
 
 const leaseHolder = async (): Promise<string | null> => {
@@ -243,7 +234,7 @@ describe('drills on the real node under continuous load (issue 15 item 4)', () =
 // datapath (the agent finds its DaemonSet going on SIGTERM).
 describe('drills under continuous load (issue 15 item 4)', () => {
   it("the agent's periodic table check reads the kernel's tables under the chart's capabilities: no failed reconcile", async () => {
-    const count = (text: string, result: string): number => sample(text, 'xdplb_agent_reconciles_total', { result });
+    const count = (text: string, result: string): number => sampleSum(text, 'xdplb_agent_reconciles_total', { result });
     const first = await agentMetrics();
     const [ok, failed] = [count(first, 'ok'), count(first, 'error')];
     // The resync (agent.resyncSeconds, 10 s) re-reads the maps and checks a few tables' slots.
