@@ -11,7 +11,7 @@ import { jsonEqual } from '../core/conditions.js';
 import type { FailoverModel } from '../core/failover-model.js';
 import { INITIAL_HEALTH, type HealthState } from '../core/health.js';
 import type { DownWrite, FailoverWorkerData, FromWorker, ToWorker } from './failover-worker.js';
-import type { Health, HealthTarget } from './health-checker.js';
+import { StoppedStates, type Health, type HealthTarget } from './health-checker.js';
 import type { ProbeResult } from './probe.js';
 
 export interface FailoverThreadDeps {
@@ -26,6 +26,8 @@ export class FailoverThread implements Health {
   readonly #worker: Worker;
   readonly #d: FailoverThreadDeps;
   readonly #states = new Map<string, HealthState>();
+  // As the worker's checker does: a target back soon resumes its state (until the worker's next report).
+  readonly #stoppedStates = new StoppedStates();
   #targets = new Set<string>();
   #model: FailoverModel | null = null;
   #stopped = false;
@@ -43,7 +45,17 @@ export class FailoverThread implements Health {
   setTargets(targets: readonly HealthTarget[]): void {
     if (this.#stopped) return;
     this.#targets = new Set(targets.map((t) => t.key));
-    for (const key of [...this.#states.keys()]) if (!this.#targets.has(key)) this.#states.delete(key);
+    for (const [key, state] of [...this.#states]) {
+      if (this.#targets.has(key)) continue;
+      this.#stoppedStates.remember(key, state);
+      this.#states.delete(key);
+    }
+    for (const key of this.#targets) {
+      if (this.#states.has(key)) continue;
+      const resumed = this.#stoppedStates.take(key);
+      if (resumed !== undefined) this.#states.set(key, resumed);
+    }
+    this.#stoppedStates.prune();
     this.#post({ type: 'targets', targets: [...targets] });
   }
 

@@ -42,10 +42,44 @@ export interface Health {
   stop(): void;
 }
 
+/**
+ * How long the state of a probe no longer wanted is remembered: a target
+ * that comes back within it (a settings change, or a source rebuilt while
+ * tables change hands) resumes where it was, instead of healthy, which would
+ * bring a dead backend back into the datapath until it fails again.
+ */
+export const REMEMBER_STOPPED_MS = 60_000;
+
+/** States of probes stopped, kept for REMEMBER_STOPPED_MS to resume with. */
+export class StoppedStates {
+  readonly #states = new Map<string, { state: HealthState; at: number }>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
+
+  remember(key: string, state: HealthState): void {
+    this.#states.set(key, { state, at: this.#now() });
+  }
+
+  /** The state `key` had when stopped, if recent; forgotten once taken. */
+  take(key: string): HealthState | undefined {
+    const e = this.#states.get(key);
+    this.#states.delete(key);
+    return e !== undefined && this.#now() - e.at <= REMEMBER_STOPPED_MS ? e.state : undefined;
+  }
+
+  /** Drops what is too old to resume with. */
+  prune(): void {
+    const now = this.#now();
+    for (const [key, e] of this.#states) if (now - e.at > REMEMBER_STOPPED_MS) this.#states.delete(key);
+  }
+}
+
 export class HealthChecker implements Health {
   readonly #loops = new Map<string, Loop>();
-  // States of loops stopped for a settings change, carried into their restart.
-  readonly #previous = new Map<string, HealthState>();
+  readonly #previous = new StoppedStates();
   readonly #probe: (t: ProbeTarget) => Promise<ProbeResult>;
   readonly #deps: HealthCheckerDeps;
   #stopped = false;
@@ -64,9 +98,9 @@ export class HealthChecker implements Health {
       if (t === undefined || settings(t) !== settings(loop.target)) this.#stop(key);
     }
     for (const [key, t] of wanted) {
-      if (!this.#loops.has(key)) this.#start(t, this.#previous.get(key) ?? INITIAL_HEALTH);
+      if (!this.#loops.has(key)) this.#start(t, this.#previous.take(key) ?? INITIAL_HEALTH);
     }
-    this.#previous.clear();
+    this.#previous.prune();
   }
 
   /** Current health of a pair; pairs not probed are healthy. */
@@ -92,7 +126,6 @@ export class HealthChecker implements Health {
   stop(): void {
     this.#stopped = true;
     for (const key of [...this.#loops.keys()]) this.#stop(key);
-    this.#previous.clear();
   }
 
   #start(target: HealthTarget, state: HealthState): void {
@@ -108,7 +141,7 @@ export class HealthChecker implements Health {
     if (loop === undefined) return;
     loop.stopped = true;
     if (loop.timer !== null) clearTimeout(loop.timer);
-    this.#previous.set(key, loop.state);
+    this.#previous.remember(key, loop.state);
     this.#loops.delete(key);
   }
 

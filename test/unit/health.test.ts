@@ -4,7 +4,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HealthChecker, type HealthTarget } from '../../src/agent/health-checker.js';
+import { HealthChecker, REMEMBER_STOPPED_MS, StoppedStates, type HealthTarget } from '../../src/agent/health-checker.js';
 import { probe } from '../../src/agent/probe.js';
 import { INITIAL_HEALTH, observeProbe, type HealthState } from '../../src/core/health.js';
 
@@ -120,5 +120,37 @@ describe('health checker', () => {
 
     checker.setTargets([]);
     expect(checker.snapshot().size).toBe(0);
+  });
+
+  it('a probe dropped and wanted again resumes its state: a dead backend is not healthy again until it passes', async () => {
+    const server = createServer((s) => s.destroy());
+    const port = await listen(server);
+    await new Promise<void>((r) => server.close(() => r()));
+    const events: [string, boolean][] = [];
+    const checker = new HealthChecker({ onChange: (key, healthy) => events.push([key, healthy]) });
+    closers.push(async () => checker.stop());
+    const target: HealthTarget = { key: 'tcp|127.0.0.1|x', type: 'tcp', address: '127.0.0.1', port, path: '/', timeoutMs: 50, intervalMs: 20, healthyThreshold: 2, unhealthyThreshold: 2 };
+    checker.setTargets([target]);
+    await expect.poll(() => checker.measured(target.key), { timeout: 2000, interval: 5 }).toBe(false);
+    // A source rebuilt without it (tables changing hands), then with it again.
+    checker.setTargets([]);
+    expect(checker.measured(target.key)).toBeNull();
+    checker.setTargets([target]);
+    expect(checker.measured(target.key)).toBe(false);
+    expect(events).toEqual([[target.key, false]]);
+  });
+});
+
+describe('stopped states', () => {
+  it('are resumed once, and only while recent', () => {
+    let now = 0;
+    const stopped = new StoppedStates(() => now);
+    const down = { healthy: false, streak: 0, probes: 9, lastOk: false };
+    stopped.remember('a', down);
+    stopped.remember('b', down);
+    expect(stopped.take('a')).toEqual(down);
+    expect(stopped.take('a')).toBeUndefined();
+    now = REMEMBER_STOPPED_MS + 1;
+    expect(stopped.take('b')).toBeUndefined();
   });
 });
