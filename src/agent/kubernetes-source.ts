@@ -317,13 +317,13 @@ export class KubernetesSource implements DesiredSource {
     return probe === undefined ? null : this.#probe(probe);
   }
 
-  /** Per VIP, the backends holding slots with the probe answering for each and whether its endpoint is out (fixed for this source: built once). */
+  /** Per VIP, the backends it lists (idle: weight 0) with the probe answering for each and whether its endpoint is out (fixed for this source: built once). */
   failover(): Pick<FailoverModel, 'enabled' | 'vips'> {
     return (this.#failover ??= {
       enabled: this.#routeAround,
       vips: this.vips.map((v) => ({
         name: v.key,
-        serving: (v.published?.backends ?? []).filter((b) => b.weight > 0).map((b) => ({ address: b.key, probe: this.#probes.probeOf(v.key, b.key) ?? null, out: this.#endpointOut(v.key, b.key) })),
+        serving: (v.published?.backends ?? []).map((b) => ({ address: b.key, probe: this.#probes.probeOf(v.key, b.key) ?? null, out: this.#endpointOut(v.key, b.key), ...(b.weight > 0 ? {} : { idle: true }) })),
       })),
     });
   }

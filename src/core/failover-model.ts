@@ -1,15 +1,23 @@
 // failover-model.ts: what the agent's failover thread needs to route around
-// a backend on its own, without the reconcile loop: per VIP, the addresses
-// holding slots with the probe that answers for each and whether its endpoint
-// is out, and the backend index each address has in the maps. Plain data (it
-// crosses to a worker thread). `downWrites` is the decision: routeAround
-// (core/down.ts, failing open per VIP) over what the probes find now, minus
-// what is already down. Pure.
+// a backend on its own, without the reconcile loop: per VIP, the addresses it
+// lists (those holding slots, and idle ones at weight 0) with the probe that
+// answers for each and whether its endpoint is out, and the backend index
+// each address has in the maps. Plain data (it crosses to a worker thread).
+// `downWrites` is the decision: routeAround (core/down.ts, failing open per
+// VIP) over what the probes find now, minus what is already down. Pure.
 import { routeAround } from './down.js';
+
+export interface FailoverBackend {
+  readonly address: string;
+  readonly probe: string | null;
+  readonly out: boolean;
+  /** Listed without slots (weight 0): marked down when failing, never counted to fail open (core/down.ts). */
+  readonly idle?: boolean;
+}
 
 export interface FailoverVip {
   readonly name: string;
-  readonly serving: readonly { readonly address: string; readonly probe: string | null; readonly out: boolean }[];
+  readonly serving: readonly FailoverBackend[];
 }
 
 export interface FailoverModel {
@@ -34,7 +42,7 @@ export function downAddresses(model: Pick<FailoverModel, 'enabled' | 'vips'>, me
   const entries = new Map<string, { probe: string | null; out: boolean }>();
   for (const v of model.vips) for (const s of v.serving) entries.set(`${v.name}|${s.address}`, s);
   return routeAround(
-    model.vips.map((v) => ({ name: v.name, serving: v.serving.map((s) => s.address) })),
+    model.vips.map((v) => ({ name: v.name, serving: v.serving.filter((s) => s.idle !== true).map((s) => s.address), idle: v.serving.filter((s) => s.idle === true).map((s) => s.address) })),
     (vip, address) => {
       const e = entries.get(`${vip}|${address}`);
       return e !== undefined && (e.out || (e.probe !== null && measured(e.probe) === false));

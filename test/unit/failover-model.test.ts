@@ -31,4 +31,20 @@ describe('downWrites', () => {
     // 10.0.0.2 fails its probe for shop/web; shop/api's other backend is out: 10.0.0.2 would leave api empty.
     expect(downWrites(model(), measured, new Set())).toEqual([]);
   });
+
+  it('an idle backend (weight 0, no slots) failing is marked down too, and never counted to fail open', () => {
+    const m: FailoverModel = {
+      enabled: true,
+      vips: [
+        // The operator took 10.0.0.1 out (weight 0); a table from before may still give it slots.
+        { name: 'shop/web', serving: [{ address: '10.0.0.1', probe: 'p1', out: false, idle: true }, { address: '10.0.0.2', probe: 'p2', out: false }] },
+      ],
+      indexOf: [['10.0.0.1', 0], ['10.0.0.2', 1]],
+      down: [],
+    };
+    expect(downWrites(m, (p) => p !== 'p1', new Set())).toEqual([{ address: '10.0.0.1', index: 0 }]);
+    // 10.0.0.2, the one serving backend, failing alone: kept up (fail open); the idle one does not count as up.
+    expect(downWrites(m, (p) => p !== 'p2', new Set())).toEqual([]);
+    expect(downWrites(m, () => false, new Set())).toEqual([{ address: '10.0.0.1', index: 0 }]);
+  });
 });
