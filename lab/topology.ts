@@ -9,7 +9,7 @@
 // hostPath in a cluster). destroy() leaves no namespace, link, pin or process.
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, macOf, sh, type Netns } from './netns.js';
 import { pidAlive } from './process.js';
@@ -96,6 +96,27 @@ function sweepStaleTopologies(): void {
       /* not mounted */
     }
     rmSync(dir, { recursive: true, force: true });
+  }
+  // Host ends of API server veths (vk<pid>n<node>): a namespace can outlive its run in the kernel
+  // for a while, and with it this link and its address, which the next run's node would then share.
+  for (const link of hostApiLinks()) if (!pidAlive(link.pid)) deleteLink(link.name);
+}
+
+/** The host ends of the API server veths of every run (connectToApiserver). */
+function hostApiLinks(): { name: string; pid: number }[] {
+  const out: { name: string; pid: number }[] = [];
+  for (const l of JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]) {
+    const m = /^vk(\d+)n\d+$/.exec(l.ifname);
+    if (m !== null) out.push({ name: l.ifname, pid: Number(m[1]) });
+  }
+  return out;
+}
+
+function deleteLink(name: string): void {
+  try {
+    execFileSync('ip', ['link', 'del', name], { stdio: 'ignore' });
+  } catch {
+    /* gone with its namespace meanwhile */
   }
 }
 
@@ -256,7 +277,7 @@ export class LbTopology {
   async connectToApiserver(node: LbNode, server: string, kubeconfigPath: string): Promise<string> {
     const index = this.nodes.indexOf(node);
     const port = new URL(server).port;
-    const host = `vk${process.pid % 100000}n${index}`;
+    const host = `vk${process.pid}n${index}`;
     execFileSync('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', `${host}p`]);
     execFileSync('ip', ['link', 'set', `${host}p`, 'netns', node.ns.name]);
     execFileSync('ip', ['addr', 'add', `10.99.${index}.1/30`, 'dev', host]);
@@ -356,6 +377,7 @@ export class LbTopology {
     for (const a of this.#agents) a.child.kill('SIGKILL');
     for (const l of this.#loads) l.kill('SIGKILL');
     this.lab.destroy();
+    for (const link of hostApiLinks()) if (link.pid === process.pid) deleteLink(link.name);
     try {
       sh('umount', ['-R', this.pinDir]);
     } catch {
@@ -368,11 +390,15 @@ export class LbTopology {
 /**
  * Collects a child's JSON log lines (pino), kept for reports and failure
  * messages; tests wait on state (/status, /metrics, the API), not on log text.
+ * XDPLB_LAB_LOGS=dir also appends them to dir/<pid>.log, to read after a run.
  */
 export function watchJsonLogs(child: ChildProcess): AgentProcess {
   const logs: Record<string, unknown>[] = [];
   let buffered = '';
+  const dir = process.env.XDPLB_LAB_LOGS;
+  if (dir !== undefined) mkdirSync(dir, { recursive: true });
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    if (dir !== undefined) appendFileSync(join(dir, `${child.pid}.log`), chunk);
     buffered += chunk;
     let nl: number;
     while ((nl = buffered.indexOf('\n')) >= 0) {

@@ -93,7 +93,7 @@ export class KubernetesMode {
     const watch = (informer: Cached<Obj>): void => {
       for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, rebuildSoon);
       informer.on('error', (err: unknown) => {
-        this.#o.log.warn({ err: (err as Error)?.message ?? String(err) }, 'Watch failed; restarting it');
+        this.#o.log.warn({ err: watchError(err) }, 'Watch failed; restarting it');
         setTimeout(() => {
           // A slice informer replaced meanwhile stays stopped.
           const current = [this.#vips, this.#tables, this.#nodes, this.#slices].includes(informer);
@@ -138,7 +138,7 @@ export class KubernetesMode {
       followLater();
     });
     this.#vips.on('error', (err: unknown) => {
-      this.#o.log.warn({ err: (err as Error)?.message ?? String(err) }, 'Watch failed; restarting it');
+      this.#o.log.warn({ err: watchError(err) }, 'Watch failed; restarting it');
       setTimeout(() => {
         if (!this.#stopped) void this.#vips.start().catch(() => undefined);
       }, 1000);
@@ -316,4 +316,11 @@ export class KubernetesMode {
     this.#lastReport = body;
     this.#lastWriteMs = performance.now() - this.#lastWriteAt;
   }
+}
+
+/** A watch failure as a log line: the message, and the network cause a fetch failure hides (ECONNREFUSED, a timeout). */
+function watchError(err: unknown): string {
+  const e = err as (Error & { cause?: { code?: string; message?: string } }) | undefined;
+  const cause = e?.cause?.code ?? e?.cause?.message;
+  return `${e?.message ?? String(err)}${cause === undefined ? '' : ` (${cause})`}`;
 }
