@@ -211,6 +211,9 @@ export class KubernetesSource implements DesiredSource {
   readonly #endpointsOut = new Map<string, Set<string>>();
   readonly #routeAround: boolean;
   #failover: Pick<FailoverModel, 'enabled' | 'vips'> | undefined;
+  /** The distinct probes of the failover model, and the last down set with what they found then. */
+  #modelProbes: string[] | undefined;
+  #lastDown: { found: string; down: ReadonlySet<string> } | undefined;
   /** VIP key -> its datapath keys ("address|port|protocol"). */
   readonly #keys: Map<string, string[]>;
 
@@ -303,8 +306,13 @@ export class KubernetesSource implements DesiredSource {
    * not ready, take a backend out at once (one map write), before the
    * operator's next table. Cheap (no table is read): the agent's fast path.
    */
-  down(): Set<string> {
-    return downAddresses(this.failover(), this.#probe);
+  down(): ReadonlySet<string> {
+    // The model is fixed for this source: the answer changes only with what its probes find.
+    const model = this.failover();
+    this.#modelProbes ??= [...new Set(model.vips.flatMap((v) => v.serving.flatMap((s) => (s.probe === null ? [] : [s.probe]))))];
+    const found = this.#modelProbes.map((p) => String(this.#probe(p))).join();
+    if (this.#lastDown?.found !== found) this.#lastDown = { found, down: downAddresses(model, this.#probe) };
+    return this.#lastDown.down;
   }
 
   keysOf(vip: string): readonly string[] {

@@ -269,7 +269,13 @@ function admit(current: DatapathImage, desired: DesiredDatapath, caps: Capacitie
   // What the admitted VIPs alone need, to tell "full for now" from "full".
   let wantedKeys = 0;
 
-  const programmed = (v: DesiredVip): VipEntryImage | undefined => v.keys.map((k) => currentByKey.get(vipKeyId(k))).find((e) => e !== undefined);
+  const entryOf = new Map<DesiredVip, VipEntryImage | undefined>();
+  for (const v of desired.vips) {
+    let entry: VipEntryImage | undefined;
+    for (const k of v.keys) if ((entry = currentByKey.get(vipKeyId(k))) !== undefined) break;
+    entryOf.set(v, entry);
+  }
+  const programmed = (v: DesiredVip): VipEntryImage | undefined => entryOf.get(v);
   const ordered = [...desired.vips.filter((v) => programmed(v) !== undefined), ...desired.vips.filter((v) => programmed(v) === undefined)];
   const admitted = new Set<string>();
   const refused = new Map<string, string>();
