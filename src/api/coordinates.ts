@@ -15,4 +15,5 @@ export const PLURALS = {
   backends: 'backends',
   tables: 'viptables',
   reports: 'nodereports',
+  pools: 'vippools',
 } as const;

@@ -46,9 +46,11 @@ export interface PrinterColumn {
   readonly priority?: number;
 }
 
-/** One namespaced kind of the xdplb.io group: everything its CRD is generated from. */
+/** One kind of the xdplb.io group: everything its CRD is generated from. */
 export interface KindDefinition {
   readonly kind: string;
+  /** Absent: Namespaced. */
+  readonly scope?: 'Namespaced' | 'Cluster';
   readonly plural: string;
   readonly singular: string;
   readonly shortNames: readonly string[];

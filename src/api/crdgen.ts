@@ -13,9 +13,10 @@ import { GROUP, VERSION } from './coordinates.js';
 import type { KindDefinition } from './crd-meta.js';
 import { loadBalancerVipKind } from './loadbalancervip.js';
 import { nodeReportKind } from './nodereport.js';
+import { vipPoolKind } from './vippool.js';
 import { vipTableKind } from './viptable.js';
 
-export const KINDS: readonly KindDefinition[] = [backendKind, loadBalancerVipKind, nodeReportKind, vipTableKind];
+export const KINDS: readonly KindDefinition[] = [backendKind, loadBalancerVipKind, nodeReportKind, vipPoolKind, vipTableKind];
 
 type Schema = Record<string, unknown>;
 
@@ -122,7 +123,7 @@ export function crdOf(k: KindDefinition): Schema {
     metadata: { name: `${k.plural}.${GROUP}` },
     spec: {
       group: GROUP,
-      scope: 'Namespaced',
+      scope: k.scope ?? 'Namespaced',
       names: { kind: k.kind, listKind: `${k.kind}List`, plural: k.plural, singular: k.singular, shortNames: k.shortNames, categories: k.categories },
       versions: [
         {

@@ -36,3 +36,30 @@ export const condition = z.object({
     .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
   message: z.string().max(32768),
 });
+
+/** A Kubernetes label selector (matchLabels and matchExpressions), described for where it is used. */
+export const labelSelector = (description: string) =>
+  z
+    .object({
+      matchLabels: stringMap.optional(),
+      matchExpressions: z
+        .array(
+          z
+            .object({
+              key: z.string().max(317),
+              operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+              values: z.array(z.string().max(63)).max(256).optional(),
+            })
+            .meta({
+              'x-kubernetes-validations': [
+                cel(
+                  "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0 : !has(self.values) || size(self.values) == 0",
+                  'a matchExpression with In or NotIn needs values; one with Exists or DoesNotExist takes none',
+                ),
+              ],
+            }),
+        )
+        .max(64)
+        .optional(),
+    })
+    .meta({ description, 'x-kubernetes-map-type': 'atomic' });

@@ -7,7 +7,7 @@ import { TABLE_SIZES } from '../core/table-sizes.js';
 import { PLURALS } from './coordinates.js';
 import { cel, requiredByApi, type KindDefinition } from './crd-meta.js';
 import { DEFAULT_AFFINITY, DEFAULT_BACKEND_WEIGHT, DEFAULT_FLOW_TABLE, DEFAULT_MODE, DEFAULT_PROTOCOL, DEFAULT_TABLE_SIZE, HEALTH_CHECK_DEFAULTS as HC } from './defaults.js';
-import { condition, int64, ipAddress, portNumber, stringMap, weight } from './fields.js';
+import { condition, int64, ipAddress, labelSelector, portNumber, stringMap, weight } from './fields.js';
 import { objectParser, statusParser, type ApiObject } from './object.js';
 
 const port = z
@@ -19,34 +19,9 @@ const port = z
   })
   .meta({ 'x-kubernetes-validations': [cel('has(self.port) != (has(self.allPorts) && self.allPorts)', 'each port entry needs exactly one of port (1 to 65535) or allPorts true')] });
 
-const labelSelector = z
-  .object({
-    matchLabels: stringMap.optional(),
-    matchExpressions: z
-      .array(
-        z
-          .object({
-            key: z.string().max(317),
-            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
-            values: z.array(z.string().max(63)).max(256).optional(),
-          })
-          .meta({
-            'x-kubernetes-validations': [
-              cel(
-                "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0 : !has(self.values) || size(self.values) == 0",
-                'a matchExpression with In or NotIn needs values; one with Exists or DoesNotExist takes none',
-              ),
-            ],
-          }),
-      )
-      .max(64)
-      .optional(),
-  })
-  .meta({ description: 'A label selector over Backend objects in this namespace.', 'x-kubernetes-map-type': 'atomic' });
-
 const backendSources = z
   .object({
-    selector: labelSelector.optional(),
+    selector: labelSelector('A label selector over Backend objects in this namespace.').optional(),
     service: z
       .object({
         name: z.string().max(63),

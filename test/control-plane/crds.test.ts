@@ -76,6 +76,9 @@ const vipTable = (name: string, spec: Obj = {}): Obj =>
 
 const nodeReport = (name: string, node = name): Obj => object('NodeReport', name, { node });
 
+/** A VipPool: cluster-scoped, so no namespace. */
+const vipPool = (name: string, spec: Obj = {}): Obj => ({ apiVersion: API_VERSION, kind: 'VipPool', metadata: { name }, spec: { addresses: ['192.0.2.0/28'], ...spec } });
+
 // --- kubectl ---------------------------------------------------------------------
 
 const apply = (o: Obj): Promise<CommandResult> => plane().kubectl(['apply', '-f', '-'], { input: JSON.stringify(o) });
@@ -113,7 +116,7 @@ async function table(args: readonly string[]): Promise<{ header: string[]; rows:
 describe('CRDs', () => {
   it('install and become Established, under the xdplb category and their short names', async () => {
     const c = plane();
-    const names = ['backends', 'loadbalancervips', 'nodereports', 'viptables'].map((n) => `${n}.xdplb.io`);
+    const names = ['backends', 'loadbalancervips', 'nodereports', 'vippools', 'viptables'].map((n) => `${n}.xdplb.io`);
     expect([...installed].sort()).toEqual(names.map((n) => `customresourcedefinition.apiextensions.k8s.io/${n}`));
     const crds = JSON.parse((await c.kubectl(['get', 'crd', ...names, '-o', 'json'])).stdout) as {
       items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[];
@@ -127,10 +130,13 @@ describe('CRDs', () => {
     await apply(backend('cat'));
     await apply(vipTable('cat'));
     await apply(nodeReport('cat'));
-    const want = ['backend.xdplb.io/cat', 'loadbalancervip.xdplb.io/cat', 'nodereport.xdplb.io/cat', 'viptable.xdplb.io/cat'];
+    await apply(vipPool('cat'));
+    const want = ['backend.xdplb.io/cat', 'loadbalancervip.xdplb.io/cat', 'nodereport.xdplb.io/cat', 'vippool.xdplb.io/cat', 'viptable.xdplb.io/cat'];
     const lines = (s: string): string[] => s.trim().split('\n').filter((l) => l.endsWith('/cat')).sort();
     expect(lines((await c.kubectl(['-n', NS, 'get', 'xdplb', '-o', 'name'])).stdout)).toEqual(want);
-    expect(lines((await c.kubectl(['-n', NS, 'get', 'vip,be,vt,nr', '-o', 'name'])).stdout)).toEqual(want);
+    expect(lines((await c.kubectl(['-n', NS, 'get', 'vip,be,vt,nr,vpool', '-o', 'name'])).stdout)).toEqual(want);
+    // Cluster-scoped: the same pool from any namespace.
+    expect(lines((await c.kubectl(['-n', 'default', 'get', 'vpool', '-o', 'name'])).stdout)).toEqual(['vippool.xdplb.io/cat']);
   });
 
   it('apply their defaults: a minimal LoadBalancerVip and Backend read back complete', async () => {
@@ -174,6 +180,7 @@ describe('CRDs', () => {
     ['a drained IPv6 Backend', backend('ok-drained', { address: '2001:db8::11', weight: 0 })],
     ['a Backend of the largest weight', backend('ok-heavy', { weight: 1000000 })],
     ['a NodeReport named after its node', nodeReport('node-ok')],
+    ['a VipPool of a CIDR, a range with spaces, one address and an IPv6 CIDR', vipPool('ok-pool', { addresses: ['198.51.100.0/30', '198.51.100.10 - 198.51.100.20', '198.51.100.99', '2001:db8:1::/120'] })],
   ])('accept %s', async (_, o) => {
     await apply(o);
   });
@@ -195,6 +202,12 @@ describe('CRDs', () => {
       /spec\.ports: Invalid value: ports must not repeat a port and protocol/],
     ['allPorts twice for one protocol', vip('bad-dup-all', { ports: [{ allPorts: true }, { allPorts: true }], healthCheck: { port: 80 } }),
       /spec\.ports: Invalid value: ports must not repeat a port and protocol/],
+    ['a VipPool entry that is no address', vipPool('bad-pool', { addresses: ['192.0.2.0/28', 'web'] }),
+      /spec\.addresses\[1\]: Invalid value: .*each entry is an IP address, a CIDR/],
+    ['a VipPool range of three addresses', vipPool('bad-range', { addresses: ['192.0.2.1-192.0.2.2-192.0.2.3'] }),
+      /spec\.addresses\[0\]: Invalid value: .*a range of two addresses/],
+    ['a VipPool without addresses', vipPool('bad-empty', { addresses: [] }),
+      /spec\.addresses: Invalid value: 0: .*should have at least 1 items/],
     ['a table size that is not an allowed prime', vip('bad-size', { hashing: { tableSize: 65536 } }),
       /spec\.hashing\.tableSize: Unsupported value: 65536: supported values: .*"65537"/],
     ['an unknown mode', vip('bad-mode', { mode: 'nat' }),
