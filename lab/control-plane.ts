@@ -306,6 +306,8 @@ export interface ControlPlaneOptions {
    * publish them.
    */
   serviceAccounts?: boolean;
+  /** Dual-stack Services: an IPv6 service range beside the IPv4 one (default IPv4 only). */
+  dualStack?: boolean;
   /** How long to wait for etcd, /readyz and the controller manager's /healthz (default 90 s). */
   startTimeoutMs?: number;
   /** Build missing binaries first (default: XDPLB_BUILD_CONTROL_PLANE=1). */
@@ -502,7 +504,7 @@ async function startOnce(binaries: ControlPlaneBinaries, opts: ControlPlaneOptio
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${pki.saPubFile}`,
       `--service-account-signing-key-file=${pki.saKeyFile}`,
-      '--service-cluster-ip-range=10.96.0.0/16',
+      `--service-cluster-ip-range=10.96.0.0/16${opts.dualStack === true ? ',fd00:10:96::/112' : ''}`,
       '--authorization-mode=RBAC',
       // Privileged pods (the agent DaemonSet) must be creatable.
       '--allow-privileged=true',

@@ -70,9 +70,12 @@ export function parsedOnce<T>(parse: (o: RawObject) => T): (o: RawObject) => T {
   };
 }
 
-/** A parser of one kind's objects: metadata and spec (with the spec schema given). */
-export function objectParser<S extends z.ZodType>(spec: S): (o: RawObject) => Parsed<ApiObject<z.output<S>>> {
-  const schema = z.object({ metadata: metadataSchema, spec });
+/** A cluster-scoped object's metadata: no namespace (read as ''). */
+const clusterMetadataSchema = metadataSchema.extend({ namespace: z.string().default('') });
+
+/** A parser of one kind's objects: metadata and spec (with the spec schema given), of a namespaced or cluster-scoped kind. */
+export function objectParser<S extends z.ZodType>(spec: S, scope: 'Namespaced' | 'Cluster' = 'Namespaced'): (o: RawObject) => Parsed<ApiObject<z.output<S>>> {
+  const schema = z.object({ metadata: scope === 'Cluster' ? clusterMetadataSchema : metadataSchema, spec });
   return parsedOnce((o) => {
     const r = schema.safeParse(o);
     // The data is exactly this shape; TypeScript cannot resolve zod's output type through the generic S.

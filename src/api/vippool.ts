@@ -50,7 +50,7 @@ export type VipPoolSpec = z.output<typeof vipPoolSpecSchema>;
 export type VipPoolStatus = z.output<typeof vipPoolStatusSchema>;
 export type VipPool = ApiObject<VipPoolSpec>;
 
-export const parseVipPool = objectParser(vipPoolSpecSchema);
+export const parseVipPool = objectParser(vipPoolSpecSchema, 'Cluster');
 
 export const vipPoolKind: KindDefinition = {
   kind: 'VipPool',

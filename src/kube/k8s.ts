@@ -1,6 +1,6 @@
 // k8s.ts: the operator's thin edge to the API server: informers (list + watch
 // caches) and the few writes the operator makes (VipTable shards, VIP status
-// and finalizers, Events), over @kubernetes/client-node, at the xdplb.io
+// and finalizers, Service and VipPool status, Events), over @kubernetes/client-node, at the xdplb.io
 // coordinates of src/api, each request timed for an optional observer (the
 // operator's metrics). Nothing here decides anything.
 import { createHash } from 'node:crypto';
@@ -105,6 +105,28 @@ export class Kube {
 
   nodeInformer(): Cached<Obj> {
     return makeInformer<Obj>(this.kc, '/api/v1/nodes', () => this.timed('list', 'nodes', () => this.core.listNode()) as never);
+  }
+
+  /** Every Service (the operator gives those of type LoadBalancer of its class their address). */
+  serviceInformer(): Cached<Obj> {
+    return makeInformer<Obj>(this.kc, '/api/v1/services', () => this.timed('list', 'services', () => this.core.listServiceForAllNamespaces()) as never);
+  }
+
+  /** Every Namespace (their labels, for VipPool namespace selectors). */
+  namespaceInformer(): Cached<Obj> {
+    return makeInformer<Obj>(this.kc, '/api/v1/namespaces', () => this.timed('list', 'namespaces', () => this.core.listNamespace()) as never);
+  }
+
+  /** A JSON merge patch of a Service's status; a `metadata.resourceVersion` in it makes it conditional. */
+  async patchServiceStatus(namespace: string, name: string, body: Record<string, unknown>): Promise<void> {
+    await this.timed('patch', 'services/status', () => this.core.patchNamespacedServiceStatus({ namespace, name, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)));
+  }
+
+  /** A merge patch of a cluster-scoped xdplb.io object's status. */
+  async patchClusterStatus(plural: string, name: string, status: unknown): Promise<void> {
+    await this.timed('patch', `${plural}/status`, () =>
+      this.custom.patchClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural, name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+    );
   }
 
   /** Runs one API request, timing it for the request observer. */
@@ -212,12 +234,13 @@ export class Kube {
   }
 
   async event(involved: Obj, type: 'Normal' | 'Warning', reason: string, message: string, now: Date): Promise<void> {
-    const ns = involved.metadata!.namespace!;
+    // A cluster-scoped object's Events live in the default namespace, as kubectl describe looks for them.
+    const ns = involved.metadata!.namespace ?? 'default';
     await this.timed('create', 'events', () => this.core.createNamespacedEvent({
       namespace: ns,
       body: {
         metadata: { generateName: `${involved.metadata!.name!}.`, namespace: ns },
-        involvedObject: { apiVersion: involved.apiVersion, kind: involved.kind, name: involved.metadata!.name, namespace: ns, uid: involved.metadata!.uid },
+        involvedObject: { apiVersion: involved.apiVersion, kind: involved.kind, name: involved.metadata!.name, namespace: involved.metadata!.namespace, uid: involved.metadata!.uid },
         type,
         reason,
         message,

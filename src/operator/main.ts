@@ -23,6 +23,8 @@ export const OPERATOR_USAGE = `usage: xdplb operator [flags]
   --lease-seconds N        a standby takes over after N seconds without renewal (default 15)
   --resync SECONDS         queue every VIP again this often (default 60)
   --workers N              VIPs reconciled at once (default 8)
+  --classless-services BOOL  true: also give addresses to Services of type LoadBalancer without a
+                           loadBalancerClass (default false: only class xdplb.io/xdp)
   --health-address ADDR    serve /healthz, /readyz and /metrics on ADDR (default 0.0.0.0:8081; "off" disables)
   --log-level LEVEL        trace, debug, info, warn, error (default info)`;
 
@@ -34,6 +36,7 @@ const schema = z.object({
   'lease-seconds': z.coerce.number().int().min(2).max(300).default(15),
   resync: z.coerce.number().positive().max(86400).default(60),
   workers: z.coerce.number().int().min(1).max(64).default(8),
+  'classless-services': z.enum(['true', 'false']).default('false'),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   'health-address': z
     .string()
@@ -45,7 +48,7 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
   const flags = commandFlags('operator', OPERATOR_USAGE, io, () =>
     parseFlags(
       argv,
-      flagOptions(['kubeconfig', 'namespace', 'identity', 'leader-elect', 'lease-seconds', 'resync', 'workers', 'log-level', 'health-address']),
+      flagOptions(['kubeconfig', 'namespace', 'identity', 'leader-elect', 'lease-seconds', 'resync', 'workers', 'classless-services', 'log-level', 'health-address']),
       schema,
       (v) => ({ ...v, namespace: v.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system', identity: v.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}` }),
     ),
@@ -63,6 +66,7 @@ export async function runOperator(argv: readonly string[], io: { out(l: string):
     renewMs: Math.max(500, (flags['lease-seconds'] * 1000) / 5),
     resyncSeconds: flags.resync,
     workers: flags.workers,
+    classlessServices: flags['classless-services'] === 'true',
     log,
     metrics,
   });

@@ -13,7 +13,9 @@
 // or fresh again queues every VIP; a report's content changing queues the VIPs
 // whose part of it changed, after SETTLE_MS (so fifty reports fold into one
 // reconcile), as does a VipTable change; a heartbeat alone queues none. The leader
-// removes the reports of deleted Nodes.
+// removes the reports of deleted Nodes. Services, VipPools and Namespaces
+// feed one more key, the decision of every Service's address
+// (service-addresses.ts), queued on any change of them and every resync.
 import type { Logger } from 'pino';
 import { PLURALS } from '../api/coordinates.js';
 import { emptySlices, referencedServices } from '../kube/endpoint-slices.js';
@@ -23,9 +25,13 @@ import type { OperatorMetrics } from './metrics.js';
 import { NodeLiveness } from './node-liveness.js';
 import { WorkQueue } from './queue.js';
 import { affectedVips, Reconciler, type Caches } from './reconciler.js';
+import { ServiceAddresses } from './service-addresses.js';
 
 /** What an informer holds, for its callbacks. */
-type WatchKind = Parameters<typeof affectedVips>[1] | 'table';
+type WatchKind = Parameters<typeof affectedVips>[1] | 'table' | 'address';
+
+/** The queue key of the one decision over every Service of type LoadBalancer and VipPool (service-addresses.ts). */
+export const ADDRESSES_KEY = '@service-addresses';
 
 export interface OperatorOptions {
   readonly kube: Kube;
@@ -36,6 +42,8 @@ export interface OperatorOptions {
   readonly renewMs: number;
   readonly resyncSeconds: number;
   readonly workers: number;
+  /** Also give addresses to Services of type LoadBalancer without a loadBalancerClass. */
+  readonly classlessServices?: boolean;
   readonly log: Logger;
   /** Where reconciles, the queue, leadership and publications are counted (the Kube's requests are, if it was made with the same metrics). */
   readonly metrics?: OperatorMetrics;
@@ -76,6 +84,8 @@ export class Operator {
   readonly #failures = new Map<Cached<Obj>, number>();
   readonly #liveness: NodeLiveness;
   readonly #reconciler: Reconciler;
+  /** Services, VipPools and Namespaces: what Service addresses are decided from. */
+  readonly addressCaches: { readonly services: Cached<Obj>; readonly pools: Cached<Obj>; readonly namespaces: Cached<Obj> };
   #sweep: NodeJS.Timeout | null = null;
 
   constructor(o: OperatorOptions) {
@@ -110,7 +120,9 @@ export class Operator {
       requeueAfter: (key, ms) => this.queue.addAfter(key, ms),
     });
     this.#reconciler = reconciler;
-    this.queue = new WorkQueue((key) => reconciler.reconcile(key), {
+    this.addressCaches = { services: k.serviceInformer(), pools: k.customInformer(PLURALS.pools), namespaces: k.namespaceInformer() };
+    const addresses = new ServiceAddresses({ kube: k, ...this.addressCaches, classless: o.classlessServices ?? false, log: o.log.child({ component: 'addresses' }), now: () => new Date() });
+    this.queue = new WorkQueue((key) => (key === ADDRESSES_KEY ? addresses.reconcile() : reconciler.reconcile(key)), {
       workers: o.workers,
       onError: (key, err, retryInMs) => o.log.warn({ key, err, retryInMs }, 'Reconcile failed; retrying'),
       ...(o.metrics === undefined ? {} : { observer: o.metrics.queueObserver() }),
@@ -145,7 +157,7 @@ export class Operator {
       const enqueue = (o: Obj, gone = false): void => {
         if (kind === 'vip') this.#reconciler.noteVip(o, gone);
         if (!this.#leading) return;
-        if (kind !== 'table') for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
+        if (kind !== 'table' && kind !== 'address') for (const key of affectedVips(this.caches, kind, o)) this.queue.add(key);
       };
       // A VipTable changes mostly because this operator wrote it: the index follows at once, and
       // the VIPs it lists are looked at once its shards settle.
@@ -158,6 +170,13 @@ export class Operator {
         informer.on('add', (o) => this.#liveness.observe(o));
         informer.on('update', (o) => this.#liveness.observe(o));
         informer.on('delete', (o) => this.#liveness.forget(o.metadata!.name!));
+      } else if (kind === 'address') {
+        const queue = (): void => {
+          if (this.#leading) this.queue.add(ADDRESSES_KEY);
+        };
+        informer.on('add', queue);
+        informer.on('update', queue);
+        informer.on('delete', queue);
       } else if (kind === 'table') {
         informer.on('add', (o) => noteTable(o, false));
         informer.on('update', (o) => noteTable(o, false));
@@ -176,7 +195,8 @@ export class Operator {
     watch(this.caches.tables, 'table');
     watch(this.caches.reports, 'report');
     watch(this.caches.nodes, 'node');
-    await Promise.all(Object.values(this.caches).map((i: Cached<Obj>) => i.start()));
+    for (const informer of Object.values(this.addressCaches)) watch(informer, 'address');
+    await Promise.all([...Object.values(this.caches), ...Object.values(this.addressCaches)].map((i: Cached<Obj>) => i.start()));
     await this.#followServices();
     const follow = (): void => void this.#followServices().catch((err: unknown) => this.#o.log.warn({ err }, 'EndpointSlice watch not updated'));
     this.caches.vips.on('add', follow);
@@ -305,6 +325,7 @@ export class Operator {
 
   #enqueueAll(): void {
     this.#reconciler.reindex();
+    this.queue.add(ADDRESSES_KEY);
     for (const v of this.caches.vips.list()) this.queue.add(`${v.metadata!.namespace}/${v.metadata!.name}`);
   }
 
