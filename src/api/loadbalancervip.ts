@@ -26,6 +26,14 @@ const backendSources = z
       .object({
         name: z.string().max(63),
         weight: weight.default(DEFAULT_BACKEND_WEIGHT).describe('Weight of each endpoint.'),
+        delivery: z
+          .enum(['Pods', 'Nodes'])
+          .optional()
+          .describe("Pods (default): the endpoints' addresses are the backends (hostNetwork pods, or pods on the load balancer's L2 segment running the decap program). Nodes: the Nodes running xdplb's decap role are the backends, and each node's service proxy (kube-proxy) delivers to the pods."),
+        externalTrafficPolicy: z
+          .enum(['Local', 'Cluster'])
+          .optional()
+          .describe('With delivery Nodes. Local (default): the nodes with ready endpoints of the Service, weighted by how many. Cluster: every node of the decap role, while the Service has a ready endpoint.'),
       })
       .optional()
       .describe('A Service in this namespace whose EndpointSlices supply backends.'),

@@ -10,6 +10,10 @@ import { objectParser, parsedOnce, statusParser, type ApiObject, type Parsed, ty
 
 export const nodeReportSpecSchema = z.object({
   node: z.string().min(1).max(253).describe("Name of the Node this report is about (also the report's name)."),
+  role: z
+    .enum(['LoadBalancer', 'Decap'])
+    .optional()
+    .describe('LoadBalancer (default): the XDP load balancer, named after its node. Decap: the decap role on a worker node that takes Services\' traffic for its pods, named decap.<node>.'),
 });
 
 // The lists are atomic: the agent rewrites each whole (a merge patch replaces
@@ -143,5 +147,11 @@ reads it to fill each LoadBalancerVip's nodes summary.`,
     { name: 'Observed', type: 'date', jsonPath: '.status.observedTime', priority: 1 },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
-  validations: [cel('self.metadata.name == self.spec.node', 'a NodeReport is named after its node; metadata.name must equal spec.node', '.spec.node')],
+  validations: [
+    cel(
+      "has(self.spec.role) && self.spec.role == 'Decap' ? self.metadata.name == 'decap.' + self.spec.node : self.metadata.name == self.spec.node",
+      'a NodeReport is named after its node (decap.<node> for the Decap role); metadata.name must equal spec.node',
+      '.spec.node',
+    ),
+  ],
 };

@@ -15,6 +15,8 @@ export interface EndpointSliceObject {
 
 export interface Endpoint {
   readonly addresses: readonly string[];
+  /** The Node the endpoint runs on, when the slice says. */
+  readonly nodeName?: string;
   readonly ready?: boolean;
   readonly serving?: boolean;
   readonly terminating?: boolean;

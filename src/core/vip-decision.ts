@@ -9,7 +9,7 @@
 //     and the generation to publish it under; an empty table when no backend
 //     takes new flows (nodes then drop the VIP's packets, counted)
 //   - its status: observedGeneration, conditions, counts, summaries
-import { canonicalBackends, type BackendWeight } from './backends.js';
+import { canonicalBackends, MAX_WEIGHT, type BackendWeight } from './backends.js';
 import { findConflict as findClaimConflict, portClaimsOf, type Conflict, type VipClaim } from './claims.js';
 import { setCondition, type Condition, type ConditionInput } from './conditions.js';
 import { endpointState, type EndpointSliceObject } from './endpoints.js';
@@ -44,7 +44,10 @@ export interface VipObject {
     readonly ports: readonly VipPort[];
     readonly mode: 'ipip' | 'l2dsr';
     readonly hashing: { readonly tableSize: number; readonly affinity: 'FiveTuple' | 'SourceIP' };
-    readonly backends: { readonly selector?: LabelSelector; readonly service?: { readonly name: string; readonly weight: number } };
+    readonly backends: {
+      readonly selector?: LabelSelector;
+      readonly service?: { readonly name: string; readonly weight: number; readonly delivery?: 'Pods' | 'Nodes'; readonly externalTrafficPolicy?: 'Local' | 'Cluster' };
+    };
     readonly nodeSelector?: Readonly<Record<string, string>>;
   };
   readonly conditions: readonly Condition[];
@@ -60,6 +63,15 @@ export interface BackendObject {
 }
 
 /** What one node's agent reports for this VIP. */
+/** A cluster Node as a delivery target of Services' traffic. */
+export interface WorkerNode {
+  readonly name: string;
+  /** Its InternalIP addresses. */
+  readonly addresses: readonly string[];
+  /** Ready, and running xdplb's decap role (a fresh Decap report): it can take encapsulated traffic. */
+  readonly delivers: boolean;
+}
+
 export interface NodeView {
   readonly node: string;
   /** Digest (in full, or its short form: digest.ts) and generation the node programmed for this VIP, if any. */
@@ -89,6 +101,8 @@ export interface VipWorld {
   readonly endpointSlices: readonly EndpointSliceObject[];
   /** The load-balancer nodes that should serve the VIP (running an agent, matching nodeSelector). */
   readonly nodes: readonly NodeView[];
+  /** The cluster's Nodes, for a Service delivered through its nodes (backends.service.delivery Nodes). */
+  readonly workers?: readonly WorkerNode[];
   readonly published: PublishedTable | null;
   /** The highest generation any shard present carries, whole or not (a new one goes above it). */
   readonly highestGeneration?: number;
@@ -100,7 +114,7 @@ export interface VipWorld {
 export interface BackendDecision {
   readonly address: string;
   readonly weight: number;
-  readonly source: 'Backend' | 'EndpointSlice';
+  readonly source: 'Backend' | 'EndpointSlice' | 'Node';
   readonly state: 'Serving' | 'Draining' | 'Unhealthy' | 'WrongFamily';
 }
 
@@ -170,6 +184,45 @@ function unhealthyVotes(nodes: readonly NodeView[]): Map<string, number> {
   return votes;
 }
 
+/**
+ * A Service delivered through its nodes: each node's own service proxy takes
+ * the traffic to the pods, so the backends are nodes (their InternalIP of the
+ * VIP's family). Local: the nodes with ready endpoints, weighted by how many;
+ * a node with only terminating (still serving) ones drains at weight 0.
+ * Cluster: every node that delivers, while some endpoint is ready (with none,
+ * the proxy would refuse the connection anyway). Only nodes that deliver
+ * (ready, decap role running) are backends.
+ */
+function nodeBackends(vip: VipObject, service: NonNullable<VipObject['spec']['backends']['service']>, w: VipWorld): BackendDecision[] {
+  const family = familyOf(vip.spec.address);
+  const serving = new Map<string, number>();
+  const draining = new Set<string>();
+  let ready = 0;
+  for (const slice of w.endpointSlices) {
+    if (slice.namespace !== vip.namespace || slice.serviceName !== service.name) continue;
+    for (const ep of slice.endpoints) {
+      const state = endpointState(ep);
+      if (state === 'Serving') ready++;
+      if (ep.nodeName === undefined || state === 'Out') continue;
+      if (state === 'Serving') serving.set(ep.nodeName, (serving.get(ep.nodeName) ?? 0) + 1);
+      else draining.add(ep.nodeName);
+    }
+  }
+  const out: BackendDecision[] = [];
+  for (const n of w.workers ?? []) {
+    const address = n.addresses.find((a) => familyOf(a) === family);
+    if (!n.delivers || address === undefined) continue;
+    if (service.externalTrafficPolicy === 'Cluster') {
+      if (ready > 0) out.push({ address, weight: service.weight, source: 'Node', state: service.weight > 0 ? 'Serving' : 'Draining' });
+      continue;
+    }
+    const count = serving.get(n.name) ?? 0;
+    if (count > 0) out.push({ address, weight: Math.min(MAX_WEIGHT, service.weight * count), source: 'Node', state: service.weight > 0 ? 'Serving' : 'Draining' });
+    else if (draining.has(n.name)) out.push({ address, weight: 0, source: 'Node', state: 'Draining' });
+  }
+  return out;
+}
+
 export function decideBackends(w: VipWorld): BackendDecision[] {
   const { vip } = w;
   const byAddress = new Map<string, BackendDecision>();
@@ -178,7 +231,9 @@ export function decideBackends(w: VipWorld): BackendDecision[] {
     byAddress.set(b.address, { address: b.address, weight: b.weight, source: 'Backend', state: b.weight > 0 ? 'Serving' : 'Draining' });
   }
   const service = vip.spec.backends.service;
-  if (service !== undefined) {
+  if (service !== undefined && service.delivery === 'Nodes') {
+    for (const b of nodeBackends(vip, service, w)) if (!byAddress.has(b.address)) byAddress.set(b.address, b);
+  } else if (service !== undefined) {
     for (const slice of w.endpointSlices) {
       if (slice.namespace !== vip.namespace || slice.serviceName !== service.name) continue;
       for (const ep of slice.endpoints) {

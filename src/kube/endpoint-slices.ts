@@ -30,7 +30,13 @@ export function parseEndpointSlice(o: Obj): EndpointSliceObject {
   const endpoints = ((o as unknown as { endpoints?: Loose[] }).endpoints ?? []).map((e) => {
     const c = (e.conditions ?? {}) as Loose;
     const flag = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
-    return { addresses: Array.isArray(e.addresses) ? e.addresses.filter((a): a is string => typeof a === 'string') : [], ready: flag(c.ready), serving: flag(c.serving), terminating: flag(c.terminating) };
+    return {
+      addresses: Array.isArray(e.addresses) ? e.addresses.filter((a): a is string => typeof a === 'string') : [],
+      ...(typeof e.nodeName === 'string' ? { nodeName: e.nodeName } : {}),
+      ready: flag(c.ready),
+      serving: flag(c.serving),
+      terminating: flag(c.terminating),
+    };
   });
   return { namespace: o.metadata?.namespace ?? '', serviceName: o.metadata?.labels?.['kubernetes.io/service-name'] ?? '', endpoints };
 }

@@ -121,7 +121,7 @@ export class Operator {
     });
     this.#reconciler = reconciler;
     this.addressCaches = { services: k.serviceInformer(), pools: k.customInformer(PLURALS.pools), namespaces: k.namespaceInformer() };
-    const addresses = new ServiceAddresses({ kube: k, ...this.addressCaches, classless: o.classlessServices ?? false, log: o.log.child({ component: 'addresses' }), now: () => new Date() });
+    const addresses = new ServiceAddresses({ kube: k, vips: this.caches.vips, ...this.addressCaches, classless: o.classlessServices ?? false, log: o.log.child({ component: 'addresses' }), now: () => new Date() });
     this.queue = new WorkQueue((key) => (key === ADDRESSES_KEY ? addresses.reconcile() : reconciler.reconcile(key)), {
       workers: o.workers,
       onError: (key, err, retryInMs) => o.log.warn({ key, err, retryInMs }, 'Reconcile failed; retrying'),

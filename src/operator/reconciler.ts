@@ -33,7 +33,7 @@ import { assembleShards } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
 import { knownDigest, TableMemo } from '../core/table-memo.js';
 import { findConflicts, type Conflict } from '../core/claims.js';
-import { claimOf, decideVip, selectorMatches, type BackendObject, type NodeView, type PublishedTable, type VipDecision } from '../core/vip-decision.js';
+import { claimOf, decideVip, selectorMatches, type BackendObject, type NodeView, type PublishedTable, type VipDecision, type WorkerNode } from '../core/vip-decision.js';
 import { parseEndpointSlice } from '../kube/endpoint-slices.js';
 import type { Cached, Kube, Obj } from '../kube/k8s.js';
 import { TablePublisher } from './table-publisher.js';
@@ -365,11 +365,16 @@ export class Reconciler {
     const nodeLabels = new Map(caches.nodes.list().map((n) => [n.metadata!.name!, n.metadata!.labels ?? {}]));
     const check = vipCheckOf(parsedVip.value);
     const nodes: NodeView[] = [];
+    const decapNodes = new Set<string>();
     for (const o of caches.reports.list(this.#d.reportNamespace)) {
       if (!this.#d.reportFresh(o.metadata!.name!)) continue;
       const r = parseNodeReport(o);
       if (!r.ok) {
         log.warn({ report: r.key, problem: r.problem }, 'Left out NodeReport that does not parse');
+        continue;
+      }
+      if (r.value.spec.role === 'Decap') {
+        decapNodes.add(r.value.spec.node);
         continue;
       }
       const labels = nodeLabels.get(r.value.spec.node) ?? {};
@@ -385,6 +390,7 @@ export class Reconciler {
       backends: backendObjects,
       endpointSlices: caches.endpointSlices.list().map(parseEndpointSlice),
       nodes,
+      ...(vip.spec.backends.service?.delivery === 'Nodes' ? { workers: workersOf(caches.nodes.list(), decapNodes) } : {}),
       published,
       highestGeneration: this.#index.highestGeneration(namespace, name),
       now: this.#d.now(),
@@ -458,4 +464,14 @@ function copyTable(t: Table, digest: string): Table {
 function normalizeStatus(s: VipStatus): unknown {
   const conditions = (s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime).toISOString().replace(/\.\d{3}Z$/, 'Z') }));
   return JSON.parse(JSON.stringify({ ...s, conditions }));
+}
+
+/** The cluster's Nodes as delivery targets: their InternalIPs, and whether they are Ready and run the decap role. */
+function workersOf(nodes: readonly Obj[], decap: ReadonlySet<string>): WorkerNode[] {
+  return nodes.map((n) => {
+    const status = (n.status ?? {}) as { addresses?: { type?: string; address?: string }[]; conditions?: { type?: string; status?: string }[] };
+    const ready = status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+    const addresses = (status.addresses ?? []).filter((a) => a.type === 'InternalIP' && typeof a.address === 'string').map((a) => a.address!);
+    return { name: n.metadata!.name!, addresses, delivers: ready && decap.has(n.metadata!.name!) && n.metadata!.deletionTimestamp === undefined };
+  });
 }

@@ -30,8 +30,16 @@ export const ANNOTATIONS = {
 /** The condition on a Service's status saying what xdplb assigned. */
 export const ADDRESS_CONDITION = 'xdplb.io/AddressAssigned';
 
+/** Labels of the LoadBalancerVips made for Services. */
+export const SERVICE_VIP_LABELS = { managedBy: 'app.kubernetes.io/managed-by', service: 'xdplb.io/service' } as const;
+const MANAGER = 'xdplb-operator';
+/** kube-proxy's health port, probed on every node for Services with externalTrafficPolicy Cluster. */
+const PROXY_HEALTH_PORT = 10256;
+
 export interface ServiceAddressesOptions {
   readonly kube: Kube;
+  /** LoadBalancerVips (those made for Services are kept in line with them). */
+  readonly vips: Cached<Obj>;
   readonly services: Cached<Obj>;
   readonly pools: Cached<Obj>;
   readonly namespaces: Cached<Obj>;
@@ -77,6 +85,17 @@ export class ServiceAddresses {
       }
     };
     for (const v of views) await attempt(() => this.#writeService(v, decision.services.get(v.input.key)!));
+    // Each address given is a LoadBalancerVip delivering through the nodes; the others go.
+    const wanted = new Map<string, Obj>();
+    for (const v of views) for (const a of decision.services.get(v.input.key)!.addresses) wanted.set(`${v.obj.metadata!.namespace}/${serviceVipName(v.obj, a.address)}`, serviceVip(v.obj, a.address));
+    for (const [key, body] of wanted) await attempt(() => this.#ensureVip(key, body));
+    for (const o of this.#o.vips.list()) {
+      const key = `${o.metadata!.namespace}/${o.metadata!.name}`;
+      if (o.metadata!.labels?.[SERVICE_VIP_LABELS.managedBy] === MANAGER && !wanted.has(key) && o.metadata!.deletionTimestamp === undefined) {
+        this.#o.log.info({ vip: key }, 'Deleting LoadBalancerVip of a Service address no longer given');
+        await attempt(() => this.#o.kube.delete(PLURALS.vips, o.metadata!.namespace!, o.metadata!.name!));
+      }
+    }
     // Services no longer served (class or type changed, or class-less serving turned off) give their address back.
     for (const s of this.#o.services.list()) if (!this.serves(s) && findCondition(conditionsOf(s), ADDRESS_CONDITION) !== undefined) await attempt(() => this.#release(s));
     for (const usage of decision.pools) await attempt(() => this.#writePool(usage));
@@ -142,6 +161,18 @@ export class ServiceAddresses {
     }
   }
 
+  /** Creates or updates the VIP of one Service address when its spec or labels differ from the cache's. */
+  async #ensureVip(key: string, body: Obj): Promise<void> {
+    const [ns, name] = key.split('/') as [string, string];
+    const current = this.#o.vips.get(name, ns);
+    // The API server fills in defaults: the stored spec only has to hold what is set here.
+    if (current !== undefined && contains(current.spec, body.spec) && contains(current.metadata?.labels ?? {}, body.metadata!.labels)) return;
+    this.#o.log.info({ vip: key, address: body.spec!.address }, current === undefined ? 'Creating LoadBalancerVip for a Service address' : 'Updating LoadBalancerVip of a Service address');
+    // Keep what the cached object holds beyond what is set here (the operator's finalizer).
+    const merged = current === undefined ? body : { ...body, metadata: { ...body.metadata, finalizers: current.metadata!.finalizers } };
+    await this.#o.kube.apply(PLURALS.vips, ns, merged, current?.metadata?.resourceVersion);
+  }
+
   async #release(svc: Obj): Promise<void> {
     this.#o.log.info({ service: keyOf(svc), class: LOAD_BALANCER_CLASS }, 'Released Service address: xdplb no longer serves it');
     await this.#patchService(svc, { loadBalancer: { ingress: null }, conditions: conditionsOf(svc).filter((c) => c.type !== ADDRESS_CONDITION) });
@@ -182,6 +213,16 @@ export class ServiceAddresses {
       this.#o.log.warn({ err: e, code: statusCode(e), reason }, 'Event not recorded');
     }
   }
+}
+
+/** Whether `have` holds everything `want` sets (objects: key by key; arrays: element by element, same length). */
+function contains(have: unknown, want: unknown): boolean {
+  if (Array.isArray(want)) return Array.isArray(have) && have.length === want.length && want.every((w, i) => contains(have[i], w));
+  if (typeof want === 'object' && want !== null) {
+    if (typeof have !== 'object' || have === null || Array.isArray(have)) return false;
+    return Object.entries(want).every(([k, v]) => contains((have as Record<string, unknown>)[k], v));
+  }
+  return have === want;
 }
 
 const keyOf = (o: Obj): string => `${o.metadata!.namespace}/${o.metadata!.name}`;
@@ -234,6 +275,43 @@ function view(svc: Obj): ServiceView {
       ...(annotations[ANNOTATIONS.sharingKey] === undefined ? {} : { sharingKey: annotations[ANNOTATIONS.sharingKey] }),
       ports: (spec.ports ?? []).map((p) => `${p.port}/${p.protocol ?? 'TCP'}`),
       current,
+    },
+  };
+}
+
+/** The VIP of one address of a Service: svc.<service>.ipv4 or .ipv6 (a dot never appears in a Service's name). */
+export function serviceVipName(svc: Obj, address: string): string {
+  return `svc.${svc.metadata!.name}.${familyOfAddress(address) === 'IPv4' ? 'ipv4' : 'ipv6'}`;
+}
+
+/**
+ * The LoadBalancerVip that carries one address of a Service to its nodes:
+ * encapsulated (ipip) to the nodes running the decap role, which hand it to
+ * their service proxy. Local: the nodes with ready endpoints, checked on the
+ * Service's healthCheckNodePort, where kube-proxy answers 200 only while the
+ * node has one. Cluster: every such node, checked on kube-proxy's own health
+ * port. Owned by the Service, so it goes with it.
+ */
+export function serviceVip(svc: Obj, address: string): Obj {
+  const m = svc.metadata!;
+  const spec = (svc.spec ?? {}) as { ports?: { port: number; protocol?: string }[]; externalTrafficPolicy?: string; healthCheckNodePort?: number };
+  const local = spec.externalTrafficPolicy === 'Local';
+  const ports = (spec.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP' || p.protocol === 'UDP').map((p) => ({ port: p.port, protocol: p.protocol ?? 'TCP' }));
+  return {
+    apiVersion: 'xdplb.io/v1alpha1',
+    kind: 'LoadBalancerVip',
+    metadata: {
+      name: serviceVipName(svc, address),
+      namespace: m.namespace,
+      labels: { [SERVICE_VIP_LABELS.managedBy]: MANAGER, [SERVICE_VIP_LABELS.service]: m.name! },
+      ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: m.name!, uid: m.uid!, controller: true, blockOwnerDeletion: false }],
+    },
+    spec: {
+      address,
+      ports,
+      mode: 'ipip',
+      backends: { service: { name: m.name!, weight: 100, delivery: 'Nodes', externalTrafficPolicy: local ? 'Local' : 'Cluster' } },
+      healthCheck: { type: 'HTTP', port: local && spec.healthCheckNodePort !== undefined ? spec.healthCheckNodePort : PROXY_HEALTH_PORT, path: '/healthz' },
     },
   };
 }

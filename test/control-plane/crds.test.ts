@@ -180,6 +180,7 @@ describe('CRDs', () => {
     ['a drained IPv6 Backend', backend('ok-drained', { address: '2001:db8::11', weight: 0 })],
     ['a Backend of the largest weight', backend('ok-heavy', { weight: 1000000 })],
     ['a NodeReport named after its node', nodeReport('node-ok')],
+    ['a Decap NodeReport named decap.<node>', { ...nodeReport('decap.node-ok', 'node-ok'), spec: { node: 'node-ok', role: 'Decap' } }],
     ['a VipPool of a CIDR, a range with spaces, one address and an IPv6 CIDR', vipPool('ok-pool', { addresses: ['198.51.100.0/30', '198.51.100.10 - 198.51.100.20', '198.51.100.99', '2001:db8:1::/120'] })],
   ])('accept %s', async (_, o) => {
     await apply(o);
@@ -251,7 +252,7 @@ describe('CRDs', () => {
     ['a VipTable of size 0 (the empty table) that lists backends', vipTable('bad-empty', { size: 0, shard: { index: 0, count: 1, start: 0, end: 0 } }),
       /a table has backends unless it is the empty table \(size 0\)/],
     ['a NodeReport not named after its node', nodeReport('node-a', 'node-b'),
-      /spec\.node: Invalid value: .*a NodeReport is named after its node; metadata\.name must equal spec\.node/],
+      /spec\.node: Invalid value: .*a NodeReport is named after its node \(decap\.<node> for the Decap role\); metadata\.name must equal spec\.node/],
   ])('refuse %s', async (_, o, message) => {
     expect(await refused(o)).toMatch(message);
   });

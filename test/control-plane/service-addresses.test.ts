@@ -4,7 +4,11 @@
 // show the address in status with ipMode VIP and a condition, others are left
 // alone; a requested address, a shared address, a dual-stack Service,
 // exhaustion (pending, with the reason in an Event), release on deletion and
-// class-less serving; pools report their usage and refuse overlaps.
+// class-less serving; pools report their usage and refuse overlaps. Each
+// address becomes a LoadBalancerVip whose published table holds the nodes
+// (InternalIP) running the decap role, weighted by their ready endpoints
+// (EndpointSlices written here as the endpoint controller would; Nodes and
+// decap NodeReports as kubelets and agents would).
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +17,7 @@ import { Operator } from '../../src/operator/operator.js';
 import { ADDRESS_CONDITION } from '../../src/operator/service-addresses.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { sleep, until } from '../../lab/wait.js';
+import { vipTables } from '../../lab/tables.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const log = pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' });
@@ -180,6 +185,43 @@ describe('Services of type LoadBalancer get addresses from VipPools', () => {
     await until('plain released', async () => {
       const s = await service('shop', 'plain');
       return ingress(s).length === 0 && addressCondition(s) === undefined;
+    }, 30_000);
+  });
+
+  it('each address is a LoadBalancerVip over the nodes that deliver, weighted by their ready endpoints (Local)', async () => {
+    // Three Nodes as kubelets register them (InternalIP, Ready); two run the decap role (fresh Decap reports).
+    for (const [i, node] of ['w1', 'w2', 'w3'].entries()) {
+      await apply(`apiVersion: v1\nkind: Node\nmetadata: { name: ${node} }\n`);
+      await cp.kubectl(['patch', 'node', node, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: `10.0.1.${i + 1}` }], conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ready', lastHeartbeatTime: new Date().toISOString(), lastTransitionTime: new Date().toISOString() }] } })]);
+    }
+    for (const node of ['w1', 'w2']) {
+      await apply(`apiVersion: xdplb.io/v1alpha1\nkind: NodeReport\nmetadata: { name: decap.${node}, namespace: xdplb-system }\nspec: { node: ${node}, role: Decap }\n`);
+      await cp.kubectl(['-n', 'xdplb-system', 'patch', 'nodereport', `decap.${node}`, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { observedTime: new Date().toISOString(), reportIntervalSeconds: 3600 } })]);
+    }
+    await apply(serviceYaml('shop', 'local', { port: 8080 }).replace('type: LoadBalancer', 'type: LoadBalancer\n  externalTrafficPolicy: Local'));
+    const svc = await assigned('shop', 'local', 1);
+    const address = ingress(svc)[0]!.ip;
+    // The endpoints, as the endpoint controller writes them: three pods on w1, one on w2, one on w3 (no decap role there).
+    const endpoint = (ip: string, node: string) => ({ addresses: [ip], nodeName: node, conditions: { ready: true, serving: true, terminating: false } });
+    await apply(JSON.stringify({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      metadata: { name: 'local-abc', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'local', 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
+      ports: [{ port: 8080, protocol: 'TCP' }],
+      endpoints: [endpoint('10.244.1.2', 'w1'), endpoint('10.244.1.3', 'w1'), endpoint('10.244.1.4', 'w1'), endpoint('10.244.2.2', 'w2'), endpoint('10.244.3.2', 'w3')],
+    }));
+    const vip = await getJson(['-n', 'shop', 'get', 'loadbalancervip', 'svc.local.ipv4']);
+    expect(vip.spec).toMatchObject({ address, mode: 'ipip', ports: [{ port: 8080, protocol: 'TCP' }], backends: { service: { name: 'local', delivery: 'Nodes', externalTrafficPolicy: 'Local' } }, healthCheck: { type: 'HTTP', port: svc.spec.healthCheckNodePort, path: '/healthz' } });
+    expect(vip.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'Service', name: 'local', uid: svc.metadata.uid })]);
+    const table = await until('the nodes published as backends', async () => {
+      const t = (await vipTables(cp, 'shop', 'svc.local.ipv4')).published;
+      return t !== null && t.table.backends.length === 2 ? t : null;
+    }, 30_000);
+    expect(table.table.backends).toEqual([{ key: '10.0.1.1', weight: 300 }, { key: '10.0.1.2', weight: 100 }]);
+    // The Service gives up its address: its VIP goes.
+    await cp.kubectl(['-n', 'shop', 'delete', 'service', 'local']);
+    await until('the VIP of the deleted Service gone', async () => {
+      const r = await cp.kubectl(['-n', 'shop', 'get', 'loadbalancervip', 'svc.local.ipv4'], { allowFailure: true });
+      return r.exitCode !== 0;
     }, 30_000);
   });
 });
