@@ -35,7 +35,7 @@ async function startOperator(identity: string): Promise<Operator> {
     renewMs: 1000,
     resyncSeconds: 30,
     workers: 2,
-    log: pino({ level: 'silent' }),
+    log: pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' }, pino.destination(process.env.XDPLB_TEST_LOG_FILE ?? 1)),
   });
   await op.start();
   return op;

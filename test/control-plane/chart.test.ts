@@ -245,6 +245,14 @@ describe('charts/xdplb', () => {
       ['list', 'endpointslices.discovery.k8s.io', '--all-namespaces'],
       ['watch', 'nodes'],
       ['create', 'events', '-n', 'shop'],
+      // Services of type LoadBalancer: their address, from VipPools, and a LoadBalancerVip per address.
+      ['watch', 'services', '--all-namespaces'],
+      ['patch', 'services', '--subresource=status', '-n', 'shop'],
+      ['watch', 'namespaces'],
+      ['watch', 'vippools.xdplb.io'],
+      ['patch', 'vippools.xdplb.io', '--subresource=status'],
+      ['create', 'loadbalancervips.xdplb.io', '-n', 'shop'],
+      ['delete', 'loadbalancervips.xdplb.io', '-n', 'shop'],
     ])('lets the operator %s %s %s', async (...args) => {
       expect(await canI(OPERATOR_SA, args)).toBe(true);
     });
@@ -256,7 +264,8 @@ describe('charts/xdplb', () => {
       ['create', 'pods', '-n', NS],
       ['delete', 'nodes'],
       ['patch', 'nodes'],
-      ['delete', 'loadbalancervips.xdplb.io', '-n', 'shop'],
+      ['update', 'services', '-n', 'shop'],
+      ['patch', 'vippools.xdplb.io'],
       ['update', 'backends.xdplb.io', '-n', 'shop'],
       ['create', 'leases.coordination.k8s.io', '-n', 'kube-system'],
       ['list', 'nodereports.xdplb.io', '-n', 'shop'],
