@@ -134,6 +134,8 @@ export class LbTopology {
   readonly pinDir: string;
   #agents: AgentProcess[] = [];
   #loads = new Set<ChildProcess>();
+  /** Namespaces connected to the API server so far (connectToApiserver). */
+  #apiLinks = 0;
 
   constructor(readonly tag: string, backendCount: number, options: TopologyOptions = {}) {
     this.vips = options.vips ?? ['10.60.0.10'];
@@ -274,8 +276,9 @@ export class LbTopology {
    * forwarder on the node's loopback, since the server's certificate is for
    * 127.0.0.1. Returns a kubeconfig path usable inside the node.
    */
-  async connectToApiserver(node: LbNode, server: string, kubeconfigPath: string): Promise<string> {
-    const index = this.nodes.indexOf(node);
+  async connectToApiserver(node: { readonly name: string; readonly ns: Netns }, server: string, kubeconfigPath: string): Promise<string> {
+    // One /30 per connected namespace (load-balancer nodes and backends alike), in the order connected.
+    const index = this.#apiLinks++;
     const port = new URL(server).port;
     const host = `vk${process.pid}n${index}`;
     execFileSync('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', `${host}p`]);
@@ -289,6 +292,27 @@ export class LbTopology {
     const kubeconfig = join(this.dir, `kubeconfig-${node.name}`);
     writeFileSync(kubeconfig, readFileSync(kubeconfigPath, 'utf8'));
     return kubeconfig;
+  }
+
+  /**
+   * Starts `xdplb agent --role decap` on a backend, as on a worker node: the
+   * decap program for the VIPs delivered through nodes, and its NodeReport
+   * decap.<name>. Its /status is on 127.0.0.1:9478 in the backend.
+   */
+  startDecapRole(b: BackendNode, kubeconfig: string, namespace: string): AgentProcess {
+    const child = b.ns.spawn(process.execPath, [XDPLB, 'agent', '--role', 'decap', '--interface', 'eth0', '--kubernetes', '--kubeconfig', kubeconfig, '--node-name', b.name, '--namespace', namespace, '--pin-dir', join(this.pinDir, 'decap-role', b.name), '--metrics-address', '127.0.0.1:9478', '--report-interval', '2', '--log-level', 'debug']);
+    const agent = watchJsonLogs(child);
+    this.#agents.push(agent);
+    return agent;
+  }
+
+  /** The decap role's /status on a backend, or null while it does not answer. */
+  decapStatus(b: BackendNode): { vips: string[]; reportedAt: number; packets: Record<string, number> } | null {
+    try {
+      return JSON.parse(b.ns.run('curl', ['-sf', '--max-time', '2', 'http://127.0.0.1:9478/status'])) as { vips: string[]; reportedAt: number; packets: Record<string, number> };
+    } catch {
+      return null;
+    }
   }
 
   /** Starts the agent in a node's namespace (default the first); config null for Kubernetes mode (flags in `extra`). */

@@ -4,9 +4,12 @@ import { flagOptions, parseFlags } from '../config/flags.js';
 import { parseListenAddress } from '../net/http.js';
 
 export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | --kubernetes) [flags]
+       xdplb agent --role decap --interface IF --kubernetes [flags]
        xdplb agent --cleanup --interface IF
 
   --interface IF           the interface to attach the XDP load balancer to (required)
+  --role ROLE              loadbalancer (default): the XDP load balancer; decap: on a worker node, the decap
+                           program for the VIPs of Services delivered through nodes (NodeReport decap.<node>)
   --xdp-mode MODE          auto (native, falling back to generic), native or generic (default auto)
   --config FILE            standalone mode: VIPs and backends from this YAML file, re-read on change
   --kubernetes             Kubernetes mode: VIPs and the operator's published tables from the API server
@@ -32,6 +35,7 @@ const schema = z
   .object({
     interface: z.string({ message: '--interface IF is required' }).regex(/^[^\s/]{1,15}$/, { message: '--interface must be an interface name (1 to 15 characters)' }),
     'xdp-mode': z.enum(['auto', 'native', 'generic']).default('auto'),
+    role: z.enum(['loadbalancer', 'decap'], { message: '--role must be loadbalancer or decap' }).default('loadbalancer'),
     config: z.string().min(1, { message: '--config needs a file path' }).optional(),
     kubernetes: z.boolean().default(false),
     kubeconfig: z.string().optional(),
@@ -62,11 +66,12 @@ const schema = z
     if (f.cleanup) return;
     if ((f.config === undefined) === !f.kubernetes) ctx.addIssue({ code: 'custom', message: 'give exactly one of --config FILE (standalone) or --kubernetes' });
     if (f['owner-daemonset'] !== undefined && !f.kubernetes) ctx.addIssue({ code: 'custom', message: '--owner-daemonset needs --kubernetes' });
+    if (f.role === 'decap' && !f.kubernetes) ctx.addIssue({ code: 'custom', message: '--role decap needs --kubernetes' });
   });
 
 export type AgentFlags = Readonly<z.infer<typeof schema>>;
 
 /** The agent's flags, or null for --help. Throws BAD_FLAG naming the problem. */
 export function parseAgentFlags(argv: readonly string[]): AgentFlags | null {
-  return parseFlags(argv, flagOptions(['interface', 'xdp-mode', 'config', 'kubeconfig', 'node-name', 'namespace', 'owner-daemonset', 'metrics-address', 'pin-dir', 'object', 'resync', 'report-interval', 'route-around', 'log-level'], ['kubernetes', 'cleanup']), schema);
+  return parseFlags(argv, flagOptions(['interface', 'role', 'xdp-mode', 'config', 'kubeconfig', 'node-name', 'namespace', 'owner-daemonset', 'metrics-address', 'pin-dir', 'object', 'resync', 'report-interval', 'route-around', 'log-level'], ['kubernetes', 'cleanup']), schema);
 }

@@ -158,15 +158,7 @@ export class KubernetesMode {
    * RBAC and ServiceAccount with the DaemonSet, so 401 and 403 say it too.
    */
   async ownerGone(name: string): Promise<{ gone: boolean; why: string }> {
-    try {
-      const ds = await this.#kube.timed('get', 'daemonsets', () => this.#kube.kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name, namespace: this.#o.namespace }));
-      return ds.metadata?.deletionTimestamp === undefined ? { gone: false, why: 'its DaemonSet stands' } : { gone: true, why: 'its DaemonSet is being deleted' };
-    } catch (e) {
-      const code = statusCode(e);
-      if (code === 404) return { gone: true, why: 'its DaemonSet is gone' };
-      if (code === 401 || code === 403) return { gone: true, why: `its credentials were revoked (${String(code)}) with the release` };
-      return { gone: false, why: `the API server did not answer (${(e as Error).message})` };
-    }
+    return daemonSetGone(this.#kube, this.#o.namespace, name);
   }
 
   async stop(): Promise<void> {
@@ -323,4 +315,17 @@ function watchError(err: unknown): string {
   const e = err as (Error & { cause?: { code?: string; message?: string } }) | undefined;
   const cause = e?.cause?.code ?? e?.cause?.message;
   return `${e?.message ?? String(err)}${cause === undefined ? '' : ` (${cause})`}`;
+}
+
+/** Whether DaemonSet `name` of `namespace` is gone or being deleted (see KubernetesMode.ownerGone). */
+export async function daemonSetGone(kube: Kube, namespace: string, name: string): Promise<{ gone: boolean; why: string }> {
+  try {
+    const ds = await kube.timed('get', 'daemonsets', () => kube.kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name, namespace }));
+    return ds.metadata?.deletionTimestamp === undefined ? { gone: false, why: 'its DaemonSet stands' } : { gone: true, why: 'its DaemonSet is being deleted' };
+  } catch (e) {
+    const code = statusCode(e);
+    if (code === 404) return { gone: true, why: 'its DaemonSet is gone' };
+    if (code === 401 || code === 403) return { gone: true, why: `its credentials were revoked (${String(code)}) with the release` };
+    return { gone: false, why: `the API server did not answer (${(e as Error).message})` };
+  }
 }

@@ -1,5 +1,6 @@
 // main.ts: `xdplb agent`, what the privileged hostNetwork DaemonSet runs on
-// each load-balancer node. Standalone mode: VIPs and backends from a config
+// each load-balancer node (and, with --role decap, on worker nodes:
+// decap-role.ts). Standalone mode: VIPs and backends from a config
 // file. Prepares the datapath (adopt, upgrade or fresh; see lifecycle.ts),
 // programs the maps, attaches, then keeps the maps converged as the config,
 // health checks and neighbours change. SIGTERM leaves the datapath running,
@@ -26,6 +27,7 @@ import { interfaceMac, interfaceMtu } from '../net/interfaces.js';
 import { AgentMetrics } from './metrics.js';
 import { NeighborResolver } from './neighbors.js';
 import { KubernetesMode } from './kubernetes.js';
+import { runDecapRole } from './decap-role.js';
 import { checkOfProbe } from './probes.js';
 import { StandaloneSource } from './standalone-source.js';
 import { agentStatus, type StatusSources } from './status.js';
@@ -45,6 +47,14 @@ export async function runAgent(argv: readonly string[], io: AgentIo): Promise<nu
       const { removed } = cleanup(flags['pin-dir'], flags.interface);
       log.info({ removed }, removed ? 'Detached the program and removed the pins' : 'Found nothing pinned for the interface');
       return 0;
+    }
+    if (flags.role === 'decap') {
+      requireKernel(kernelRelease());
+      const signal = new Promise<string>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+      });
+      return await runDecapRole(flags, log.child({ role: 'decap' }), signal);
     }
     return await runDatapath(flags, log);
   } catch (e) {

@@ -64,6 +64,13 @@ export const nodeReportStatusSchema = z.object({
     .optional()
     .describe('The agent rewrites this report at least this often (a heartbeat); the operator stops counting a node whose report has not changed for three intervals.'),
   programmedSummary: z.string().max(64).optional().describe('VIPs programmed / VIPs assigned to this node, like "3/3" (for kubectl get).'),
+  decap: z
+    .object({
+      vips: z.array(z.string().max(45)).max(4096).optional().meta({ description: 'The VIP addresses the decap program takes.', 'x-kubernetes-list-type': 'atomic' }),
+      packets: z.record(z.string(), int64).optional().describe('Packets by outcome, as the decap program counts them (decapsulated, passed, dropped and why).'),
+    })
+    .optional()
+    .describe('The decap role (role Decap): what it decapsulates for, and its counters.'),
   programmed: z
     .array(z.string().max(340))
     .optional()

@@ -4,15 +4,9 @@
 // destination is one of the VIPs are stripped to the inner packet and passed
 // to the stack; everything else passes untouched. The program stays attached
 // (pinned) after the command exits; --cleanup removes it.
-import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { checkDecapAbi, decapMaps } from '../bpf/datapath.js';
-import { BpfObject, closeFd, openPinnedMap, pinFd, unpin, xdpLinkCreate, XdpFlags } from '../bpf/loader.js';
-import { objectPath } from '../bpf/objects.js';
+import { attachDecap, detachDecap } from '../bpf/decap-attach.js';
 import { applyDecapVips } from '../bpf/decap-writer.js';
-import { ensureBpffs } from '../bpf/bpffs.js';
-import { interfaceIndex } from '../net/interfaces.js';
 import { ErrorCodes, XdplbError, isXdplbError } from '../core/errors.js';
 import { canonicalIp } from '../core/net.js';
 import { parseFlags } from '../config/flags.js';
@@ -44,61 +38,20 @@ export function runDecap(argv: readonly string[], io: CliIo): number {
       io.out(DECAP_USAGE);
       return 0;
     }
-    const dir = join(f['pin-dir'], f.interface);
     if (f.cleanup) {
-      if (existsSync(dir)) {
-        for (const name of readdirSync(dir)) unpin(join(dir, name));
-        rmdirSync(dir);
-      }
+      detachDecap(f.interface, f['pin-dir']);
       io.out(`decap: removed from ${f.interface}`);
       return 0;
     }
     if (f.vip.length === 0) throw new XdplbError(ErrorCodes.BAD_FLAG, 'give at least one --vip ADDR');
     const vips = f.vip.map((v) => canonicalIp(v));
-    ensureBpffs(f['pin-dir']);
-    const ifindex = interfaceIndex(f.interface);
-
-    if (existsSync(join(dir, 'link'))) {
-      const vipsMap = openPinnedMap(join(dir, 'decap_vips'), 'decap_vips');
-      const stats = openPinnedMap(join(dir, 'decap_stats'), 'decap_stats');
-      try {
-        checkDecapAbi({ vips: vipsMap, stats });
-        applyDecapVips({ vips: vipsMap, stats }, vips);
-      } finally {
-        vipsMap.close();
-        stats.close();
-      }
-      io.out(`decap: ${f.interface} now decapsulates for ${vips.join(', ')}`);
-      return 0;
-    }
-
-    const obj = BpfObject.load(objectPath('xdp_decap.o'));
+    const attached = attachDecap(f.interface, f['pin-dir'], f['xdp-mode'], (maps) => applyDecapVips(maps, vips));
     try {
-      const maps = decapMaps(obj);
-      checkDecapAbi(maps);
-      applyDecapVips(maps, vips);
-      const prog = obj.program('xdp_decap');
-      const tries = f['xdp-mode'] === 'native' ? [XdpFlags.DRV_MODE] : f['xdp-mode'] === 'generic' ? [XdpFlags.SKB_MODE] : [XdpFlags.DRV_MODE, XdpFlags.SKB_MODE];
-      let linkFd = -1;
-      let last: unknown;
-      for (const flags of tries) {
-        try {
-          linkFd = xdpLinkCreate(prog.fd, ifindex, flags);
-          break;
-        } catch (e) {
-          last = e;
-        }
-      }
-      if (linkFd < 0) throw last;
-      mkdirSync(dir, { recursive: true });
-      maps.vips.pin(join(dir, 'decap_vips'));
-      maps.stats.pin(join(dir, 'decap_stats'));
-      pinFd(linkFd, join(dir, 'link'));
-      closeFd(linkFd);
+      if (attached.adopted) applyDecapVips(attached.maps, vips);
     } finally {
-      obj.close();
+      attached.close();
     }
-    io.out(`decap: attached to ${f.interface} for ${vips.join(', ')}`);
+    io.out(attached.adopted ? `decap: ${f.interface} now decapsulates for ${vips.join(', ')}` : `decap: attached to ${f.interface} for ${vips.join(', ')}`);
     return 0;
   } catch (e) {
     if (isXdplbError(e)) {
