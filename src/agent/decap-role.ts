@@ -101,12 +101,16 @@ export async function runDecapRole(flags: AgentFlags, log: Logger, signal: Promi
   await beat();
   const heartbeat = setInterval(() => void beat(), flags['report-interval'] * 1000);
 
-  // /status for tests and people: what the program decapsulates for, and its counters.
+  // /healthz for the kubelet; /status for tests and people: what the program decapsulates for, and its counters.
   const server =
     flags['metrics-address'] === 'off'
       ? null
       : await listenOn(
           createServer((req, res) => {
+            if (req.url === '/healthz') {
+              res.end('ok\n');
+              return;
+            }
             if (req.url !== '/status') {
               res.writeHead(404).end();
               return;

@@ -129,7 +129,20 @@ describe('charts/xdplb', () => {
     expect(on).toContain('apiVersion: monitoring.coreos.com/v1');
   });
 
+  it('renders the decap role only when decap.enabled: a second DaemonSet, the agent ServiceAccount, its owner check allowed, accepted by the API server', async () => {
+    const c = plane();
+    expect((await c.helm(['template', RELEASE, CHART, '-n', NS])).stdout).not.toContain('xdplb-decap');
+    const on = (await c.helm(['template', RELEASE, CHART, '--namespace', 'xdplb-dry-run', '--set', 'decap.enabled=true'])).stdout;
+    expect(kinds(on).filter((k) => k === 'DaemonSet')).toHaveLength(2);
+    expect(on).toMatch(/- agent\n\s+- --role\n\s+- decap\n\s+- --kubernetes/);
+    expect(on).toMatch(/resourceNames: \[xdplb-agent, xdplb-decap\]/);
+    const r = await c.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: on });
+    expect(r.stdout).toMatch(/daemonset\.apps\/xdplb-decap created \(server dry run\)/);
+  });
+
   it.each([
+    ['decap.interface=', /decap\/interface/],
+    ['decap.statusPort=0', /decap\/statusPort/],
     ['operator.replicas=0', /operator\/replicas/],
     ['operator.heapMiB=16', /operator\/heapMiB/],
     ['operator.replicas=-1', /operator\/replicas/],

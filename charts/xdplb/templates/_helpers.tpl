@@ -15,6 +15,7 @@
 
 {{- define "xdplb.operatorName" -}}{{ include "xdplb.fullname" . }}-operator{{- end -}}
 {{- define "xdplb.agentName" -}}{{ include "xdplb.fullname" . }}-agent{{- end -}}
+{{- define "xdplb.decapName" -}}{{ include "xdplb.fullname" . }}-decap{{- end -}}
 
 {{- define "xdplb.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
