@@ -74,6 +74,9 @@ export interface LoadResult {
   /** Connections used (--keepalive). */
   connections?: number;
   ms: number;
+  /** When the first and last failed connection ended (ms after the start), or null. */
+  firstFailureAt?: number | null;
+  lastFailureAt?: number | null;
 }
 
 const TOPOLOGY_ROOT = '/run/xdplb-test';

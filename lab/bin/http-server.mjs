@@ -1,5 +1,6 @@
 // http-server.mjs: a backend for namespace tests. Answers every request with
-// its name, on every address of the namespace (so a VIP on lo is served).
+// its name, on every address of the namespace (so a VIP on lo is served),
+// with the client's address as it sees it in the x-client-address header.
 // usage: node http-server.mjs NAME [PORT]
 import { createServer } from 'node:http';
 
@@ -7,6 +8,7 @@ const [name = 'backend', port = '80'] = process.argv.slice(2);
 const server = createServer((req, res) => {
   // Keep the connection only when the client asks to (long-lived flow tests).
   if (req.headers.connection !== 'keep-alive') res.setHeader('connection', 'close');
+  res.setHeader('x-client-address', req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '');
   res.end(name);
 });
 server.keepAliveTimeout = 60_000;

@@ -1,0 +1,94 @@
+// services.test.ts: a Service of type LoadBalancer delivered to pods through
+// their nodes (issue 16), on the whole lab system: a real kube-apiserver, two
+// operators, two load-balancer nodes behind ECMP, and two worker nodes each
+// running a real kube-proxy (nftables) and the agent's decap role, with pods
+// as namespaces behind the worker's bridge. EndpointSlices are written by
+// the test as the endpoint controller would (no controller manager runs).
+// The Service gets its address from a VipPool; real TCP connections from the
+// client reach the pods through either load-balancer node, the pods see the
+// client's own address (Local), and the nodes share the flows as their
+// ready endpoints do.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalCluster, SYSTEM_NAMESPACE } from '../../lab/cluster.js';
+import { addPod, endpointSliceYaml, startWorker, type Worker } from '../../lab/worker.js';
+import { until } from '../../lab/wait.js';
+
+const NS = 'shop';
+let c: LocalCluster;
+const workers: Worker[] = [];
+
+beforeAll(async () => {
+  c = await LocalCluster.start({ tag: 'svc', nodes: 2, backends: 2, vips: ['10.60.0.10'] });
+  await c.kubectl(['create', 'namespace', NS]);
+  for (const [i, b] of c.backends.entries()) workers.push(await startWorker(c.topo, c.cp, b, i + 1, SYSTEM_NAMESPACE));
+  // Two pods on the first worker, one on the second.
+  await addPod(c.topo, workers[0]!);
+  await addPod(c.topo, workers[0]!);
+  await addPod(c.topo, workers[1]!);
+}, 600_000);
+
+afterAll(async () => {
+  for (const w of workers) {
+    w.proxy.kill('SIGTERM');
+    for (const p of w.pods) p.server.kill('SIGKILL');
+  }
+  await c?.stop();
+});
+
+describe('a Service of type LoadBalancer, delivered through its nodes', () => {
+  it('gets an address from the pool; connections through both load-balancer nodes reach the pods, which see the client; nodes share by endpoints (Local)', async () => {
+    await c.apply(`apiVersion: xdplb.io/v1alpha1
+kind: VipPool
+metadata: { name: lab }
+spec: { addresses: [10.60.0.20-10.60.0.29] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: ${NS} }
+spec:
+  type: LoadBalancer
+  loadBalancerClass: xdplb.io/xdp
+  externalTrafficPolicy: Local
+  selector: { app: web }
+  ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }]
+---
+${endpointSliceYaml(NS, 'web', workers.flatMap((w) => w.pods.map((pod) => ({ pod, node: w.node.name }))))}`);
+    const address = await until('the Service\'s address', async () => {
+      const r = await c.kubectl(['-n', NS, 'get', 'service', 'web', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}']);
+      return r.stdout === '' ? null : r.stdout;
+    }, 30_000);
+    expect(address).toBe('10.60.0.20');
+    for (const n of c.nodes) {
+      // Both workers serving, weighted by their ready endpoints (2 and 1): their kube-proxy answers the
+      // Service's health check node port once it has programmed the Service, so this also waits for that.
+      const weighted = (v: { backends: readonly { address: string; weight: number; slots: number }[] }): boolean =>
+        workers.every((w) => v.backends.some((b) => b.address === w.node.address && b.weight === 100 * w.pods.length && b.slots > 0));
+      await c.topo.waitForAgent(`the Service's VIP over both workers on ${n.name}`, (s) => s.vips.find((v) => v.name === `${NS}/svc.web.ipv4` && weighted(v)), { node: n, timeoutMs: 90_000 });
+    }
+    for (const w of workers) await until(`${w.node.name}'s decap role takes ${address}`, () => c.topo.decapStatus(w.node)?.vips.includes(address), 30_000);
+    const r = await c.topo.load(['--count', '900', '--concurrency', '16'], address);
+    const byPod = r.byBackend;
+    const onFirst = workers[0]!.pods.reduce((sum, p) => sum + (byPod[p.name] ?? 0), 0);
+    console.log(`[16] Service web at ${address}: 900 connections through two LB nodes, ${r.failed} failed (${JSON.stringify(r.errors)}, from ${r.firstFailureAt} to ${r.lastFailureAt} ms); by pod ${JSON.stringify(byPod)}; ${workers[0]!.node.name} (2 endpoints) took ${onFirst}`);
+    const hcnp = (await c.kubectl(['-n', NS, 'get', 'service', 'web', '-o', 'jsonpath={.spec.healthCheckNodePort}'])).stdout;
+    const health = workers.map((w) => {
+      try {
+        return `${w.node.name}: ${c.nodes[0]!.ns.run("curl", ["-s", "--max-time", "2", `http://${w.node.address}:${hcnp}/healthz`]).replace(/\s+/g, " ")}`;
+      } catch (e) {
+        return `${w.node.name}: ${(e as Error).message.slice(0, 200)}`;
+      }
+    });
+    const held = c.nodes.map((n) => JSON.stringify({ node: n.name, down: c.topo.agentStatus(n)?.down, vip: c.topo.agentStatus(n)?.vips.find((v) => v.name === `${NS}/svc.web.ipv4`) }));
+    const decap = workers.map((w) => `${w.node.name} ${JSON.stringify(Object.fromEntries(Object.entries(c.topo.decapStatus(w.node)?.packets ?? {}).filter(([, n]) => n > 0)))}`);
+    const lbPass = c.nodes.map((n) => n.ns.run('curl', ['-s', 'http://127.0.0.1:9477/metrics']).split('\n').filter((l) => /reason="(PASS|DROP)[A-Z_]*"/.test(l) && !/ 0$/.test(l)).join(' ; '));
+    console.log(`[16] health ${health.join(' | ')}; ${held.join(' | ')}; decap ${decap.join(' | ')}; LB ${lbPass.join(' || ')}`);
+    expect(r.failed, workers.map((w) => w.proxyLog().slice(-1500)).join('\n')).toBe(0);
+    expect(Object.keys(byPod).sort()).toEqual(workers.flatMap((w) => w.pods.map((p) => p.name)).sort());
+    // Weighted 200:100 by ready endpoints: about two thirds on the first worker.
+    expect(onFirst / 900).toBeGreaterThan(0.55);
+    expect(onFirst / 900).toBeLessThan(0.78);
+    // Local: the pod sees the client's own address (DSR, no SNAT).
+    const head = c.topo.client.run('curl', ['-s', '-D', '-', '-o', '/dev/null', '--max-time', '3', `http://${address}/`]);
+    expect(head).toMatch(new RegExp(`x-client-address: ${c.topo.clientAddress.replaceAll('.', '\\.')}`, 'i'));
+  });
+});
