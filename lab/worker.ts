@@ -125,3 +125,7 @@ ${endpoints.map((e) => `  - { addresses: [${e.pod.address}], nodeName: ${e.node}
 `;
 }
 
+/** Routes each worker's pod range via its node on every other worker, as a cluster's pod network does (Cluster policy crosses nodes). */
+export function routePods(workers: readonly Worker[]): void {
+  for (const w of workers) for (const o of workers) if (o !== w) w.node.ns.ip('route', 'replace', `10.244.${o.index}.0/24`, 'via', o.node.address);
+}
