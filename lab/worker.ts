@@ -44,6 +44,13 @@ function kubeProxyBinary(): string {
   return path;
 }
 
+/** A Node object as its kubelet registers it: InternalIP `address`, Ready (no kubelet runs in the lab's namespaces). */
+export async function registerNode(cp: Pick<ControlPlane, 'kubectl'>, name: string, address: string, podCidr?: string): Promise<void> {
+  const now = new Date().toISOString();
+  await cp.kubectl(['apply', '-f', '-'], { input: `apiVersion: v1\nkind: Node\nmetadata: { name: ${name}, labels: { kubernetes.io/hostname: ${name} } }\n${podCidr === undefined ? '' : `spec: { podCIDR: ${podCidr} }\n`}` });
+  await cp.kubectl(['patch', 'node', name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address }, { type: 'Hostname', address: name }], conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'lab node', lastHeartbeatTime: now, lastTransitionTime: now }] } })]);
+}
+
 /** Makes backend `b` a worker node: Node object, bridge, kube-proxy, decap role. Pods come with addPod. */
 export async function startWorker(topo: LbTopology, cp: ControlPlane, b: BackendNode, index: number, namespace: string): Promise<Worker> {
   // Delivery goes through kube-proxy only: no VIP on lo, no server of its own.
@@ -54,9 +61,7 @@ export async function startWorker(topo: LbTopology, cp: ControlPlane, b: Backend
   b.ns.ip('addr', 'add', `10.244.${index}.1/24`, 'dev', 'cbr0');
   b.ns.ip('link', 'set', 'cbr0', 'up');
 
-  const now = new Date().toISOString();
-  await cp.kubectl(['apply', '-f', '-'], { input: `apiVersion: v1\nkind: Node\nmetadata: { name: ${b.name}, labels: { kubernetes.io/hostname: ${b.name} } }\nspec: { podCIDR: 10.244.${index}.0/24 }\n` });
-  await cp.kubectl(['patch', 'node', b.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: b.address }, { type: 'Hostname', address: b.name }], conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'lab worker', lastHeartbeatTime: now, lastTransitionTime: now }] } })]);
+  await registerNode(cp, b.name, b.address, `10.244.${index}.0/24`);
 
   const kubeconfig = await topo.connectToApiserver(b, cp.server, cp.kubeconfigPath);
   const config = join(topo.dir, `kube-proxy-${b.name}.json`);

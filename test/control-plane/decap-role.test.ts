@@ -18,6 +18,7 @@ import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js
 import { LbTopology, ROOT, type AgentProcess } from '../../lab/topology.js';
 import { vipTables } from '../../lab/tables.js';
 import { until } from '../../lab/wait.js';
+import { registerNode } from '../../lab/worker.js';
 
 let cp: ControlPlane;
 let topo: LbTopology;
@@ -37,10 +38,7 @@ beforeAll(async () => {
   const lbConfig = await topo.connectToApiserver(topo.nodes[0]!, cp.server, cp.kubeconfigPath);
   topo.startAgent(null, ['--kubernetes', '--kubeconfig', lbConfig, '--node-name', 'lb-1', '--namespace', 'xdplb-system']);
   for (const b of topo.backends) {
-    // The Node as its kubelet registers it.
-    await apply(`apiVersion: v1\nkind: Node\nmetadata: { name: ${b.name} }\n`);
-    const now = new Date().toISOString();
-    await cp.kubectl(['patch', 'node', b.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: b.address }], conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ready', lastHeartbeatTime: now, lastTransitionTime: now }] } })]);
+    await registerNode(cp, b.name, b.address);
     roles.set(b.name, topo.startDecapRole(b, await topo.connectToApiserver(b, cp.server, cp.kubeconfigPath), 'xdplb-system'));
   }
   // The Service's endpoints, as the endpoint controller writes them: one ready pod on each node.

@@ -18,6 +18,7 @@ import { ADDRESS_CONDITION } from '../../src/operator/service-addresses.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { sleep, until } from '../../lab/wait.js';
 import { vipTables } from '../../lab/tables.js';
+import { registerNode } from '../../lab/worker.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const log = pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' });
@@ -190,10 +191,7 @@ describe('Services of type LoadBalancer get addresses from VipPools', () => {
 
   it('each address is a LoadBalancerVip over the nodes that deliver, weighted by their ready endpoints (Local)', async () => {
     // Three Nodes as kubelets register them (InternalIP, Ready); two run the decap role (fresh Decap reports).
-    for (const [i, node] of ['w1', 'w2', 'w3'].entries()) {
-      await apply(`apiVersion: v1\nkind: Node\nmetadata: { name: ${node} }\n`);
-      await cp.kubectl(['patch', 'node', node, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: `10.0.1.${i + 1}` }], conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ready', lastHeartbeatTime: new Date().toISOString(), lastTransitionTime: new Date().toISOString() }] } })]);
-    }
+    for (const [i, node] of ['w1', 'w2', 'w3'].entries()) await registerNode(cp, node, `10.0.1.${i + 1}`);
     for (const node of ['w1', 'w2']) {
       await apply(`apiVersion: xdplb.io/v1alpha1\nkind: NodeReport\nmetadata: { name: decap.${node}, namespace: xdplb-system }\nspec: { node: ${node}, role: Decap }\n`);
       await cp.kubectl(['-n', 'xdplb-system', 'patch', 'nodereport', `decap.${node}`, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { observedTime: new Date().toISOString(), reportIntervalSeconds: 3600 } })]);
