@@ -81,8 +81,13 @@ export const ROLLOUT_SETTLE_MS = 8000;
  * created (controller-runtime's "expectations"): past this, the shards are
  * taken as lost and the VIP is decided from what the cache holds. And how
  * soon a reconcile that waited looks again, should the add event be missed.
+ * Deciding from a cache that lags is safe (shards are immutable and the list
+ * of VIPs is written conditionally, so a stale write is refused and retried):
+ * the wait only saves a wasted write, and it bounds how long a change waits
+ * on a watch event that never comes (a change of a Backend waited 26 s on
+ * the old 30 s bound in a control-plane run).
  */
-const EXPECTATION_TIMEOUT_MS = 30_000;
+const EXPECTATION_TIMEOUT_MS = 5_000;
 const EXPECTATION_RETRY_MS = 1000;
 
 /** How soon after an old table was superseded (or a VIP went) unused tables are looked for. */
@@ -339,7 +344,9 @@ export class Reconciler {
     const candidates = this.#index.candidates(namespace, name, uid);
     const expected = this.#expected.get(key);
     if (expected !== undefined) {
-      if (candidates.some((c) => c.generation === expected.generation && c.whole) || performance.now() > expected.until) this.#expected.delete(key);
+      const shown = candidates.some((c) => c.generation === expected.generation && c.whole);
+      if (!shown && performance.now() > expected.until) log.warn({ generation: expected.generation, waitedMs: EXPECTATION_TIMEOUT_MS }, 'The informer never showed the table just published; deciding from the cache');
+      if (shown || performance.now() > expected.until) this.#expected.delete(key);
       else {
         log.debug({ generation: expected.generation }, 'Waiting for the informer to show the table just published');
         this.#d.requeueAfter?.(key, EXPECTATION_RETRY_MS);
