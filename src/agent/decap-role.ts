@@ -71,16 +71,18 @@ export async function runDecapRole(flags: AgentFlags, log: Logger, signal: Promi
   await vips.start();
   converge();
 
+  /** The decap program's packet counters by outcome. */
+  const packets = (): Record<string, number> => Object.fromEntries(Object.entries(readReasons(attached.maps.stats)).map(([reason, c]) => [reason, Number(c.packets)]));
+
   // The report: created once, its status rewritten every interval as a heartbeat.
   const name = decapReportName(node);
   const report = async (): Promise<void> => {
-    const stats = readReasons(attached.maps.stats);
     const status = {
       observedTime: new Date().toISOString(),
       interface: flags.interface,
       reportIntervalSeconds: flags['report-interval'],
       programmedSummary: `decap ${addresses.length} VIPs`,
-      decap: { vips: addresses, packets: Object.fromEntries(Object.entries(stats).map(([reason, c]) => [reason, Number(c.packets)])) },
+      decap: { vips: addresses, packets: packets() },
     };
     try {
       await kube.patchStatus(PLURALS.reports, namespace, name, status);
@@ -115,9 +117,8 @@ export async function runDecapRole(flags: AgentFlags, log: Logger, signal: Promi
               res.writeHead(404).end();
               return;
             }
-            const stats = readReasons(attached.maps.stats);
             res.setHeader('content-type', 'application/json');
-            res.end(JSON.stringify({ role: 'decap', node, vips: addresses, reportedAt: reported, packets: Object.fromEntries(Object.entries(stats).map(([reason, c]) => [reason, Number(c.packets)])) }));
+            res.end(JSON.stringify({ role: 'decap', node, vips: addresses, reportedAt: reported, packets: packets() }));
           }),
           flags['metrics-address'],
         );

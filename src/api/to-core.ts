@@ -12,9 +12,10 @@ import { parseProgrammedEntry, type NodeReport } from './nodereport.js';
 import { checkId } from '../core/health.js';
 
 /** A timestamp in the form conditions are written in (seconds, "Z"); text that is not one stays as it is. */
-function conditionTime(t: string): string {
+/** A condition's lastTransitionTime as the API writes it (RFC 3339, seconds); client-node may hand over a Date. */
+export function conditionTime(t: string | Date): string {
   const d = new Date(t);
-  return Number.isNaN(d.getTime()) ? t : d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return Number.isNaN(d.getTime()) ? String(t) : d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 /** VIPs without status, by parsed VIP: each reconcile takes every VIP's claim. */

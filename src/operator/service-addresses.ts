@@ -9,6 +9,7 @@
 // here: a restarted operator reads what Services hold from their status.
 import type { Logger } from 'pino';
 import { PLURALS } from '../api/coordinates.js';
+import { conditionTime } from '../api/to-core.js';
 import { parseVipPool, type VipPoolStatus } from '../api/vippool.js';
 import { decidePools, familyOfAddress, parseRange, type Allocation, type Family, type FamilyPolicy, type PoolInput, type PoolUsage, type ServiceInput } from '../core/address-pools.js';
 import { findCondition, jsonEqual, setCondition, type Condition } from '../core/conditions.js';
@@ -233,7 +234,7 @@ const conditionsOf = (o: Obj): Condition[] =>
   ((o.status as { conditions?: (Omit<Condition, 'lastTransitionTime' | 'observedGeneration'> & { lastTransitionTime: string | Date; observedGeneration?: number })[] } | undefined)?.conditions ?? []).map((c) => ({
     ...c,
     observedGeneration: c.observedGeneration ?? 0,
-    lastTransitionTime: new Date(c.lastTransitionTime).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    lastTransitionTime: conditionTime(c.lastTransitionTime),
   }));
 const matchesOrAll = (sel: LabelSelector | undefined, labels: Readonly<Record<string, string>>): boolean => sel === undefined || selectorMatches(sel, labels);
 const stripTimes = (s: VipPoolStatus): unknown => ({ ...s, conditions: (s.conditions ?? []).map(({ lastTransitionTime: _t, ...c }) => c) });
