@@ -225,11 +225,19 @@ export class Kube {
     }
   }
 
-  async delete(plural: string, namespace: string, name: string): Promise<void> {
+  /**
+   * Deletes a custom object; one already gone is not an error. With
+   * `ifVersion`, only if it is still at that resourceVersion (a precondition
+   * the API server checks): one changed since is kept, and CONFLICT is thrown.
+   */
+  async delete(plural: string, namespace: string, name: string, ifVersion?: string): Promise<void> {
+    const body = ifVersion === undefined ? {} : { body: { preconditions: { resourceVersion: ifVersion } } };
     try {
-      await this.timed('delete', plural, () => this.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name }));
+      await this.timed('delete', plural, () => this.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name, ...body }));
     } catch (e) {
-      if (statusCode(e) !== 404) throw e;
+      if (statusCode(e) === 404) return;
+      if (statusCode(e) === 409 && ifVersion !== undefined) throw new XdplbError(ErrorCodes.CONFLICT, `${plural} ${namespace}/${name} changed since version ${ifVersion}: not deleted`, { cause: e });
+      throw e;
     }
   }
 

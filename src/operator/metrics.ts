@@ -2,7 +2,7 @@
 // named like controller-runtime's so dashboards for Go controllers read them:
 // reconciles by result and their duration, the work queue's depth, wait and
 // retries, API requests by verb and resource (latency, errors by code),
-// whether this replica leads, and tables published. Served on /metrics beside
+// whether this replica leads, tables published and table writes retried. Served on /metrics beside
 // /healthz and /readyz (health.ts).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueObserver } from './queue.js';
@@ -18,6 +18,7 @@ export class OperatorMetrics {
   readonly apiErrors: Counter<'verb' | 'resource' | 'code'>;
   readonly leader: Gauge;
   readonly tablesPublished: Counter;
+  readonly tableWritesRetried: Counter;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'xdplb_operator_' });
@@ -32,6 +33,7 @@ export class OperatorMetrics {
     this.apiErrors = new Counter({ name: 'xdplb_operator_api_request_errors_total', help: 'API server requests that failed, by verb, resource and HTTP code (0: no answer).', labelNames: ['verb', 'resource', 'code'], registers });
     this.leader = new Gauge({ name: 'xdplb_operator_leader', help: '1 while this replica holds the Lease and reconciles.', registers });
     this.tablesPublished = new Counter({ name: 'xdplb_operator_tables_published_total', help: 'VIP table generations published (each VIP listed by a whole table; one shared table write may publish many).', registers });
+    this.tableWritesRetried = new Counter({ name: 'xdplb_operator_table_writes_retried_total', help: 'Table writes that failed and were tried again a second later (their VIPs wait for them).', registers });
   }
 
   /** The work queue's observer, feeding the queue metrics. */

@@ -116,7 +116,7 @@ export class Operator {
       now: () => new Date(),
       reportFresh: (name) => this.#liveness.fresh(name),
       serviceWatched: (name) => this.#servicesWatched.has(name),
-      ...(o.metrics === undefined ? {} : { published: (count) => o.metrics!.tablesPublished.inc(count) }),
+      ...(o.metrics === undefined ? {} : { published: (count) => o.metrics!.tablesPublished.inc(count), tableWriteRetried: () => o.metrics!.tableWritesRetried.inc() }),
       requeueAfter: (key, ms) => this.queue.addAfter(key, ms),
     });
     this.#reconciler = reconciler;

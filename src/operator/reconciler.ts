@@ -60,6 +60,8 @@ export interface ReconcilerDeps {
   readonly serviceWatched: (name: string) => boolean;
   /** VIP generations published (their table written). */
   readonly published?: (count: number) => void;
+  /** A table write failed and is tried again. */
+  readonly tableWriteRetried?: () => void;
   /** Reconcile this VIP again after `ms` (a status write waiting for a rollout to settle). */
   readonly requeueAfter?: (key: string, ms: number) => void;
 }
@@ -167,6 +169,7 @@ export class Reconciler {
       },
       log: deps.log,
       ...(deps.published === undefined ? {} : { published: deps.published }),
+      ...(deps.tableWriteRetried === undefined ? {} : { retried: deps.tableWriteRetried }),
     });
   }
 

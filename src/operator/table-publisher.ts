@@ -1,13 +1,15 @@
 // table-publisher.ts: writes shared tables. A reconcile asks for a VIP's new
 // generation to be published with a table; the publisher gathers such asks
 // for a moment (every VIP over a changed pool asks within a second) and then
-// writes each table once: its shards created if missing (the first shard,
-// which lists the VIPs, last, so a listed table is whole), or else the list
-// of VIPs of its first shard patched. So a backend shared by a thousand VIPs
+// writes each table once: the list of VIPs of its first shard patched, or,
+// for a table not there, every shard created (the first, which lists the
+// VIPs, last, so a listed table is whole). So a backend shared by a thousand VIPs
 // costs one table write, not a thousand. Entries of VIPs gone, or of VIPs
 // whose newer table is whole, are dropped whenever a list is written; a
-// table no VIP programs any more is deleted (sweep). The informer's events
-// tell each VIP its table is out (the reconciler waits for them).
+// table no VIP programs any more is deleted (sweep), on the condition that
+// its list is still the one judged (the cache may lag this publisher's own
+// writes). The informer's events tell each VIP its table is out (the
+// reconciler waits for them).
 import type { Logger } from 'pino';
 import { assignedEntry, parseAssignedEntry, PLURALS, sharedTableObjects, type SharedTable, type TableIndex } from '../api/index.js';
 import { ErrorCodes, XdplbError } from '../core/errors.js';
@@ -25,6 +27,8 @@ export interface PublisherDeps {
   readonly log: Logger;
   /** Called once per VIP generation written. */
   readonly published?: (count: number) => void;
+  /** Called once per table write that failed and is tried again. */
+  readonly retried?: () => void;
 }
 
 /** How long asks gather after the last one, and at most after the first. */
@@ -130,6 +134,7 @@ export class TablePublisher {
           if (ask.vips.size > 0) this.#d.published?.(ask.vips.size);
         } catch (e) {
           failed = true;
+          this.#d.retried?.();
           this.#d.log.warn({ err: e, namespace: ask.namespace, digest: ask.digest, vips: ask.vips.size }, 'Table not published; trying again');
           // Asked again meanwhile: the newer ask of each VIP wins.
           const again = this.#asks.get(`${ask.namespace}/${ask.digest}`) ?? { ...ask, vips: new Map(), withdrawn: new Set<string>() };
@@ -148,58 +153,63 @@ export class TablePublisher {
     if (this.#asks.size > 0 && this.#timer === undefined) this.#schedule(GATHER_MS);
   }
 
-  /** Writes one table with its VIPs: missing shards created (the first last), or its list patched. */
+  /** Writes one table with its VIPs: its list patched if it exists, or else its shards created (the first last). */
   async #write(ask: Ask): Promise<void> {
     const { kube } = this.#d;
-    const index = this.#d.index();
     const { namespace, digest } = ask;
-    const held = index.shared(namespace, digest);
+    const held = this.#d.index().shared(namespace, digest);
+    const head = held?.head;
     const assigned = this.#assigned(held?.assigned ?? [], ask);
+    const headName = tableObjectName(digest, 0);
+    // Only VIPs taken off: the list of a table that exists (one gone lists nobody).
     if (ask.table === null) {
-      // Only VIPs taken off: the list of a table that exists.
-      if (held?.head === undefined) return;
-      await this.#patchList(namespace, tableObjectName(digest, 0), held.head.metadata?.resourceVersion, assigned, ask);
+      if (head !== undefined) await this.#patchList(namespace, headName, head.metadata?.resourceVersion, assigned, ask);
       return;
     }
+    // A table the cache holds: its list patched. False if a sweep deleted it
+    // and the cache does not show it yet: it is written anew below.
+    if (head !== undefined && (await this.#patchList(namespace, headName, head.metadata?.resourceVersion, assigned, ask))) return;
     const objects = sharedTableObjects(namespace, ask.table, assigned);
-    const present = new Set(held?.names ?? []);
-    for (const o of objects.slice(1).reverse()) {
-      if (!present.has(o.metadata.name)) await kube.createImmutable(PLURALS.tables, namespace, o as unknown as Obj);
+    // Every shard, whatever the cache says: one it still shows may be deleted
+    // already. Creating a shard that exists is a no-op (createImmutable).
+    for (const o of objects.slice(1).reverse()) await kube.createImmutable(PLURALS.tables, namespace, o as unknown as Obj);
+    try {
+      await kube.createImmutable(PLURALS.tables, namespace, objects[0] as unknown as Obj);
+      return;
+    } catch (e) {
+      // There already with another list (the cache is behind): its list is read from the server and patched.
+      if (!(e instanceof XdplbError && e.code === ErrorCodes.CONFLICT)) throw e;
     }
-    const headName = objects[0]!.metadata.name;
-    const head = held?.head;
-    if (head === undefined) {
-      try {
-        await kube.createImmutable(PLURALS.tables, namespace, objects[0] as unknown as Obj);
-        return;
-      } catch (e) {
-        // There already (the cache is behind): patch its list below, from the server's copy.
-        if (!(e instanceof XdplbError && e.code === ErrorCodes.CONFLICT)) throw e;
-      }
+    if (!(await this.#patchList(namespace, headName, null, assigned, ask))) {
+      throw new XdplbError(ErrorCodes.CONFLICT, `VipTable ${namespace}/${headName} was deleted while its VIPs were written`);
     }
-    // Unknown to the cache (created meanwhile): its list is read from the server first.
-    await this.#patchList(namespace, headName, head?.metadata?.resourceVersion ?? null, assigned, ask);
   }
 
   /**
    * Patches the first shard's list, on the condition that it is still at
    * `version` (null: read it first). The informer may lag this publisher's own last write: on a
    * conflict the list is read from the API server, merged again and
-   * patched at once (a few tries), not a round later.
+   * patched at once (a few tries), not a round later. False if the table is gone.
    */
-  async #patchList(namespace: string, headName: string, version: string | null | undefined, assigned: string[], ask: Ask): Promise<void> {
+  async #patchList(namespace: string, headName: string, version: string | null | undefined, assigned: string[], ask: Ask): Promise<boolean> {
     const { kube } = this.#d;
     for (let attempt = 1; ; attempt++) {
-      if (version !== null) {
-        try {
+      try {
+        if (version !== null) {
           await kube.mergePatch(PLURALS.tables, namespace, headName, { metadata: version === undefined ? {} : { resourceVersion: version }, spec: { assigned } });
-          return;
-        } catch (e) {
-          if (statusCode(e) === 404) throw new XdplbError(ErrorCodes.CONFLICT, `VipTable ${namespace}/${headName} was deleted while its VIPs were written`, { cause: e });
-          if (statusCode(e) !== 409 || attempt >= PATCH_TRIES) throw e;
+          return true;
         }
+      } catch (e) {
+        if (statusCode(e) === 404) return false;
+        if (statusCode(e) !== 409 || attempt >= PATCH_TRIES) throw e;
       }
-      const fresh = await kube.getObject(PLURALS.tables, namespace, headName);
+      let fresh: Obj;
+      try {
+        fresh = await kube.getObject(PLURALS.tables, namespace, headName);
+      } catch (e) {
+        if (statusCode(e) === 404) return false;
+        throw e;
+      }
       version = fresh.metadata?.resourceVersion;
       const listed = ((fresh as { spec?: { assigned?: unknown } }).spec?.assigned ?? []) as unknown[];
       assigned = this.#assigned(listed.flatMap((x) => (typeof x === 'string' && parseAssignedEntry(x) !== null ? [parseAssignedEntry(x)!] : [])), ask);
@@ -249,9 +259,21 @@ export class TablePublisher {
         const created = this.#oldestCreation(t);
         if (created === undefined || now - created < ORPHAN_GRACE_MS) continue;
       } else if (t.assigned.some((a) => this.#inUse(t.namespace, a))) continue;
-      // The first shard first: a half-deleted table is then one no VIP lists.
-      const names = [...t.names].sort((a, b) => (a === tableObjectName(t.digest, 0) ? -1 : b === tableObjectName(t.digest, 0) ? 1 : 0));
-      for (const name of names) await this.#d.kube.delete(PLURALS.tables, t.namespace, name);
+      // The first shard first, and only if its list is still the one judged
+      // here: the cache may not show this publisher's last write to it yet,
+      // and a table just listed for a VIP must stay. A half-deleted table is
+      // then one no VIP lists.
+      const headName = tableObjectName(t.digest, 0);
+      if (t.head !== undefined) {
+        try {
+          await this.#d.kube.delete(PLURALS.tables, t.namespace, headName, t.head.metadata?.resourceVersion);
+        } catch (e) {
+          if (!(e instanceof XdplbError && e.code === ErrorCodes.CONFLICT)) throw e;
+          this.#d.log.debug({ namespace: t.namespace, digest: t.digest }, 'Kept table listed again since the cache was read');
+          continue;
+        }
+      }
+      for (const name of t.names) if (name !== headName) await this.#d.kube.delete(PLURALS.tables, t.namespace, name);
       deleted++;
       this.#d.log.debug({ namespace: t.namespace, digest: t.digest }, 'Deleted table no VIP programs');
     }
