@@ -46,6 +46,8 @@ describe('operator metrics', () => {
     expect(await sample('xdplb_operator_reconcile_duration_seconds_count')).toBeGreaterThan(0);
     expect(await sample('xdplb_operator_workqueue_queue_duration_seconds_count')).toBeGreaterThan(0);
     expect(await sample('xdplb_operator_workqueue_depth')).not.toBeNull();
+    // Exported from the start; nothing failed, so nothing was tried again.
+    expect(await sample('xdplb_operator_table_writes_retried_total')).toBe(0);
     // One shard created for the one table, and the lease read and written.
     expect(await sample('xdplb_operator_api_request_duration_seconds_count', { verb: 'create', resource: 'viptables' })).toBe(1);
     expect(await sample('xdplb_operator_api_request_duration_seconds_count', { verb: 'patch', resource: 'loadbalancervips/status' })).toBeGreaterThan(0);
