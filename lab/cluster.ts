@@ -25,6 +25,8 @@ export interface ClusterOptions {
   leaseSeconds?: number;
   /** Build missing control-plane binaries (progress on stderr). */
   build?: boolean;
+  /** More flags for both operator replicas (e.g. --classless-services true). */
+  operatorArgs?: string[];
   /** Progress lines. */
   progress?: (line: string) => void;
 }
@@ -99,7 +101,7 @@ export class LocalCluster {
     try {
       await cp.kubectl(['create', 'namespace', SYSTEM_NAMESPACE]);
       say('starting two operator replicas (leader election)');
-      const args = ['--kubeconfig', cp.kubeconfigPath, '--namespace', SYSTEM_NAMESPACE, '--health-address', 'off', '--lease-seconds', String(o.leaseSeconds ?? 5)];
+      const args = ['--kubeconfig', cp.kubeconfigPath, '--namespace', SYSTEM_NAMESPACE, '--health-address', 'off', '--lease-seconds', String(o.leaseSeconds ?? 5), ...(o.operatorArgs ?? [])];
       operators.push(new OperatorReplica('operator-a', args), new OperatorReplica('operator-b', args));
       say(`building the network: ${o.nodes} load-balancer nodes, ${o.backends} backends, a client with an ECMP route`);
       topo = new LbTopology(o.tag, o.backends, { nodes: o.nodes, vips: o.vips });

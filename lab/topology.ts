@@ -303,36 +303,29 @@ export class LbTopology {
    * decap.<name>. Its /status is on 127.0.0.1:9478 in the backend.
    */
   startDecapRole(b: BackendNode, kubeconfig: string, namespace: string): AgentProcess {
-    const child = b.ns.spawn(process.execPath, [XDPLB, 'agent', '--role', 'decap', '--interface', 'eth0', '--kubernetes', '--kubeconfig', kubeconfig, '--node-name', b.name, '--namespace', namespace, '--pin-dir', join(this.pinDir, 'decap-role', b.name), '--metrics-address', '127.0.0.1:9478', '--report-interval', '2', '--log-level', 'debug']);
-    const agent = watchJsonLogs(child);
-    this.#agents.push(agent);
-    return agent;
+    return this.#spawnAgent(b.ns, ['--role', 'decap', '--interface', 'auto', '--kubernetes', '--kubeconfig', kubeconfig, '--node-name', b.name, '--namespace', namespace, '--pin-dir', join(this.pinDir, 'decap-role', b.name), '--metrics-address', '127.0.0.1:9478', '--report-interval', '2', '--log-level', 'debug']);
   }
 
   /** The decap role's /status on a backend, or null while it does not answer. */
   decapStatus(b: BackendNode): { vips: string[]; reportedAt: number; packets: Record<string, number> } | null {
-    try {
-      return JSON.parse(b.ns.run('curl', ['-sf', '--max-time', '2', 'http://127.0.0.1:9478/status'])) as { vips: string[]; reportedAt: number; packets: Record<string, number> };
-    } catch {
-      return null;
-    }
+    return statusOf(b.ns, 9478);
   }
 
   /** Starts the agent in a node's namespace (default the first); config null for Kubernetes mode (flags in `extra`). */
   startAgent(config: string | null, extra: string[] = [], node: LbNode = this.nodes[0]!): AgentProcess {
-    const child = node.ns.spawn(process.execPath, [XDPLB, 'agent', '--interface', 'eth0', ...(config === null ? [] : ['--config', config]), '--pin-dir', node.pinDir, '--metrics-address', '127.0.0.1:9477', '--log-level', 'debug', ...extra]);
-    const agent = watchJsonLogs(child);
+    return this.#spawnAgent(node.ns, ['--interface', 'eth0', ...(config === null ? [] : ['--config', config]), '--pin-dir', node.pinDir, '--metrics-address', '127.0.0.1:9477', '--log-level', 'debug', ...extra]);
+  }
+
+  /** `xdplb agent` with `args` in `ns`, its JSON logs followed, stopped with the topology. */
+  #spawnAgent(ns: Netns, args: readonly string[]): AgentProcess {
+    const agent = watchJsonLogs(ns.spawn(process.execPath, [XDPLB, 'agent', ...args]));
     this.#agents.push(agent);
     return agent;
   }
 
   /** The agent's /status on a node (default the first), or null while it does not answer (not attached yet, or gone). */
   agentStatus(node: LbNode = this.nodes[0]!): AgentStatus | null {
-    try {
-      return JSON.parse(node.ns.run('curl', ['-sf', '--max-time', '2', 'http://127.0.0.1:9477/status'])) as AgentStatus;
-    } catch {
-      return null;
-    }
+    return statusOf(node.ns, 9477);
   }
 
   /** Polls the agent's /status until `match` returns a value (not null/false), which it resolves with. */
@@ -484,4 +477,13 @@ export function sampleSum(text: string, name: string, labels: Record<string, str
     sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return sum;
+}
+
+/** The /status an agent serves on 127.0.0.1:`port` in `ns`, or null while it does not answer. */
+function statusOf<T>(ns: Netns, port: number): T | null {
+  try {
+    return JSON.parse(ns.run('curl', ['-sf', '--max-time', '2', `http://127.0.0.1:${port}/status`])) as T;
+  } catch {
+    return null;
+  }
 }

@@ -116,7 +116,7 @@ export async function addPod(topo: LbTopology, w: Worker): Promise<Pod> {
 }
 
 /** The EndpointSlice of Service `service` over these pods, as the endpoint controller writes it (YAML). */
-export function endpointSliceYaml(namespace: string, service: string, endpoints: readonly { pod: Pod; node: string; state?: 'ready' | 'terminating' }[]): string {
+export function endpointSliceYaml(namespace: string, service: string, endpoints: readonly { pod: Pod; node: string; state?: 'ready' | 'terminating' }[], portName = 'http'): string {
   return `apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
@@ -124,10 +124,26 @@ metadata:
   namespace: ${namespace}
   labels: { kubernetes.io/service-name: ${service}, endpointslice.kubernetes.io/managed-by: lab.xdplb.io }
 addressType: IPv4
-ports: [{ name: http, port: ${POD_PORT}, protocol: TCP }]
+ports: [{ name: "${portName}", port: ${POD_PORT}, protocol: TCP }]
 endpoints:
 ${endpoints.map((e) => `  - { addresses: [${e.pod.address}], nodeName: ${e.node}, targetRef: { kind: Pod, name: ${e.pod.name}, namespace: ${namespace} }, conditions: { ready: ${(e.state ?? 'ready') === 'ready'}, serving: true, terminating: ${e.state === 'terminating'} } }`).join('\n')}
 `;
+}
+
+/**
+ * When the worker's kube-proxy last wrote its rules (its /healthz
+ * `lastUpdated`, ms since the epoch), or null while it does not answer. A
+ * test that changes endpoints waits for a sync after the change before it
+ * counts where connections land.
+ */
+export function proxySyncedAt(w: Worker): number | null {
+  try {
+    const h = JSON.parse(w.node.ns.run('curl', ['-sf', '--max-time', '1', 'http://127.0.0.1:10256/healthz'])) as { lastUpdated?: string };
+    const t = Date.parse(h.lastUpdated ?? '');
+    return Number.isNaN(t) ? null : t;
+  } catch {
+    return null;
+  }
 }
 
 /** Routes each worker's pod range via its node on every other worker, as a cluster's pod network does (Cluster policy crosses nodes). */

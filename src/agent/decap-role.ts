@@ -12,17 +12,19 @@
 import { createServer } from 'node:http';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { API_VERSION, PLURALS } from '../api/coordinates.js';
+import { PLURALS } from '../api/coordinates.js';
 import { parseVip } from '../api/loadbalancervip.js';
 import { attachDecap, detachDecap } from '../bpf/decap-attach.js';
 import { applyDecapVips } from '../bpf/decap-writer.js';
 import { readReasons } from '../bpf/datapath.js';
 import { jsonEqual } from '../core/conditions.js';
+import { ErrorCodes, XdplbError } from '../core/errors.js';
 import { canonicalIp } from '../core/net.js';
 import { Kube, loadKubeConfig, statusCode, type Obj } from '../kube/k8s.js';
 import { listenOn } from '../net/http.js';
+import { interfaceHolding } from '../net/interfaces.js';
 import type { AgentFlags } from './flags.js';
-import { daemonSetGone } from './kubernetes.js';
+import { daemonSetGone, writeNodeReport } from './node-report.js';
 
 /** The addresses the decap program takes: those of the VIPs delivered through nodes, sorted. */
 export function decapAddresses(vips: readonly Obj[]): string[] {
@@ -35,6 +37,19 @@ export function decapAddresses(vips: readonly Obj[]): string[] {
   return [...out].sort();
 }
 
+/**
+ * --interface auto: the interface of this host holding the Node's
+ * InternalIP, where the load balancer's encapsulated packets arrive (it
+ * sends them to that address).
+ */
+async function nodeInterface(kube: Kube, node: string): Promise<string> {
+  const o = (await kube.core.readNode({ name: node })) as { status?: { addresses?: { type?: string; address?: string }[] } };
+  const internal = (o.status?.addresses ?? []).filter((a) => a.type === 'InternalIP' && typeof a.address === 'string').map((a) => a.address!);
+  const found = interfaceHolding(internal);
+  if (found === null) throw new XdplbError(ErrorCodes.BAD_FLAG, `--interface auto: no interface of this host holds an InternalIP of Node ${node} (${internal.join(', ') || 'it lists none'}); give --interface`);
+  return found;
+}
+
 /** The NodeReport name of a node's decap role. */
 export const decapReportName = (node: string): string => `decap.${node}`;
 
@@ -42,8 +57,9 @@ export async function runDecapRole(flags: AgentFlags, log: Logger, signal: Promi
   const node = flags['node-name'] ?? process.env.NODE_NAME ?? hostname();
   const namespace = flags.namespace ?? process.env.POD_NAMESPACE ?? 'xdplb-system';
   const kube = new Kube(loadKubeConfig(flags.kubeconfig));
-  const attached = attachDecap(flags.interface, flags['pin-dir'], flags['xdp-mode'], (maps) => applyDecapVips(maps, []));
-  log.info({ adopted: attached.adopted, node }, attached.adopted ? 'Adopted the pinned decap program' : 'Attached the decap program');
+  const ifname = flags.interface === 'auto' ? await nodeInterface(kube, node) : flags.interface;
+  const attached = attachDecap(ifname, flags['pin-dir'], flags['xdp-mode'], (maps) => applyDecapVips(maps, []));
+  log.info({ adopted: attached.adopted, node, interface: ifname }, attached.adopted ? 'Adopted the pinned decap program' : 'Attached the decap program');
   let addresses: string[] = [];
   let reported = 0;
   const vips = kube.customInformer(PLURALS.vips);
@@ -79,18 +95,12 @@ export async function runDecapRole(flags: AgentFlags, log: Logger, signal: Promi
   const report = async (): Promise<void> => {
     const status = {
       observedTime: new Date().toISOString(),
-      interface: flags.interface,
+      interface: ifname,
       reportIntervalSeconds: flags['report-interval'],
       programmedSummary: `decap ${addresses.length} VIPs`,
       decap: { vips: addresses, packets: packets() },
     };
-    try {
-      await kube.patchStatus(PLURALS.reports, namespace, name, status);
-    } catch (e) {
-      if (statusCode(e) !== 404) throw e;
-      await kube.custom.createNamespacedCustomObject({ group: 'xdplb.io', version: 'v1alpha1', namespace, plural: PLURALS.reports, body: { apiVersion: API_VERSION, kind: 'NodeReport', metadata: { name, namespace }, spec: { node, role: 'Decap' } } });
-      await kube.patchStatus(PLURALS.reports, namespace, name, status);
-    }
+    await writeNodeReport(kube, namespace, name, { node, role: 'Decap' }, status);
     reported = Date.now();
   };
   const beat = async (): Promise<void> => {
@@ -132,7 +142,7 @@ export async function runDecapRole(flags: AgentFlags, log: Logger, signal: Promi
   const uninstall = owner === undefined ? null : await daemonSetGone(kube, namespace, owner);
   attached.close();
   if (uninstall?.gone === true) {
-    detachDecap(flags.interface, flags['pin-dir']);
+    detachDecap(ifname, flags['pin-dir']);
     log.info({ signal: why, reason: uninstall.why }, 'Removed the decap program: the agent is being uninstalled');
   } else {
     log.info({ signal: why }, 'Stopping; the decap program stays attached for the next agent');

@@ -4,10 +4,11 @@ import { flagOptions, parseFlags } from '../config/flags.js';
 import { parseListenAddress } from '../net/http.js';
 
 export const AGENT_USAGE = `usage: xdplb agent --interface IF (--config FILE | --kubernetes) [flags]
-       xdplb agent --role decap --interface IF --kubernetes [flags]
+       xdplb agent --role decap --interface (IF|auto) --kubernetes [flags]
        xdplb agent --cleanup --interface IF
 
-  --interface IF           the interface to attach the XDP load balancer to (required)
+  --interface IF           the interface to attach the XDP load balancer to (required); with --role decap,
+                           auto finds the interface holding the Node's InternalIP
   --role ROLE              loadbalancer (default): the XDP load balancer; decap: on a worker node, the decap
                            program for the VIPs of Services delivered through nodes (NodeReport decap.<node>)
   --xdp-mode MODE          auto (native, falling back to generic), native or generic (default auto)
@@ -67,6 +68,7 @@ const schema = z
     if ((f.config === undefined) === !f.kubernetes) ctx.addIssue({ code: 'custom', message: 'give exactly one of --config FILE (standalone) or --kubernetes' });
     if (f['owner-daemonset'] !== undefined && !f.kubernetes) ctx.addIssue({ code: 'custom', message: '--owner-daemonset needs --kubernetes' });
     if (f.role === 'decap' && !f.kubernetes) ctx.addIssue({ code: 'custom', message: '--role decap needs --kubernetes' });
+    if (f.interface === 'auto' && f.role !== 'decap') ctx.addIssue({ code: 'custom', message: '--interface auto is for --role decap (the interface holding the Node\'s InternalIP); name the load balancer\'s interface' });
   });
 
 export type AgentFlags = Readonly<z.infer<typeof schema>>;

@@ -10,16 +10,16 @@
 // they do not fit the datapath.
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { AppsV1Api } from '@kubernetes/client-node';
-import { GROUP, PLURALS, VERSION } from '../api/coordinates.js';
+import { PLURALS } from '../api/coordinates.js';
 import { programmedEntry } from '../api/nodereport.js';
 import { jsonEqual } from '../core/conditions.js';
 import { reportSpacingMs } from '../core/report-pace.js';
 import { emptySlices, parseEndpointSlice, referencedServices } from '../kube/endpoint-slices.js';
-import { Kube, loadKubeConfig, statusCode, type Cached, type Obj } from '../kube/k8s.js';
+import { Kube, loadKubeConfig, type Cached, type Obj } from '../kube/k8s.js';
 import type { Engine } from './engine.js';
 import type { Health } from './health-checker.js';
 import { kubeVips, KubernetesSource, type PublishedCache } from './kubernetes-source.js';
+import { daemonSetGone, writeNodeReport } from './node-report.js';
 import { checkOfProbe } from './probes.js';
 
 export interface KubernetesModeOptions {
@@ -283,28 +283,9 @@ export class KubernetesMode {
       programmedSummary: `${programmed.length}/${this.#source.vips.length}`,
     };
     if (!force && jsonEqual(body, this.#lastReport)) return;
-    const api = this.#kube.custom;
-    const ns = this.#o.namespace;
-    const create = (): Promise<unknown> =>
-      api.createNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        namespace: ns,
-        plural: PLURALS.reports,
-        body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NodeReport', metadata: { name: this.node, namespace: ns }, spec: { node: this.node } } as Obj,
-      });
-    const patch = (): Promise<void> => this.#kube.patchStatus(PLURALS.reports, ns, this.node, { ...body, observedTime: new Date().toISOString() });
     // One round trip on the failover path: patch, and create the report only when it is missing.
     this.#lastWriteAt = performance.now();
-    try {
-      await patch();
-    } catch (e) {
-      if (statusCode(e) !== 404) throw e;
-      await create().catch((c: unknown) => {
-        if (statusCode(c) !== 409) throw c;
-      });
-      await patch();
-    }
+    await writeNodeReport(this.#kube, this.#o.namespace, this.node, { node: this.node }, { ...body, observedTime: new Date().toISOString() });
     this.#lastReport = body;
     this.#lastWriteMs = performance.now() - this.#lastWriteAt;
   }
@@ -317,15 +298,3 @@ function watchError(err: unknown): string {
   return `${e?.message ?? String(err)}${cause === undefined ? '' : ` (${cause})`}`;
 }
 
-/** Whether DaemonSet `name` of `namespace` is gone or being deleted (see KubernetesMode.ownerGone). */
-export async function daemonSetGone(kube: Kube, namespace: string, name: string): Promise<{ gone: boolean; why: string }> {
-  try {
-    const ds = await kube.timed('get', 'daemonsets', () => kube.kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name, namespace }));
-    return ds.metadata?.deletionTimestamp === undefined ? { gone: false, why: 'its DaemonSet stands' } : { gone: true, why: 'its DaemonSet is being deleted' };
-  } catch (e) {
-    const code = statusCode(e);
-    if (code === 404) return { gone: true, why: 'its DaemonSet is gone' };
-    if (code === 401 || code === 403) return { gone: true, why: `its credentials were revoked (${String(code)}) with the release` };
-    return { gone: false, why: `the API server did not answer (${(e as Error).message})` };
-  }
-}

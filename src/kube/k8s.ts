@@ -206,6 +206,15 @@ export class Kube {
     }
   }
 
+  /** Creates the object unless one of its name exists (whatever it holds). */
+  async createIfMissing(plural: string, namespace: string, body: Obj): Promise<void> {
+    try {
+      await this.timed('create', plural, () => this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, body }));
+    } catch (e) {
+      if (statusCode(e) !== 409) throw e;
+    }
+  }
+
   /**
    * Creates an object that is never changed once written (a published table
    * shard). If it exists already with the same spec (a retried create), that

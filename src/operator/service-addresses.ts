@@ -8,7 +8,7 @@
 // queue key runs it whole, on any change and every resync. Nothing is held
 // here: a restarted operator reads what Services hold from their status.
 import type { Logger } from 'pino';
-import { PLURALS } from '../api/coordinates.js';
+import { API_VERSION, PLURALS } from '../api/coordinates.js';
 import { conditionTime } from '../api/to-core.js';
 import { parseVipPool, type VipPoolStatus } from '../api/vippool.js';
 import { decidePools, familyOfAddress, parseRange, type Allocation, type Family, type FamilyPolicy, type PoolInput, type PoolUsage, type ServiceInput } from '../core/address-pools.js';
@@ -99,8 +99,12 @@ export class ServiceAddresses {
     }
     // Services no longer served (class or type changed, or class-less serving turned off) give their address back.
     for (const s of this.#o.services.list()) if (!this.serves(s) && findCondition(conditionsOf(s), ADDRESS_CONDITION) !== undefined) await attempt(() => this.#release(s));
-    for (const usage of decision.pools) await attempt(() => this.#writePool(usage));
-    for (const [name, problem] of invalidPools) await attempt(() => this.#writePool({ name, problem, ipv4: { total: 0, used: 0 }, ipv6: { total: 0, used: 0 } }, 'InvalidAddresses'));
+    // Every pool's status: those decided (a problem there is an overlap), and those that do not parse (nothing in use).
+    const statuses = [
+      ...decision.pools.map((usage) => ({ usage, reason: 'Overlap' })),
+      ...[...invalidPools].map(([name, problem]) => ({ usage: { name, problem, ipv4: { total: 0, used: 0 }, ipv6: { total: 0, used: 0 } }, reason: 'InvalidAddresses' })),
+    ];
+    for (const { usage, reason } of statuses) await attempt(() => this.#writePool(usage, reason));
     if (failures.length > 0) throw failures[0];
   }
 
@@ -185,7 +189,8 @@ export class ServiceAddresses {
     await this.#o.kube.patchServiceStatus(m.namespace!, m.name!, { metadata: { resourceVersion: m.resourceVersion }, status });
   }
 
-  async #writePool(u: PoolUsage, invalidReason = 'Overlap'): Promise<void> {
+  /** Writes a pool's status: usage per family, Ready (False with `invalidReason` when it has a problem) and Exhausted. */
+  async #writePool(u: PoolUsage, invalidReason: string): Promise<void> {
     const obj = this.#o.pools.get(u.name);
     if (obj === undefined) return;
     const current = (obj.status ?? {}) as VipPoolStatus;
@@ -203,7 +208,7 @@ export class ServiceAddresses {
     if (jsonEqual(stripTimes({ ...current, conditions: conditionsOf(obj) }), stripTimes(next))) return;
     await this.#o.kube.patchClusterStatus(PLURALS.pools, u.name, next);
     const was = findCondition(conditionsOf(obj), 'Ready');
-    if (u.problem !== null && was?.message !== u.problem) await this.#event({ ...obj, apiVersion: 'xdplb.io/v1alpha1', kind: 'VipPool' }, 'Warning', invalidReason, u.problem);
+    if (u.problem !== null && was?.message !== u.problem) await this.#event({ ...obj, apiVersion: API_VERSION, kind: 'VipPool' }, 'Warning', invalidReason, u.problem);
   }
 
   async #event(involved: Obj, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
@@ -299,7 +304,7 @@ export function serviceVip(svc: Obj, address: string): Obj {
   const local = spec.externalTrafficPolicy === 'Local';
   const ports = (spec.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP' || p.protocol === 'UDP').map((p) => ({ port: p.port, protocol: p.protocol ?? 'TCP' }));
   return {
-    apiVersion: 'xdplb.io/v1alpha1',
+    apiVersion: API_VERSION,
     kind: 'LoadBalancerVip',
     metadata: {
       name: serviceVipName(svc, address),

@@ -6,50 +6,26 @@
 // Backend change reaches the maps (time measured over 100 changes); a backend
 // whose server dies leaves the table by the node's report; an EndpointSlice
 // endpoint turning not ready is routed around by the node alone.
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
-import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
-import { LbTopology, ROOT, type AgentProcess } from '../../lab/topology.js';
+import type { ControlPlane } from '../../lab/control-plane.js';
+import type { AgentProcess, LbTopology } from '../../lab/topology.js';
 import { until, percentile } from '../../lab/wait.js';
+import { startAgentPlane, type AgentPlane } from '../support/agent-plane.js';
 
+let plane: AgentPlane;
 let cp: ControlPlane;
 let topo: LbTopology;
-let operator: Operator;
 let agent: AgentProcess;
 
 async function apply(yaml: string): Promise<void> {
   await cp.kubectl(['apply', '-f', '-'], { input: yaml });
 }
 
-/** The operator in this process, leader-elected, as the chart runs it. */
-async function startOperator(identity: string): Promise<Operator> {
-  const op = new Operator({
-    kube: new Kube(loadKubeConfig(cp.kubeconfigPath)),
-    namespace: 'xdplb-system',
-    identity,
-    leaderElect: true,
-    leaseSeconds: 5,
-    renewMs: 1000,
-    resyncSeconds: 30,
-    workers: 2,
-    log: pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' }, pino.destination(process.env.XDPLB_TEST_LOG_FILE ?? 1)),
-  });
-  await op.start();
-  return op;
-}
-
 beforeAll(async () => {
-  cp = await startControlPlane({ crdDir: join(ROOT, 'crds'), apiserverArgs: ['--bind-address=0.0.0.0'] });
-  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
-  await cp.kubectl(['create', 'namespace', 'shop']);
-  operator = await startOperator('op');
-
-  topo = new LbTopology('k8', 3);
-  // The node reaches the API server over a veth to the host, through a forwarder on its loopback.
-  const kubeconfig = await topo.connectToApiserver(topo.nodes[0]!, cp.server, cp.kubeconfigPath);
+  // The operator leader-elected, as the chart runs it.
+  plane = await startAgentPlane('k8', 3, { leaderElect: true });
+  ({ cp, topo } = plane);
+  const kubeconfig = plane.lbKubeconfig;
 
   await apply(
     topo.backends
@@ -71,9 +47,7 @@ spec:
 }, 240_000);
 
 afterAll(async () => {
-  await operator?.stop().catch(() => undefined);
-  topo?.destroy();
-  await cp?.stop();
+  await plane?.stop();
 });
 
 describe('agent in Kubernetes mode with the operator', () => {
@@ -154,7 +128,7 @@ spec:
 `);
     await topo.waitForAgent('api programmed over 3 endpoints', (s) => s.vips.find((v) => v.name === 'shop/api')?.serving === 3, { timeoutMs: 30_000 });
     const victim = topo.backends[0]!;
-    await operator.stop();
+    await plane.stopOperator();
     const before = topo.agentStatus()!.vips.find((v) => v.name === 'shop/api')!;
     const t0 = Date.now();
     await apply(slice(victim.name));
@@ -170,7 +144,7 @@ spec:
     console.log(`EndpointSlice endpoint not ready -> down on the node, operator stopped: ${ms} ms (includes kubectl's own start-up)`);
 
     // The operator comes back and publishes the table without it: the node's down state is no longer needed.
-    operator = await startOperator('op-2');
+    await plane.startOperator('op-2');
     await topo.waitForAgent('the successor without it, and nothing down', (s) => s.vips.find((v) => v.name === 'shop/api')?.serving === 2 && s.down.length === 0, { timeoutMs: 30_000 });
     await cp.kubectl(['-n', 'shop', 'delete', 'vip', 'api']);
     await cp.kubectl(['-n', 'shop', 'delete', 'endpointslice', 'api-1']);

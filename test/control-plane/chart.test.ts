@@ -113,12 +113,13 @@ describe('charts/xdplb', () => {
     await c.kubectl(['create', 'namespace', 'xdplb-dry-run']);
     const { stdout } = await c.helm(['template', RELEASE, CHART, '--namespace', 'xdplb-dry-run']);
     expect(kinds(stdout).sort()).toEqual(
-      ['ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'DaemonSet', 'Deployment', 'PodDisruptionBudget',
+      ['ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'DaemonSet', 'DaemonSet', 'Deployment', 'PodDisruptionBudget',
         'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount'],
     );
     const r = await c.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: stdout });
     expect(r.stdout).toMatch(/deployment\.apps\/xdplb-operator created \(server dry run\)/);
     expect(r.stdout).toMatch(/daemonset\.apps\/xdplb-agent created \(server dry run\)/);
+    expect(r.stdout).toMatch(/daemonset\.apps\/xdplb-decap created \(server dry run\)/);
   });
 
   it('renders the ServiceMonitor only when serviceMonitor.enabled', async () => {
@@ -129,15 +130,15 @@ describe('charts/xdplb', () => {
     expect(on).toContain('apiVersion: monitoring.coreos.com/v1');
   });
 
-  it('renders the decap role only when decap.enabled: a second DaemonSet, the agent ServiceAccount, its owner check allowed, accepted by the API server', async () => {
+  it('renders the decap role unless decap.enabled is false: a second DaemonSet off the load-balancer nodes, interface auto, the agent ServiceAccount, its owner check allowed', async () => {
     const c = plane();
-    expect((await c.helm(['template', RELEASE, CHART, '-n', NS])).stdout).not.toContain('xdplb-decap');
-    const on = (await c.helm(['template', RELEASE, CHART, '--namespace', 'xdplb-dry-run', '--set', 'decap.enabled=true'])).stdout;
+    expect((await c.helm(['template', RELEASE, CHART, '-n', NS, '--set', 'decap.enabled=false'])).stdout).not.toContain('xdplb-decap');
+    const on = (await c.helm(['template', RELEASE, CHART, '--namespace', 'xdplb-dry-run'])).stdout;
     expect(kinds(on).filter((k) => k === 'DaemonSet')).toHaveLength(2);
-    expect(on).toMatch(/- agent\n\s+- --role\n\s+- decap\n\s+- --kubernetes/);
+    expect(on).toMatch(/- agent\n\s+- --role\n\s+- decap\n\s+- --kubernetes\n\s+- --interface\n\s+- "auto"/);
     expect(on).toMatch(/resourceNames: \[xdplb-agent, xdplb-decap\]/);
-    const r = await c.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: on });
-    expect(r.stdout).toMatch(/daemonset\.apps\/xdplb-decap created \(server dry run\)/);
+    const decap = on.split(/^---$/m).find((d) => d.includes('name: xdplb-decap') && d.includes('kind: DaemonSet'))!;
+    expect(decap).toMatch(/- key: xdplb\.io\/load-balancer\n\s+operator: DoesNotExist/);
   });
 
   it.each([

@@ -9,34 +9,25 @@
 // hold the VIP on lo and answer it themselves: here that stands for the
 // node's service proxy, which the lab's worker nodes with kube-proxy
 // exercise instead. A decap role that stops reporting takes its node out.
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Kube, loadKubeConfig } from '../../src/kube/k8s.js';
-import { Operator } from '../../src/operator/operator.js';
-import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
-import { LbTopology, ROOT, type AgentProcess } from '../../lab/topology.js';
+import type { ControlPlane } from '../../lab/control-plane.js';
+import type { AgentProcess, LbTopology } from '../../lab/topology.js';
 import { vipTables } from '../../lab/tables.js';
 import { until } from '../../lab/wait.js';
 import { registerNode } from '../../lab/worker.js';
+import { startAgentPlane, type AgentPlane } from '../support/agent-plane.js';
 
+let plane: AgentPlane;
 let cp: ControlPlane;
 let topo: LbTopology;
-let operator: Operator;
 const roles = new Map<string, AgentProcess>();
 
 const apply = async (yaml: string): Promise<void> => void (await cp.kubectl(['apply', '-f', '-'], { input: yaml }));
 
 beforeAll(async () => {
-  cp = await startControlPlane({ crdDir: join(ROOT, 'crds'), apiserverArgs: ['--bind-address=0.0.0.0'] });
-  await cp.kubectl(['create', 'namespace', 'xdplb-system']);
-  await cp.kubectl(['create', 'namespace', 'shop']);
-  operator = new Operator({ kube: new Kube(loadKubeConfig(cp.kubeconfigPath)), namespace: 'xdplb-system', identity: 'op', leaderElect: false, leaseSeconds: 15, renewMs: 1000, resyncSeconds: 30, workers: 2, log: pino({ level: process.env.XDPLB_TEST_LOG ?? 'silent' }) });
-  await operator.start();
-
-  topo = new LbTopology('dr', 2);
-  const lbConfig = await topo.connectToApiserver(topo.nodes[0]!, cp.server, cp.kubeconfigPath);
-  topo.startAgent(null, ['--kubernetes', '--kubeconfig', lbConfig, '--node-name', 'lb-1', '--namespace', 'xdplb-system']);
+  plane = await startAgentPlane('dr', 2, { leaderElect: false });
+  ({ cp, topo } = plane);
+  topo.startAgent(null, ['--kubernetes', '--kubeconfig', plane.lbKubeconfig, '--node-name', 'lb-1', '--namespace', 'xdplb-system']);
   for (const b of topo.backends) {
     await registerNode(cp, b.name, b.address);
     roles.set(b.name, topo.startDecapRole(b, await topo.connectToApiserver(b, cp.server, cp.kubeconfigPath), 'xdplb-system'));
@@ -69,9 +60,7 @@ spec:
 }, 240_000);
 
 afterAll(async () => {
-  await operator?.stop().catch(() => undefined);
-  topo?.destroy();
-  await cp?.stop();
+  await plane?.stop();
 });
 
 describe('the decap role on worker nodes', () => {
@@ -82,8 +71,10 @@ describe('the decap role on worker nodes', () => {
         return st !== null && st.vips.includes(topo.vip) && st.reportedAt > 0 ? st : null;
       }, 30_000);
       expect(s.vips).toEqual([topo.vip]);
-      const report = JSON.parse((await cp.kubectl(['-n', 'xdplb-system', 'get', 'nodereport', `decap.${b.name}`, '-o', 'json'])).stdout) as { spec: { node: string; role: string }; status: { decap?: { vips?: string[] } } };
+      const report = JSON.parse((await cp.kubectl(['-n', 'xdplb-system', 'get', 'nodereport', `decap.${b.name}`, '-o', 'json'])).stdout) as { spec: { node: string; role: string }; status: { interface?: string; decap?: { vips?: string[] } } };
       expect(report.spec).toEqual({ node: b.name, role: 'Decap' });
+      // Started with --interface auto (as the chart does): the interface holding the Node's InternalIP.
+      expect(report.status.interface).toBe('eth0');
       expect(report.status.decap?.vips).toEqual([topo.vip]);
     }
     const table = await until('both nodes published as backends', async () => {

@@ -174,19 +174,26 @@ describe('Services of type LoadBalancer get addresses from VipPools', () => {
     expect(pools).toMatch(/overlap\s+\["10\.70\.0\.2-10\.70\.0\.9"\]\s+0\/8 IPv4\s+False/);
   });
 
-  it('class-less serving gives an address to a Service without a class; a Service leaving the class gives it back', async () => {
+  it('class-less serving gives an address to a Service without a class, kubectl expose --type=LoadBalancer included; turned off, gives them back', async () => {
     for (const o of running.splice(0)) await o.stop();
     await operator(true).start();
     await apply(poolYaml('spare', ['10.72.0.0/30']));
     const plain = await assigned('shop', 'plain', 1);
     expect(ingress(plain)[0]!.ip).toBe('10.72.0.0');
-    // Class-less serving off again: the address is released.
+    // What a user types: kubectl expose makes a class-less Service, and it gets the next address.
+    await cp.kubectl(['-n', 'shop', 'expose', 'service', 'plain', '--name', 'exposed', '--type', 'LoadBalancer', '--port', '8080']);
+    const exposed = await assigned('shop', 'exposed', 1);
+    expect(exposed.spec.loadBalancerClass).toBeUndefined();
+    expect(ingress(exposed)).toEqual([{ ip: '10.72.0.1', ipMode: 'VIP' }]);
+    // Class-less serving off again: the addresses are released.
     for (const o of running.splice(0)) await o.stop();
     await operator(false).start();
-    await until('plain released', async () => {
-      const s = await service('shop', 'plain');
-      return ingress(s).length === 0 && addressCondition(s) === undefined;
-    }, 30_000);
+    for (const name of ['plain', 'exposed']) {
+      await until(`${name} released`, async () => {
+        const s = await service('shop', name);
+        return ingress(s).length === 0 && addressCondition(s) === undefined;
+      }, 30_000);
+    }
   });
 
   it('each address is a LoadBalancerVip over the nodes that deliver, weighted by their ready endpoints (Local)', async () => {

@@ -9,10 +9,12 @@
 // client's own address (Local), and the nodes share the flows as their
 // ready endpoints do; the nodes follow the endpoints as pods are added or
 // terminate; with Cluster every node takes flows and forwards across nodes;
-// loadBalancerSourceRanges is enforced by the nodes' kube-proxy.
+// loadBalancerSourceRanges is enforced by the nodes' kube-proxy; and
+// `kubectl expose --type=LoadBalancer` (no class) gets an address from the
+// pool, which serves class-less Services here, and carries connections.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster, SYSTEM_NAMESPACE } from '../../lab/cluster.js';
-import { addPod, endpointSliceYaml, routePods, startWorker, type Pod, type Worker } from '../../lab/worker.js';
+import { addPod, endpointSliceYaml, proxySyncedAt, routePods, startWorker, type Pod, type Worker } from '../../lab/worker.js';
 import { until } from '../../lab/wait.js';
 
 const NS = 'shop';
@@ -20,7 +22,8 @@ let c: LocalCluster;
 const workers: Worker[] = [];
 
 beforeAll(async () => {
-  c = await LocalCluster.start({ tag: 'svc', nodes: 2, backends: 2, vips: ['10.60.0.10'] });
+  // The pool serves class-less Services too (the chart's operator.classlessServices), for `kubectl expose`.
+  c = await LocalCluster.start({ tag: 'svc', nodes: 2, backends: 2, vips: ['10.60.0.10'], operatorArgs: ['--classless-services', 'true'] });
   await c.kubectl(['create', 'namespace', NS]);
   for (const [i, b] of c.backends.entries()) workers.push(await startWorker(c.topo, c.cp, b, i + 1, SYSTEM_NAMESPACE));
   // Two pods on the first worker, one on the second.
@@ -42,6 +45,13 @@ async function programmedWith(vip: string, weights: ReadonlyMap<string, number>)
       return v !== undefined && [...weights].every(([a, w]) => (w === 0 ? !v.backends.some((b) => b.address === a && b.slots > 0) : v.backends.some((b) => b.address === a && b.weight === w && b.slots > 0)));
     }, { node: n, timeoutMs: 90_000 });
   }
+}
+
+/** Applies `yaml` (EndpointSlices) and waits until every worker's kube-proxy has synced its rules since. */
+async function applySlices(yaml: string): Promise<void> {
+  const t = Date.now();
+  await c.apply(yaml);
+  for (const w of workers) await until(`kube-proxy on ${w.node.name} synced after the change`, () => (proxySyncedAt(w) ?? 0) >= t, 30_000);
 }
 
 afterAll(async () => {
@@ -129,7 +139,7 @@ ${endpointSliceYaml(NS, 'web', workers.flatMap((w) => w.pods.map((pod) => ({ pod
   it('follows its endpoints: a pod added to the second worker evens the nodes; a terminating pod takes no new connection', async () => {
     const [w1, w2] = workers as [Worker, Worker];
     const added = await addPod(c.topo, w2);
-    await c.apply(slice('web'));
+    await applySlices(slice('web'));
     await programmedWith('svc.web.ipv4', new Map([[w1.node.address, 200], [w2.node.address, 200]]));
     const even = await c.topo.load(['--count', '900', '--concurrency', '16'], '10.60.0.20');
     const onFirst = w1.pods.reduce((sum, p) => sum + (even.byBackend[p.name] ?? 0), 0);
@@ -141,7 +151,7 @@ ${endpointSliceYaml(NS, 'web', workers.flatMap((w) => w.pods.map((pod) => ({ pod
 
     // A pod deleted: its endpoint turns terminating (still serving) and its node's weight drops to its ready ones.
     const leaving = w1.pods[0]!;
-    await c.apply(slice('web', [leaving]));
+    await applySlices(slice('web', [leaving]));
     await programmedWith('svc.web.ipv4', new Map([[w1.node.address, 100], [w2.node.address, 200]]));
     const after = await c.topo.load(['--count', '600', '--concurrency', '16'], '10.60.0.20');
     console.log(`[16] ${leaving.name} terminating: ${after.failed} failed, by pod ${JSON.stringify(after.byBackend)}`);
@@ -186,5 +196,28 @@ ${endpointSliceYaml(NS, 'api', [{ pod: w2.pods[0]!, node: w2.node.name }])}`);
     expect(blocked.failed).toBe(20);
     await c.kubectl(['-n', NS, 'patch', 'service', 'api', '--type=merge', '-p', JSON.stringify({ spec: { loadBalancerSourceRanges: [`${c.topo.clientAddress}/32`] } })]);
     await until('the client let in again', async () => (await c.topo.load(['--count', '20', '--concurrency', '4'], address)).failed === 0, 60_000);
+  });
+  it('kubectl expose --type=LoadBalancer: a class-less Service gets an address from the pool and carries connections', async () => {
+    const [, w2] = workers as [Worker, Worker];
+    // A new Service over the api pods, as a user would create it (kubectl picks no class and Cluster policy).
+    await c.kubectl(['-n', NS, 'expose', 'service', 'api', '--name', 'api-public', '--type', 'LoadBalancer', '--port', '80', '--target-port', '8080']);
+    const svc = JSON.parse((await c.kubectl(['-n', NS, 'get', 'service', 'api-public', '-o', 'json'])).stdout) as { spec: { loadBalancerClass?: string; ports: { name?: string }[] } };
+    expect(svc.spec.loadBalancerClass).toBeUndefined();
+    // The slice's port is named as the Service's, as the endpoint controller names it (kube-proxy matches them by name).
+    await c.apply(endpointSliceYaml(NS, 'api-public', [{ pod: w2.pods[0]!, node: w2.node.name }], svc.spec.ports[0]!.name ?? ''));
+    const address = await until('the exposed Service\'s address', async () => {
+      const r = await c.kubectl(['-n', NS, 'get', 'service', 'api-public', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip} {.status.loadBalancer.ingress[0].ipMode}']);
+      return r.stdout.trim() === '' ? null : r.stdout.trim();
+    }, 30_000);
+    const [ip, mode] = address.split(' ');
+    expect(ip).toMatch(/^10\.60\.0\.2\d$/);
+    expect(mode).toBe('VIP');
+    await programmedWith('svc.api-public.ipv4', new Map(workers.map((w) => [w.node.address, 100])));
+    for (const w of workers) await until(`kube-proxy on ${w.node.name} programs ${ip}`, () => w.node.ns.run('nft', ['list', 'ruleset']).includes(ip!), 30_000);
+    for (const w of workers) await until(`${w.node.name}'s decap role takes ${ip}`, () => c.topo.decapStatus(w.node)?.vips.includes(ip!), 30_000);
+    const r = await c.topo.load(['--count', '300', '--concurrency', '8', '--timeout-ms', '3000'], ip);
+    console.log(`[16] kubectl expose: ${ip} (${mode}), ${r.failed} failed of 300, by pod ${JSON.stringify(r.byBackend)}`);
+    expect(r.failed).toBe(0);
+    expect(Object.keys(r.byBackend)).toEqual([w2.pods[0]!.name]);
   });
 });

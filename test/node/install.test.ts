@@ -131,6 +131,14 @@ describe('helm install on a real node (issue 15 item 3)', () => {
     expect(statusField(pid, 'NoNewPrivs')).toBe('1');
   });
 
+  it("the decap role's DaemonSet is installed and keeps off the load-balancer node (the agent holds its interface)", async () => {
+    type DaemonSet = { metadata: { generation: number }; status?: { observedGeneration?: number; desiredNumberScheduled?: number } };
+    // The DaemonSet controller has seen it (observedGeneration) and places no pod on this node, labelled a load balancer.
+    const ds = await waitForObject<DaemonSet>(node, ['-n', NS, 'daemonset', 'xdplb-decap'], (d) => d.status?.observedGeneration === d.metadata.generation, 60_000);
+    expect(ds.status!.desiredNumberScheduled).toBe(0);
+    expect((await pods('decap')).items).toEqual([]);
+  });
+
   it('the agent attaches its XDP program to the node veth named by agent.interface', async () => {
     const xdp = await until(`an XDP program on ${port.ifname}`, () => {
       const [link] = JSON.parse(execFileSync('ip', ['-j', '-d', 'link', 'show', 'dev', port.ifname], { encoding: 'utf8' })) as { xdp?: { mode: number; prog?: { id: number }; attached?: { prog: { id: number } }[] } }[];

@@ -14,6 +14,7 @@ describe('agent flags', () => {
     expect(Object.isFrozen(f)).toBe(true);
     expect(parseAgentFlags(['--help'])).toBeNull();
     expect(parseAgentFlags(['--interface', 'eth0', '--cleanup'])!.cleanup).toBe(true);
+    expect(parseAgentFlags(['--role', 'decap', '--interface', 'auto', '--kubernetes'])!.interface).toBe('auto');
   });
 
   it.each([
@@ -29,6 +30,7 @@ describe('agent flags', () => {
     [['--interface', 'eth0', '--config', 'c.yaml', '--owner-daemonset', 'xdplb-agent'], /--owner-daemonset needs --kubernetes/],
     [['--interface', 'eth0', '--kubernetes', '--owner-daemonset', 'Not_A_Name'], /--owner-daemonset must be a DaemonSet name/],
     [['--interface', 'eth0', '--config', 'x', '--frobnicate'], /Unknown option '--frobnicate'/],
+    [['--interface', 'auto', '--kubernetes'], /--interface auto is for --role decap/],
   ])('%j is refused with one line', (argv, message) => {
     expect(() => parseAgentFlags(argv as string[])).toThrowError(bad(message));
   });
