@@ -109,6 +109,15 @@ export const vipTableSpecSchema = z
       })
       .optional()
       .describe("Each slot's alternate owner: where a node sends the slot's flows while its owner is down (the slot's owner in the successor without that owner)."),
+    secondHops: z
+      .object({
+        deflated: z
+          .string()
+          .max(1_400_000)
+          .meta({ pattern: BASE64.source, description: "Base64 of the raw-deflated little-endian second-hop indices of slots [start, end), in the slots' encoding; the encoding's all-ones value means none." }),
+      })
+      .optional()
+      .describe("Each slot's second hop (second chance): its previous owner, to which the owner's host forwards packets of flows it does not know, while the slot's drain period runs."),
   })
   .meta({
     'x-kubernetes-validations': [
@@ -118,7 +127,7 @@ export const vipTableSpecSchema = z
       cel('!has(self.assigned) || (!has(self.vip) && self.shard.index == 0)', 'only the first shard of a shared table lists the VIPs it is published for'),
       // Everything but the list of VIPs is the table: immutable, as its name (the digest) says.
       cel(
-        'self.size == oldSelf.size && self.digest == oldSelf.digest && self.shard == oldSelf.shard && self.slots == oldSelf.slots && self.backends == oldSelf.backends && has(self.alternates) == has(oldSelf.alternates) && (!has(self.alternates) || self.alternates == oldSelf.alternates) && has(self.vip) == has(oldSelf.vip) && (!has(self.vip) || (self.vip == oldSelf.vip && self.generation == oldSelf.generation))',
+        'self.size == oldSelf.size && self.digest == oldSelf.digest && self.shard == oldSelf.shard && self.slots == oldSelf.slots && self.backends == oldSelf.backends && has(self.alternates) == has(oldSelf.alternates) && (!has(self.alternates) || self.alternates == oldSelf.alternates) && has(self.secondHops) == has(oldSelf.secondHops) && (!has(self.secondHops) || self.secondHops == oldSelf.secondHops) && has(self.vip) == has(oldSelf.vip) && (!has(self.vip) || (self.vip == oldSelf.vip && self.generation == oldSelf.generation))',
         'a published table is immutable (only the list of VIPs it is published for changes); publish a new table instead',
       ),
     ],

@@ -6,7 +6,9 @@
 //   "xdplb-table\0" | TABLE_FORMAT_VERSION | M | N |
 //   N x (key length in bytes | key UTF-8 | weight) | M x slot owner index |
 //   M x slot alternate index (0xffffffff: none; all none when the table has
-//   no alternates)
+//   no alternates) | only when some slot has a second hop (second-hops.ts):
+//   "second-hops\0" | M x slot second-hop index (0xffffffff: none). A table
+//   without second hops keeps the digest it had before they existed.
 
 import { createHash } from 'node:crypto';
 import type { Table } from './maglev.js';
@@ -19,6 +21,7 @@ import type { Table } from './maglev.js';
 export const TABLE_FORMAT_VERSION = 2;
 
 const MAGIC = Buffer.from('xdplb-table\0', 'latin1');
+const HOPS_MAGIC = Buffer.from('second-hops\0', 'latin1');
 
 function u32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
@@ -40,6 +43,10 @@ export function tableDigest(table: Table): string {
   }
   updateU32Array(h, table.slots);
   updateU32Array(h, table.alternates ?? new Uint32Array(table.size).fill(0xffffffff));
+  if (table.secondHops !== undefined && table.secondHops.some((x) => x !== 0xffffffff)) {
+    h.update(HOPS_MAGIC);
+    updateU32Array(h, table.secondHops);
+  }
   return `sha256:${h.digest('hex')}`;
 }
 
@@ -71,6 +78,8 @@ export function programmedDigest(
   listed: readonly { readonly key: string; readonly weight: number }[],
   /** Each slot's alternate backend index as read back (0xffffffff: none); null: the kernel holds none. */
   alternates: Uint32Array | null = null,
+  /** Each slot's second-hop backend index as read back (0xffffffff: none); null: the kernel holds none. */
+  secondHops: Uint32Array | null = null,
 ): string {
   if (size === 0 || slots === null) return tableDigest({ size: 0, backends: [], slots: new Uint32Array(0) });
   const backends = listed.map((b) => ({ key: b.key, weight: b.weight }));
@@ -92,7 +101,8 @@ export function programmedDigest(
   };
   const owners = Uint32Array.from(slots, positionOf);
   const alt = alternates === null ? undefined : Uint32Array.from(alternates, (i) => (i === 0xffffffff ? i : positionOf(i)));
-  return tableDigest({ size: size as Table['size'], backends, slots: owners, ...(alt === undefined ? {} : { alternates: alt }) });
+  const hops = secondHops === null ? undefined : Uint32Array.from(secondHops, (i) => (i === 0xffffffff ? i : positionOf(i)));
+  return tableDigest({ size: size as Table['size'], backends, slots: owners, ...(alt === undefined ? {} : { alternates: alt }), ...(hops === undefined ? {} : { secondHops: hops }) });
 }
 
 /**

@@ -43,6 +43,13 @@ export interface Table {
    * no alternates computed (a table built or succeeded here has none).
    */
   readonly alternates?: Uint32Array;
+  /**
+   * secondHops[s] = index into `backends` of the slot's previous owner, to
+   * which the new owner's host forwards a packet of a flow it does not know
+   * (second chance, core/second-hops.ts; 0xffffffff: none). Absent: no slot
+   * has one.
+   */
+  readonly secondHops?: Uint32Array;
 }
 
 export interface TableRequest {

@@ -9,8 +9,8 @@
 // programs a generation only when every shard of it is present and the
 // assembled table has the digest. The empty table (no backend takes new
 // flows) is one shard of size 0 with no backends: nodes drop the VIP's
-// packets. Each slot's alternate (core/alternates.ts) travels beside its
-// owner, in the same width.
+// packets. Each slot's alternate (core/alternates.ts) and second hop
+// (core/second-hops.ts) travel beside its owner, in the same width.
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { canonicalBackends, type BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
@@ -20,7 +20,7 @@ import { digestOf, knownDigest } from './table-memo.js';
 import { isTableSize } from './table-sizes.js';
 import { NO_ALTERNATE } from './alternates.js';
 
-const scratchArrays: [Uint32Array, Uint32Array] = [new Uint32Array(0), new Uint32Array(0)];
+const scratchArrays: [Uint32Array, Uint32Array, Uint32Array] = [new Uint32Array(0), new Uint32Array(0), new Uint32Array(0)];
 let scratchBytes = Buffer.alloc(0);
 
 /** The bytes of a base64 string; with `scratch`, in a buffer reused from call to call. */
@@ -31,8 +31,8 @@ function fromBase64(text: string, scratch: boolean): Buffer {
   return scratchBytes.subarray(0, scratchBytes.write(text, 'base64'));
 }
 
-/** Reused decode array `which` (slots 0, alternates 1), `size` long; every slot is written by the decode. */
-function scratchArray(which: 0 | 1, size: number): Uint32Array {
+/** Reused decode array `which` (slots 0, alternates 1, second hops 2), `size` long; every slot is written by the decode. */
+function scratchArray(which: 0 | 1 | 2, size: number): Uint32Array {
   if (scratchArrays[which].length < size) scratchArrays[which] = new Uint32Array(size);
   return scratchArrays[which].subarray(0, size);
 }
@@ -49,6 +49,8 @@ export interface TableContentSpec {
   readonly slots: { readonly encoding: 'u8' | 'u16'; readonly deflated: string };
   /** Each slot's alternate owner, in the same encoding; the encoding's all-ones value: none. Absent: no alternates. */
   readonly alternates?: { readonly deflated: string };
+  /** Each slot's second hop, in the same encoding; the encoding's all-ones value: none. Absent: no second hops. */
+  readonly secondHops?: { readonly deflated: string };
 }
 
 /** A shard as one VIP's generation: the VIP (for messages) and which of its tables it is. */
@@ -70,7 +72,7 @@ interface Encoded {
   readonly digest: string;
   readonly encoding: 'u8' | 'u16';
   readonly backends: readonly BackendWeight[];
-  readonly shards: readonly { readonly start: number; readonly end: number; readonly slots: string; readonly alternates?: string }[];
+  readonly shards: readonly { readonly start: number; readonly end: number; readonly slots: string; readonly alternates?: string; readonly secondHops?: string }[];
 }
 const encodedTables = new WeakMap<Table, Encoded>();
 
@@ -93,7 +95,13 @@ function encodedOf(table: Table): Encoded {
   const shards = Array.from({ length: count }, (_, index) => {
     const start = index * SHARD_SLOTS;
     const end = Math.min(table.size, start + SHARD_SLOTS);
-    return { start, end, slots: pack(table.slots, start, end), ...(table.alternates === undefined ? {} : { alternates: pack(table.alternates, start, end) }) };
+    return {
+      start,
+      end,
+      slots: pack(table.slots, start, end),
+      ...(table.alternates === undefined ? {} : { alternates: pack(table.alternates, start, end) }),
+      ...(table.secondHops === undefined ? {} : { secondHops: pack(table.secondHops, start, end) }),
+    };
   });
   const encoded: Encoded = { digest: digestOf(table), encoding, backends: table.backends.map((b) => ({ key: b.key, weight: b.weight })), shards };
   encodedTables.set(table, encoded);
@@ -103,13 +111,14 @@ function encodedOf(table: Table): Encoded {
 /** The shards of a table (deflated once per table object, however many VIPs publish it). */
 export function encodeTable(table: Table): TableContentSpec[] {
   const { digest, encoding, backends, shards } = encodedOf(table);
-  return shards.map(({ start, end, slots, alternates }, index) => ({
+  return shards.map(({ start, end, slots, alternates, secondHops }, index) => ({
     size: table.size,
     digest,
     backends,
     shard: { index, count: shards.length, start, end },
     slots: { encoding, deflated: slots },
     ...(alternates === undefined ? {} : { alternates: { deflated: alternates } }),
+    ...(secondHops === undefined ? {} : { secondHops: { deflated: secondHops } }),
   }));
 }
 
@@ -142,6 +151,8 @@ export function assembleShards(
   const hasAlternates = list.some((s) => s.alternates !== undefined);
   const slots = scratch ? scratchArray(0, first.size) : new Uint32Array(first.size);
   const alternates = !hasAlternates ? undefined : scratch ? scratchArray(1, first.size) : new Uint32Array(first.size);
+  const hasHops = list.some((s) => s.secondHops !== undefined);
+  const secondHops = !hasHops ? undefined : scratch ? scratchArray(2, first.size) : new Uint32Array(first.size);
   let covered = 0;
   for (let index = 0; index < count; index++) {
     const s = complete.get(index)!;
@@ -182,10 +193,14 @@ export function assembleShards(
       if (s.alternates === undefined) throw bad(`VipTable ${s.vip} shard ${index}: no alternates, while other shards of generation ${generation} have them`);
       unpack(s.alternates.deflated, 'alternates', alternates, true);
     }
+    if (secondHops !== undefined) {
+      if (s.secondHops === undefined) throw bad(`VipTable ${s.vip} shard ${index}: no second hops, while other shards of generation ${generation} have them`);
+      unpack(s.secondHops.deflated, 'second hops', secondHops, true);
+    }
     covered = s.shard.end;
   }
   if (covered !== first.size) throw bad(`VipTable ${first.vip} generation ${generation}: shards cover ${covered} of ${first.size} slots`);
-  const table: Table = { size: first.size, backends, slots, ...(alternates === undefined ? {} : { alternates }) };
+  const table: Table = { size: first.size, backends, slots, ...(alternates === undefined ? {} : { alternates }), ...(secondHops === undefined ? {} : { secondHops }) };
   const digest = verify ? tableDigest(table) : first.digest;
   if (digest !== first.digest) throw bad(`VipTable ${first.vip} generation ${generation}: assembled digest ${digest} is not the published ${first.digest}`);
   // Arrays of its own: its digest is known from here on (scratch arrays change under the table).
