@@ -33,7 +33,7 @@ import pino from 'pino';
 import { Engine } from '../src/agent/engine.js';
 import { kubeVips, KubernetesSource, type PublishedCache } from '../src/agent/kubernetes-source.js';
 import { AgentMetrics } from '../src/agent/metrics.js';
-import { encodeTableSlots } from '../src/bpf/abi.js';
+import { encodeTableSlots, SLOT_BYTES } from '../src/bpf/abi.js';
 import { lbMaps } from '../src/bpf/datapath.js';
 import { BpfObject, createMap, MapFlags, MapType } from '../src/bpf/loader.js';
 import { releaseFreedMemory } from '../src/agent/memory.js';
@@ -118,7 +118,7 @@ function floor(n: number): number {
     const bytes = new Uint8Array(packed.buffer);
     const t0 = performance.now();
     const distinct = Array.from({ length: Math.min(n, SETS) }, () => {
-      const m = createMap({ type: MapType.ARRAY, name: 'floor', keySize: 4, valueSize: 4, maxEntries: SIZE, flags: MapFlags.INNER_MAP | MapFlags.MMAPABLE });
+      const m = createMap({ type: MapType.ARRAY, name: 'floor', keySize: 4, valueSize: SLOT_BYTES, maxEntries: SIZE, flags: MapFlags.INNER_MAP | MapFlags.MMAPABLE });
       m.writeMapped(bytes);
       return m;
     });

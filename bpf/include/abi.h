@@ -27,6 +27,7 @@ struct vip_key {
 #define VIP_F_SOURCE_IP_AFFINITY (1u << 0) /* hash without ports */
 #define VIP_F_MODE_L2DSR (1u << 1)         /* MAC rewrite instead of IPIP */
 #define VIP_F_FLOW_TABLE (1u << 2)         /* remember flows in the LRU flow table */
+#define VIP_F_MODE_GUE (1u << 3)           /* GUE (IP in UDP) with the slot's second hop instead of IPIP */
 
 /* Value of the VIP map (and of the fragment-owner map). One hash update
  * replaces the whole value, so table_slot and table_size always change
@@ -38,16 +39,20 @@ struct vip_meta {
 	__u32 table_size; /* M: entries of that inner table, a prime */
 };
 
-/* Value of a table slot (the __u32 of an inner map of lb_tables): two
- * backend indices in one word, so a slot's alternate is read with its owner
- * in one lookup. Bits 0-15: the primary (the slot's owner); bits 16-31: the
- * alternate the control plane precomputed for it, taken when the primary is
- * down or unusable (balancer.h). XDPLB_SLOT_NONE in a half means "none", so a
- * backend index is always below it (the agent never allocates 0xffff) and
- * 0xffffffff (XDPLB_BACKEND_NONE) is a slot with neither. */
+/* Value of a table slot (the __u64 of an inner map of lb_tables): three
+ * backend indices in one word, so a slot's alternate and second hop are read
+ * with its owner in one lookup. Bits 0-15: the primary (the slot's owner);
+ * bits 16-31: the alternate the control plane precomputed for it, taken when
+ * the primary is down or unusable (balancer.h); bits 32-47: the second hop,
+ * the slot's previous owner, sent along with GUE so the owner's host can
+ * forward a packet of a flow it does not know (docs/second-chance.md); bits
+ * 48-63: reserved, all ones. XDPLB_SLOT_NONE in a field means "none", so a
+ * backend index is always below it (the agent never allocates 0xffff) and a
+ * slot with all fields none has no backend. */
 #define XDPLB_SLOT_INDEX_MASK 0xffffu /* primary = value & mask */
-#define XDPLB_SLOT_ALT_SHIFT 16       /* alternate = value >> shift */
-#define XDPLB_SLOT_NONE 0xffffu       /* no backend in this half */
+#define XDPLB_SLOT_ALT_SHIFT 16       /* alternate = (value >> shift) & mask */
+#define XDPLB_SLOT_HOP_SHIFT 32       /* second hop = (value >> shift) & mask */
+#define XDPLB_SLOT_NONE 0xffffu       /* no backend in this field */
 
 /* backend.flags */
 #define BACKEND_F_VALID (1u << 0) /* entry usable; clear to drain instantly */
@@ -112,6 +117,32 @@ struct decap_key {
 	__be32 addr[4];
 	__u8 family;
 	__u8 pad[3];
+};
+
+/* GUE header, variant 0 (draft-ietf-intarea-gue), after the outer UDP
+ * header of a VIP in GUE mode. hlen_c: the top two bits the version (0),
+ * then C (0: data), then Hlen, the 32-bit words of private data that follow
+ * (0: no second hop, else a struct gue_hop with the address of the outer
+ * family: 2 words for IPv4, 5 for IPv6). proto: the inner IP protocol (4 or
+ * 41). flags: 0. */
+struct gue_hdr {
+	__u8 hlen_c;
+	__u8 proto;
+	__be16 flags;
+};
+
+/* xdplb's GUE private data: the slot's second hop. hops_left is 1 from the
+ * load balancer; the owner's host sets it to 0 when it forwards the packet,
+ * so the second hop delivers it whatever it knows. addr holds 4 or 16 bytes
+ * (the outer family), as Hlen says. */
+#define XDPLB_GUE_HOP_MAGIC 0x78 /* 'x' */
+#define XDPLB_GUE_HOP_VERSION 1
+struct gue_hop {
+	__u8 magic;
+	__u8 version;
+	__u8 hops_left;
+	__u8 family; /* XDPLB_FAMILY_V4 / _V6 */
+	__be32 addr[4];
 };
 
 /* Benchmark only (bench/xdp_bench.c): the packet every repetition of

@@ -131,11 +131,11 @@ static __always_inline struct backend *lb_backend_up(__u32 idx)
  * around: no alternate or fallback is tried. When nothing is down, this costs
  * one lookup of the primary's down state over the plain table read. */
 static __always_inline struct backend *lb_table_select(const struct pkt *p, const struct vip_meta *m, __u32 hash,
-						       __u32 *bidx, __u32 *reason)
+						       __u32 *bidx, __u32 *hop, __u32 *reason)
 {
-	__u32 size = m->table_size, slot, packed, idx, i;
+	__u32 size = m->table_size, slot, idx, i;
 	struct backend *be;
-	__u32 *value;
+	__u64 *value, packed;
 	void *table;
 
 	*reason = XDPLB_DROP_NO_BACKEND;
@@ -149,6 +149,7 @@ static __always_inline struct backend *lb_table_select(const struct pkt *p, cons
 	if (!value)
 		return NULL;
 	packed = *value;
+	*hop = (packed >> XDPLB_SLOT_HOP_SHIFT) & XDPLB_SLOT_INDEX_MASK;
 	idx = packed & XDPLB_SLOT_INDEX_MASK;
 	if (idx == XDPLB_SLOT_NONE)
 		return NULL;
@@ -164,7 +165,7 @@ static __always_inline struct backend *lb_table_select(const struct pkt *p, cons
 		*reason = XDPLB_DROP_BACKEND_UNRESOLVED;
 	}
 
-	idx = packed >> XDPLB_SLOT_ALT_SHIFT;
+	idx = (packed >> XDPLB_SLOT_ALT_SHIFT) & XDPLB_SLOT_INDEX_MASK;
 	be = lb_backend_up(idx);
 	if (be) {
 		lb_event(p, XDPLB_EV_ALTERNATE);
@@ -182,11 +183,12 @@ static __always_inline struct backend *lb_table_select(const struct pkt *p, cons
 		idx = packed & XDPLB_SLOT_INDEX_MASK;
 		be = lb_backend_up(idx);
 		if (!be) {
-			idx = packed >> XDPLB_SLOT_ALT_SHIFT;
+			idx = (packed >> XDPLB_SLOT_ALT_SHIFT) & XDPLB_SLOT_INDEX_MASK;
 			be = lb_backend_up(idx);
 		}
 		if (be) {
 			lb_event(p, XDPLB_EV_FALLBACK);
+			*hop = (packed >> XDPLB_SLOT_HOP_SHIFT) & XDPLB_SLOT_INDEX_MASK;
 			*bidx = idx;
 			return be;
 		}
@@ -200,7 +202,7 @@ static __always_inline struct backend *lb_table_select(const struct pkt *p, cons
  * table's choice (so an established flow leaves a dead backend too) and the
  * flow table remembers that one. */
 static __always_inline struct backend *lb_select(const struct pkt *p, const struct vip_meta *m, struct flow_key *f,
-						 __u32 hash, __u32 *bidx, __u32 *reason)
+						 __u32 hash, __u32 *bidx, __u32 *hop, __u32 *reason)
 {
 	int flow_table = m->flags & VIP_F_FLOW_TABLE;
 	struct backend *be;
@@ -223,7 +225,7 @@ static __always_inline struct backend *lb_select(const struct pkt *p, const stru
 		}
 	}
 
-	be = lb_table_select(p, m, hash, &idx, reason);
+	be = lb_table_select(p, m, hash, &idx, hop, reason);
 	if (!be)
 		return NULL;
 	if (flow_table)
@@ -257,8 +259,8 @@ static __always_inline int lb_too_big(struct xdp_md *ctx, const struct pkt *p, c
 static __always_inline int lb_forward(struct xdp_md *ctx, const struct pkt *p, const struct vip_meta *m,
 				      struct flow_key *f, const struct lb_ctl *ctl)
 {
-	__u32 reason = XDPLB_DROP_NO_BACKEND, bidx = 0, hash, overhead;
-	struct backend *be;
+	__u32 reason = XDPLB_DROP_NO_BACKEND, bidx = 0, hop = XDPLB_SLOT_NONE, hash, overhead;
+	struct backend *be, *second = NULL;
 
 	count_in(&lb_vip_stats, m->vip_id, p->frame_len);
 	if (m->flags & VIP_F_SOURCE_IP_AFFINITY) {
@@ -266,7 +268,7 @@ static __always_inline int lb_forward(struct xdp_md *ctx, const struct pkt *p, c
 		f->dport = 0;
 	}
 	hash = lb_flow_hash(f);
-	be = lb_select(p, m, f, hash, &bidx, &reason);
+	be = lb_select(p, m, f, hash, &bidx, &hop, &reason);
 	if (!be)
 		return lb_verdict(p, reason, XDP_DROP);
 
@@ -275,6 +277,26 @@ static __always_inline int lb_forward(struct xdp_md *ctx, const struct pkt *p, c
 			return lb_verdict(p, XDPLB_DROP_ENCAP_FAILED, XDP_DROP);
 		count_in(&lb_backend_stats, bidx, p->frame_len);
 		return lb_verdict(p, p->icmp_error ? XDPLB_FWD_ICMP_ERROR : XDPLB_FWD_L2DSR, XDP_TX);
+	}
+
+	if (m->flags & VIP_F_MODE_GUE) {
+		/* The second hop goes along unless it is where the packet goes
+		 * (the alternate took it) or has no address of the outer family
+		 * (an entry never written has family 0). Only its address is
+		 * used: its MAC need not be resolved here, and a hop that is down
+		 * still goes, since its connections may outlive a probe. */
+		if (hop != XDPLB_SLOT_NONE && hop != bidx) {
+			second = bpf_map_lookup_elem(&lb_backends, &hop);
+			if (second && second->family != be->family)
+				second = NULL;
+		}
+		overhead = gue_overhead(be, second != NULL);
+		if (ctl->mtu && p->l3_len + overhead > ctl->mtu)
+			return lb_too_big(ctx, p, f, ctl->mtu - overhead);
+		if (encap_gue(ctx, p, be, second, ctl, hash ^ p->ports))
+			return lb_verdict(p, XDPLB_DROP_ENCAP_FAILED, XDP_DROP);
+		count_in(&lb_backend_stats, bidx, p->frame_len);
+		return lb_verdict(p, p->icmp_error ? XDPLB_FWD_ICMP_ERROR : XDPLB_FWD_GUE, XDP_TX);
 	}
 
 	overhead = encap_overhead(be);

@@ -125,6 +125,11 @@
 /* Hop limit of every header we write (outer encapsulation, ICMP replies). */
 #define XDPLB_TTL 64
 
+/* UDP destination port of GUE packets (VIPs in GUE mode, docs/second-chance.md). */
+#define XDPLB_GUE_PORT 6080
+#define XDPLB_UDP_HDR_LEN 8
+#define XDPLB_GUE_HDR_LEN 4
+
 /* ICMP "too big" replies quote as much of the offending packet as the RFCs
  * allow: an IPv4 reply is 576 bytes in all (RFC 1812 4.3.2.3), an IPv6 one is
  * 1280 (RFC 4443 2.4(c)). Both are multiples of 4 for bpf_csum_diff. The

@@ -58,15 +58,15 @@ struct {
 	__type(value, struct vip_meta);
 } lb_frag_vips SEC(".maps");
 
-/* Inner map template: one Maglev table, slot -> backend index and alternate
- * (packed, abi.h). BPF_F_MMAPABLE: the agent writes a whole table with one
+/* Inner map template: one Maglev table, slot -> backend index, alternate and
+ * second hop (packed, abi.h). BPF_F_MMAPABLE: the agent writes a whole table with one
  * memory copy into the new map (every inner map must carry the same flags). */
 struct lb_table_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, XDPLB_DEFAULT_TABLE_SIZE);
 	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64);
 };
 
 /* Outer slot (vip_meta.table_slot) -> inner table. */

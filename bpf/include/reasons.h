@@ -43,7 +43,13 @@ enum xdplb_reason {
 	XDPLB_DROP_BACKEND_DOWN = 21,    /* the slot's backend is down and no alternate or fallback took it */
 	XDPLB_EV_ALTERNATE = 22,         /* the slot's backend down or unusable: its alternate took the packet */
 	XDPLB_EV_FALLBACK = 23,          /* backend and alternate out: a following slot's backend took it */
-	XDPLB_REASON_MAX = 24,
+	XDPLB_FWD_GUE = 24,              /* GUE-encapsulated to a backend (with the slot's second hop, if any), XDP_TX */
+	XDPLB_DECAP_FWD_SECOND_HOP = 25, /* decap: a flow this host does not know, sent on to its second hop */
+	XDPLB_EV_SC_SYN = 26,            /* decap, GUE: a new flow (SYN) delivered here */
+	XDPLB_EV_SC_LOCAL = 27,          /* decap, GUE: a packet of a local socket delivered here */
+	XDPLB_EV_SC_COOKIE = 28,         /* decap, GUE: an ACK with a valid syncookie delivered here */
+	XDPLB_EV_SC_NO_HOP = 29,         /* decap, GUE: an unknown flow with no second hop (left): delivered here */
+	XDPLB_REASON_MAX = 30,
 };
 
 #endif /* XDPLB_REASONS_H */

@@ -386,9 +386,9 @@ export class Engine {
         const t = writer.readTable(slot);
         if (t === null) return null;
         const named = new Set<number>();
-        for (const a of [t.slots, t.alternates]) for (let s = 0; s < a.length; s++) named.add(a[s]!);
+        for (const a of [t.slots, t.alternates, t.secondHops]) for (let s = 0; s < a.length; s++) named.add(a[s]!);
         for (const [i, address] of writer.readBackendAddresses([...named].filter((i) => !addresses.has(i)))) addresses.set(i, address);
-        return programmedDigest(size, t.slots, (i) => addresses.get(i), listed.get(name) ?? [], t.alternates);
+        return programmedDigest(size, t.slots, (i) => addresses.get(i), listed.get(name) ?? [], t.alternates, t.secondHops);
       };
       const check = verifyAll ? this.#checkedThisResync(due) : new Set<string>();
       let distrusted = false;

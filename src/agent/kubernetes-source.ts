@@ -125,7 +125,11 @@ function published(whole: NonNullable<ReturnType<typeof newestWhole>>, entry: Pu
         if (countsByDigest.size >= COUNTS_HELD) countsByDigest.clear();
         countsByDigest.set(whole.digest, counts);
       }
-      return { slots: a.table.slots, ...(a.table.alternates === undefined ? {} : { alternates: a.table.alternates }) };
+      return {
+        slots: a.table.slots,
+        ...(a.table.alternates === undefined ? {} : { alternates: a.table.alternates }),
+        ...(a.table.secondHops === undefined ? {} : { secondHops: a.table.secondHops }),
+      };
     },
   };
   return table;

@@ -12,6 +12,8 @@ export const DEFAULT_AFFINITY = 'FiveTuple';
 /** Weight of a Backend, and of each endpoint of a VIP's Service. */
 export const DEFAULT_BACKEND_WEIGHT = 100;
 export const DEFAULT_FLOW_TABLE = false;
+/** A GUE VIP's second hops are kept this long after a change (spec.secondChance.drainSeconds). */
+export const DEFAULT_DRAIN_SECONDS = 300;
 
 /** A VIP's health check: the fields a `healthCheck: {}` gets. */
 export const HEALTH_CHECK_DEFAULTS = {

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { TABLE_SIZES } from '../core/table-sizes.js';
 import { PLURALS } from './coordinates.js';
 import { cel, requiredByApi, type KindDefinition } from './crd-meta.js';
-import { DEFAULT_AFFINITY, DEFAULT_BACKEND_WEIGHT, DEFAULT_FLOW_TABLE, DEFAULT_MODE, DEFAULT_PROTOCOL, DEFAULT_TABLE_SIZE, HEALTH_CHECK_DEFAULTS as HC } from './defaults.js';
+import { DEFAULT_AFFINITY, DEFAULT_BACKEND_WEIGHT, DEFAULT_DRAIN_SECONDS, DEFAULT_FLOW_TABLE, DEFAULT_MODE, DEFAULT_PROTOCOL, DEFAULT_TABLE_SIZE, HEALTH_CHECK_DEFAULTS as HC } from './defaults.js';
 import { condition, int64, ipAddress, labelSelector, portNumber, stringMap, weight } from './fields.js';
 import { objectParser, statusParser, type ApiObject } from './object.js';
 
@@ -74,9 +74,9 @@ export const vipSpecSchema = z
         ],
       }),
     mode: z
-      .enum(['ipip', 'l2dsr'])
+      .enum(['ipip', 'gue', 'l2dsr'])
       .default(DEFAULT_MODE)
-      .describe('ipip: IPv4-in-IPv4 / IPv6-in-IPv6 to the backend (any network). l2dsr: rewrite the MAC (backends on the same L2 segment, VIP on lo).'),
+      .describe('ipip: IPv4-in-IPv4 / IPv6-in-IPv6 to the backend (any network). gue: IP in UDP (GUE, port 6080) carrying each slot\'s previous owner, so backends running xdplb\'s decap pass on what they do not know and a planned change breaks no connection (docs/second-chance.md). l2dsr: rewrite the MAC (backends on the same L2 segment, VIP on lo).'),
     hashing: z
       .object({
         tableSize: z
@@ -97,9 +97,24 @@ export const vipSpecSchema = z
       .object({ enabled: z.boolean().default(DEFAULT_FLOW_TABLE) })
       .optional()
       .describe("Remember each flow's backend on the node so established flows survive table changes."),
+    secondChance: z
+      .object({
+        drainSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(86_400)
+          .default(DEFAULT_DRAIN_SECONDS)
+          .describe('How long a slot whose owner changed keeps its previous owner as second hop (default 300): the established connections of the previous owner have this long to end.'),
+      })
+      .optional()
+      .describe('Second chance (mode gue): each table slot carries its previous owner, to which the new owner\'s host passes the packets of connections it does not know.'),
   })
   .meta({
-    'x-kubernetes-validations': [cel('!has(self.healthCheck) || has(self.healthCheck.port) || self.ports.exists(p, has(p.port))', 'a VIP serving all ports needs healthCheck.port')],
+    'x-kubernetes-validations': [
+      cel('!has(self.healthCheck) || has(self.healthCheck.port) || self.ports.exists(p, has(p.port))', 'a VIP serving all ports needs healthCheck.port'),
+      cel("!has(self.secondChance) || self.mode == 'gue'", 'secondChance needs mode gue: ipip has no room for the second hop, and l2dsr keeps its flows with flowTable'),
+    ],
   });
 
 /** The status the operator writes (core/vip-decision.ts's VipStatusDoc), and reads back. */

@@ -10,6 +10,7 @@ import type { Backend } from './backend.js';
 import type { LoadBalancerVip, VipStatus, vipStatusSchema } from './loadbalancervip.js';
 import { parseProgrammedEntry, type NodeReport } from './nodereport.js';
 import { checkId } from '../core/health.js';
+import { DEFAULT_DRAIN_SECONDS } from './defaults.js';
 
 /** A timestamp in the form conditions are written in (seconds, "Z"); text that is not one stays as it is. */
 /** A condition's lastTransitionTime as the API writes it (RFC 3339, seconds); client-node may hand over a Date. */
@@ -41,6 +42,7 @@ function vipObjectWith(vip: LoadBalancerVip, status: VipStatus | undefined): Vip
       // The CRD's CEL rule makes every entry carry exactly one of port and allPorts.
       ports: s.ports.map((p) => ({ protocol: p.protocol, ...(p.allPorts === true ? { allPorts: true } : { port: Number(p.port) }) })),
       mode: s.mode,
+      ...(s.mode === 'gue' ? { secondChance: { drainSeconds: s.secondChance?.drainSeconds ?? DEFAULT_DRAIN_SECONDS } } : {}),
       hashing: { tableSize: s.hashing.tableSize, affinity: s.hashing.affinity },
       backends: s.backends ?? {},
       ...(s.nodeSelector === undefined ? {} : { nodeSelector: s.nodeSelector }),

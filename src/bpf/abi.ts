@@ -2,9 +2,9 @@
 // per shared struct (encode to / decode from the exact bytes the datapath
 // reads), its layout (size and field offsets, checked against the object's
 // BTF by test/datapath/abi.test.ts; the codecs take every offset from the
-// layout, never a literal), the packing of a table slot (backend and
-// alternate in one u32), the flag and constant values, and the reason codes
-// with the C enum's names and numbers.
+// layout, never a literal), the packing of a table slot (backend, alternate
+// and second hop in one u64), the flag and constant values, and the reason
+// codes with the C enum's names and numbers.
 
 export const FAMILY_V4 = 2;
 export const FAMILY_V6 = 10;
@@ -13,20 +13,30 @@ export const FAMILY_V6 = 10;
 export const VIP_F_SOURCE_IP_AFFINITY = 1 << 0;
 export const VIP_F_MODE_L2DSR = 1 << 1;
 export const VIP_F_FLOW_TABLE = 1 << 2;
+export const VIP_F_MODE_GUE = 1 << 3;
 /** backend.flags */
 export const BACKEND_F_VALID = 1 << 0;
 /** lb_ctl.flags */
 export const CTL_F_WILDCARD_VIPS = 1 << 0;
-/** A packed table slot with no backend and no alternate (both halves SLOT_NONE); also "no backend index" on the TypeScript side. */
+/** "No backend index" on the TypeScript side; also the low word of a slot with no backend and no alternate. */
 export const BACKEND_NONE = 0xffffffff;
 /**
- * A table slot (the u32 of an inner map of lb_tables) packs two backend
+ * A table slot (the u64 of an inner map of lb_tables) packs three backend
  * indices: the primary (the slot's owner) in bits 0-15, its alternate in bits
- * 16-31; SLOT_NONE in a half means none, so backend indices stay below it.
+ * 16-31, its second hop in bits 32-47, bits 48-63 all ones; SLOT_NONE in a
+ * field means none, so backend indices stay below it. Here a slot is two u32
+ * words, little-endian: the low one (primary, alternate), the high one
+ * (second hop, reserved).
  */
 export const SLOT_INDEX_MASK = 0xffff;
 export const SLOT_ALT_SHIFT = 16;
+export const SLOT_HOP_SHIFT = 32;
 export const SLOT_NONE = 0xffff;
+/** Bytes and u32 words of a table slot. */
+export const SLOT_BYTES = 8;
+export const SLOT_WORDS = 2;
+/** UDP destination port of GUE packets (XDPLB_GUE_PORT). */
+export const GUE_PORT = 6080;
 /** lb_ctl.mtu: 0 (no check) or at least this. */
 export const MIN_MTU = 1280;
 export const BENCH_MAX_COPY = 256;
@@ -60,9 +70,15 @@ export const Reason = {
   DROP_BACKEND_DOWN: 21,
   EV_ALTERNATE: 22,
   EV_FALLBACK: 23,
+  FWD_GUE: 24,
+  DECAP_FWD_SECOND_HOP: 25,
+  EV_SC_SYN: 26,
+  EV_SC_LOCAL: 27,
+  EV_SC_COOKIE: 28,
+  EV_SC_NO_HOP: 29,
 } as const;
 export type ReasonName = keyof typeof Reason;
-export const REASON_MAX = 24;
+export const REASON_MAX = 30;
 
 /** Events are counted in addition to a packet's one disposition; they do not sum. */
 export function isEvent(name: ReasonName): boolean {
@@ -118,60 +134,72 @@ function slotHalf(index: number, what: string): number {
   return index;
 }
 
-/** Packs a table's slots: primaries[s] and alternates[s] (backend indices, or BACKEND_NONE) into the u32 the datapath reads. */
-export function encodeTableSlots(primaries: Uint32Array, alternates: Uint32Array | undefined): Uint32Array {
-  if (alternates !== undefined && alternates.length !== primaries.length) throw new RangeError(`${String(alternates.length)} alternates for ${String(primaries.length)} slots`);
-  const out = new Uint32Array(primaries.length);
-  for (let s = 0; s < out.length; s++) {
+/** Packs a table's slots: primaries[s], alternates[s] and secondHops[s] (backend indices, or BACKEND_NONE) into the u64s the datapath reads, two u32 words each. */
+export function encodeTableSlots(primaries: Uint32Array, alternates: Uint32Array | undefined, secondHops?: Uint32Array): Uint32Array {
+  for (const [what, a] of [['alternates', alternates], ['second hops', secondHops]] as const) {
+    if (a !== undefined && a.length !== primaries.length) throw new RangeError(`${String(a.length)} ${what} for ${String(primaries.length)} slots`);
+  }
+  const out = new Uint32Array(primaries.length * SLOT_WORDS);
+  for (let s = 0; s < primaries.length; s++) {
     const alternate = alternates === undefined ? SLOT_NONE : slotHalf(alternates[s]!, 'alternate');
-    out[s] = (slotHalf(primaries[s]!, 'backend') | (alternate << SLOT_ALT_SHIFT)) >>> 0;
+    const hop = secondHops === undefined ? SLOT_NONE : slotHalf(secondHops[s]!, 'second hop');
+    out[s * SLOT_WORDS] = (slotHalf(primaries[s]!, 'backend') | (alternate << SLOT_ALT_SHIFT)) >>> 0;
+    out[s * SLOT_WORDS + 1] = (hop | (SLOT_NONE << 16)) >>> 0;
   }
   return out;
 }
 
 /**
- * Packs a table given by owner positions straight into `out`, one u32 every
- * `stride` words (the kernel's layout of an mmap()ed array): slot s holds
- * byOwner[slots[s]] and, when it has one, byOwner[alternates[s]]
- * (BACKEND_NONE: none). One pass, no allocation: the writer's path for
- * tables of 65537 slots.
+ * Packs a table given by owner positions straight into `out`, one slot every
+ * `stride` u32 words (the kernel's layout of an mmap()ed array; a slot is two
+ * words): slot s holds byOwner[slots[s]] and, where it has them,
+ * byOwner[alternates[s]] and byOwner[secondHops[s]] (BACKEND_NONE: none).
+ * One pass, no allocation: the writer's path for tables of 65537 slots.
  */
-export function packTableInto(slots: Uint32Array, alternates: Uint32Array | undefined, byOwner: Uint32Array, out: Uint32Array, stride: number): void {
+export function packTableInto(slots: Uint32Array, alternates: Uint32Array | undefined, byOwner: Uint32Array, out: Uint32Array, stride: number, secondHops?: Uint32Array): void {
   const n = slots.length;
-  if (alternates !== undefined && alternates.length !== n) throw new RangeError(`${String(alternates.length)} alternates for ${String(n)} slots`);
-  if (out.length < (n - 1) * stride + 1) throw new RangeError(`room for ${String(out.length)} words, ${String(n)} slots of stride ${String(stride)} need more`);
+  for (const [what, a] of [['alternates', alternates], ['second hops', secondHops]] as const) {
+    if (a !== undefined && a.length !== n) throw new RangeError(`${String(a.length)} ${what} for ${String(n)} slots`);
+  }
+  if (stride < SLOT_WORDS || out.length < (n - 1) * stride + SLOT_WORDS) throw new RangeError(`room for ${String(out.length)} words, ${String(n)} slots of stride ${String(stride)} need more`);
   for (const index of byOwner) slotHalf(index, 'backend');
   const owners = byOwner.length;
   // An int32 stored into a Uint32Array wraps to its u32 (no >>> 0: that makes a double per slot).
   const noAlternate = SLOT_NONE << SLOT_ALT_SHIFT;
-  if (alternates === undefined) {
-    for (let s = 0; s < n; s++) {
-      const o = slots[s]!;
-      if (o >= owners) throw new RangeError(`slot ${String(s)} names owner ${String(o)} of ${String(owners)}`);
-      out[s * stride] = byOwner[o]! | noAlternate;
-    }
-    return;
-  }
+  const noHop = SLOT_NONE | (SLOT_NONE << 16);
+  const reserved = SLOT_NONE << 16;
   for (let s = 0; s < n; s++) {
     const o = slots[s]!;
-    const a = alternates[s]!;
-    if (o >= owners || (a >= owners && a !== BACKEND_NONE)) throw new RangeError(`slot ${String(s)} names owner ${String(o)} and alternate ${String(a)} of ${String(owners)}`);
+    const a = alternates === undefined ? BACKEND_NONE : alternates[s]!;
+    const h = secondHops === undefined ? BACKEND_NONE : secondHops[s]!;
+    if (o >= owners || (a >= owners && a !== BACKEND_NONE) || (h >= owners && h !== BACKEND_NONE)) {
+      throw new RangeError(`slot ${String(s)} names owner ${String(o)}, alternate ${String(a)} and second hop ${String(h)} of ${String(owners)}`);
+    }
     out[s * stride] = byOwner[o]! | (a === BACKEND_NONE ? noAlternate : byOwner[a]! << SLOT_ALT_SHIFT);
+    out[s * stride + 1] = h === BACKEND_NONE ? noHop : byOwner[h]! | reserved;
   }
 }
 
-/** Unpacks a table's slots into primaries and alternates (backend indices, BACKEND_NONE for none). */
-export function decodeTableSlots(values: Uint32Array): { primaries: Uint32Array; alternates: Uint32Array } {
-  const primaries = new Uint32Array(values.length);
-  const alternates = new Uint32Array(values.length);
-  for (let s = 0; s < values.length; s++) {
-    const v = values[s]!;
+/**
+ * Unpacks a table's slots (`words` u32 each: SLOT_WORDS, or 1 for the u32
+ * slots of builds before second hops, read on an upgrade) into primaries,
+ * alternates and second hops (backend indices, BACKEND_NONE for none).
+ */
+export function decodeTableSlots(values: Uint32Array, words: 1 | 2 = SLOT_WORDS): { primaries: Uint32Array; alternates: Uint32Array; secondHops: Uint32Array } {
+  const n = values.length / words;
+  const primaries = new Uint32Array(n);
+  const alternates = new Uint32Array(n);
+  const secondHops = new Uint32Array(n);
+  for (let s = 0; s < n; s++) {
+    const v = values[s * words]!;
     const p = v & SLOT_INDEX_MASK;
     const a = v >>> SLOT_ALT_SHIFT;
+    const h = words === 1 ? SLOT_NONE : values[s * words + 1]! & SLOT_INDEX_MASK;
     primaries[s] = p === SLOT_NONE ? BACKEND_NONE : p;
     alternates[s] = a === SLOT_NONE ? BACKEND_NONE : a;
+    secondHops[s] = h === SLOT_NONE ? BACKEND_NONE : h;
   }
-  return { primaries, alternates };
+  return { primaries, alternates, secondHops };
 }
 
 // ---- struct vip_key ------------------------------------------------------

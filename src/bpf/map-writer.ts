@@ -3,7 +3,7 @@
 // plan's ops in order. Around the ops, the VIP address filter and the
 // wildcard flag are first widened to cover the old and the new VIPs and
 // narrowed to the new ones after, so no VIP is ever filtered out mid-change.
-// Table slots are packed (each slot's backend and alternate, abi.ts) on the
+// Table slots are packed (each slot's backend, alternate and second hop, abi.ts) on the
 // way in and unpacked on the way out; a backend's down state is one write of
 // lb_backend_down.
 //
@@ -49,9 +49,11 @@ import {
   IPPROTO_UDP,
   lbCounterLayout,
   MIN_MTU,
+  SLOT_BYTES,
   SLOT_NONE,
   u32Key,
   VIP_F_FLOW_TABLE,
+  VIP_F_MODE_GUE,
   VIP_F_MODE_L2DSR,
   VIP_F_SOURCE_IP_AFFINITY,
 } from './abi.js';
@@ -121,16 +123,17 @@ interface PendingSwap {
 }
 
 /**
- * A new inner map holding a whole table: each slot's backend index and its
- * alternate's (none: SLOT_NONE) packed into the slot's u32 (abi.ts), laid out
+ * A new inner map holding a whole table: each slot's backend index, its
+ * alternate's and its second hop's (none: SLOT_NONE) packed into the slot's
+ * u64 (abi.ts), laid out
  * and translated from owner positions in one pass, then written with one
  * memory copy. The caller swaps it in and closes it.
  */
 export function newTableMap(content: TableContent, byOwner: Uint32Array): BpfMap {
   const size = content.slots.length;
-  const inner = createMap({ type: MapType.ARRAY, name: 'lb_table', keySize: 4, valueSize: 4, maxEntries: size, flags: MapFlags.INNER_MAP | MapFlags.MMAPABLE });
+  const inner = createMap({ type: MapType.ARRAY, name: 'lb_table', keySize: 4, valueSize: SLOT_BYTES, maxEntries: size, flags: MapFlags.INNER_MAP | MapFlags.MMAPABLE });
   try {
-    inner.writeMappedWith((laid, stride) => packTableInto(content.slots, content.alternates, byOwner, new Uint32Array(laid.buffer, laid.byteOffset, laid.length / 4), stride / 4));
+    inner.writeMappedWith((laid, stride) => packTableInto(content.slots, content.alternates, byOwner, new Uint32Array(laid.buffer, laid.byteOffset, laid.length / 4), stride / 4, content.secondHops));
   } catch (e) {
     inner.close();
     throw e;
@@ -143,8 +146,9 @@ function readTableOf(inner: BpfMap): TableSlots {
   try {
     // An inner map of an older build (before BPF_F_MMAPABLE, read as an upgrade's seed) is read with a batch lookup.
     const values = (mapInfo(inner.fd).flags & MapFlags.MMAPABLE) !== 0 ? inner.readMapped() : inner.readArray();
-    const { primaries, alternates } = decodeTableSlots(new Uint32Array(values.buffer, values.byteOffset, values.length / 4));
-    return { slots: primaries, alternates };
+    // An inner map of a build before second hops (u32 slots) is read as such on an upgrade.
+    const { primaries, alternates, secondHops } = decodeTableSlots(new Uint32Array(values.buffer, values.byteOffset, values.length / 4), inner.valueSize === 4 ? 1 : 2);
+    return { slots: primaries, alternates, secondHops };
   } finally {
     inner.close();
   }
@@ -159,13 +163,14 @@ function encodeKey(k: VipKeyImage): Buffer {
 
 /** The ABI's vip_meta.flags of a VIP's features: the one place words become bits. */
 export function featureBits(f: VipFeatures): number {
-  return (f.affinity === 'sourceIp' ? VIP_F_SOURCE_IP_AFFINITY : 0) | (f.mode === 'l2dsr' ? VIP_F_MODE_L2DSR : 0) | (f.flowTable ? VIP_F_FLOW_TABLE : 0);
+  const mode = f.mode === 'l2dsr' ? VIP_F_MODE_L2DSR : f.mode === 'gue' ? VIP_F_MODE_GUE : 0;
+  return (f.affinity === 'sourceIp' ? VIP_F_SOURCE_IP_AFFINITY : 0) | mode | (f.flowTable ? VIP_F_FLOW_TABLE : 0);
 }
 
 /** The features a vip_meta.flags value says. */
 export function featuresOfBits(flags: number): VipFeatures {
   return {
-    mode: (flags & VIP_F_MODE_L2DSR) !== 0 ? 'l2dsr' : 'ipip',
+    mode: (flags & VIP_F_MODE_L2DSR) !== 0 ? 'l2dsr' : (flags & VIP_F_MODE_GUE) !== 0 ? 'gue' : 'ipip',
     affinity: (flags & VIP_F_SOURCE_IP_AFFINITY) !== 0 ? 'sourceIp' : 'fiveTuple',
     flowTable: (flags & VIP_F_FLOW_TABLE) !== 0,
   };

@@ -71,7 +71,7 @@ export const vipSchema = z
     name: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { message: 'must be a DNS-style name (lower case, digits, - and .)' }),
     address: ipAddress,
     ports: z.array(portSchema).min(1),
-    mode: z.enum(['ipip', 'l2dsr']).default('ipip'),
+    mode: z.enum(['ipip', 'gue', 'l2dsr']).default('ipip'),
     affinity: z.enum(['fiveTuple', 'sourceIp']).default('fiveTuple'),
     tableSize: z
       .number()

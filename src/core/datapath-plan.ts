@@ -46,10 +46,19 @@ export interface VipKeyImage {
   readonly protocol: Protocol;
 }
 
+/**
+ * How a VIP's packets reach a backend. ipip: IP in IP; gue: IP in UDP with
+ * GUE, carrying each slot's second hop (docs/second-chance.md); l2dsr: the
+ * destination MAC rewritten (backends on the segment).
+ */
+export type VipMode = 'ipip' | 'gue' | 'l2dsr';
+
+/** Modes that encapsulate: the outer header's family is the backend's, so a backend of another family than the VIP's cannot take it. */
+export const encapsulates = (mode: VipMode): boolean => mode !== 'l2dsr';
+
 /** How the datapath treats a VIP's packets, in words; the map writer turns them into the ABI's bits. */
 export interface VipFeatures {
-  /** ipip: encapsulate to the backend; l2dsr: rewrite the destination MAC. */
-  readonly mode: 'ipip' | 'l2dsr';
+  readonly mode: VipMode;
   /** fiveTuple: hash addresses, ports and protocol; sourceIp: the source address only. */
   readonly affinity: 'fiveTuple' | 'sourceIp';
   /** Pin established flows to their backend in the flow table. */
@@ -86,16 +95,18 @@ export interface TableImage {
   readonly key: string | null;
 }
 
-/** A desired table's slots by owner position (into `owners`); alternates NO_BACKEND_INDEX for none, absent for none at all. */
+/** A desired table's slots by owner position (into `owners`); alternates and second hops NO_BACKEND_INDEX for none, absent for none at all. */
 export interface TableContent {
   readonly slots: Uint32Array;
   readonly alternates?: Uint32Array;
+  readonly secondHops?: Uint32Array;
 }
 
-/** A table's slots as backend indices, as a putTable writes them (alternates NO_BACKEND_INDEX for none). */
+/** A table's slots as backend indices, as a putTable writes them (alternates and second hops NO_BACKEND_INDEX for none). */
 export interface TableSlots {
   readonly slots: Uint32Array;
   readonly alternates: Uint32Array;
+  readonly secondHops: Uint32Array;
 }
 
 /** What a table written from a table of this digest, with these owner backend indices, holds: equal keys, equal slots. */
@@ -225,19 +236,20 @@ export function tableSlotsOf(op: Extract<PlanOp, { op: 'putTable' }>): TableSlot
   const content = op.content();
   const slots = new Uint32Array(size);
   const alternates = new Uint32Array(size).fill(NO_BACKEND_INDEX);
+  const secondHops = new Uint32Array(size).fill(NO_BACKEND_INDEX);
   if (content.slots.length !== size) throw new Error(`table of ${name} has ${content.slots.length} slots for size ${size}`);
-  const wanted = content.alternates;
   for (let s = 0; s < size; s++) {
     const i = content.slots[s]!;
     if (i >= byOwner.length) throw new Error(`table of ${name} names owner ${i} of ${byOwner.length}`);
     slots[s] = byOwner[i]!;
-    const a = wanted?.[s] ?? NO_BACKEND_INDEX;
-    if (a !== NO_BACKEND_INDEX) {
-      if (a >= byOwner.length) throw new Error(`table of ${name} names alternate ${a} of ${byOwner.length}`);
-      alternates[s] = byOwner[a]!;
+    for (const [what, wanted, out] of [['alternate', content.alternates, alternates], ['second hop', content.secondHops, secondHops]] as const) {
+      const a = wanted?.[s] ?? NO_BACKEND_INDEX;
+      if (a === NO_BACKEND_INDEX) continue;
+      if (a >= byOwner.length) throw new Error(`table of ${name} names ${what} ${a} of ${byOwner.length}`);
+      out[s] = byOwner[a]!;
     }
   }
-  return { slots, alternates };
+  return { slots, alternates, secondHops };
 }
 
 /** Lowest numbers not in `used`, in order, below `max`. */

@@ -11,7 +11,7 @@
 // holds for them continue. Pure: no I/O.
 import type { BackendWeight } from './backends.js';
 import { tableDigest } from './digest.js';
-import { tableWithContent, type BackendImage, type DesiredDatapath, type DesiredVip, type Protocol, type VipFeatures } from './datapath-plan.js';
+import { tableWithContent, type BackendImage, type DesiredDatapath, type DesiredVip, type Protocol, type VipFeatures, type VipMode } from './datapath-plan.js';
 import type { Table } from './maglev.js';
 import { digestOf, TableMemo } from './table-memo.js';
 import { isTableSize, type TableSize } from './table-sizes.js';
@@ -21,7 +21,7 @@ export interface VipSpec {
   readonly name: string;
   readonly address: string;
   readonly ports: readonly { readonly port: number; readonly protocol: Protocol }[];
-  readonly mode: 'ipip' | 'l2dsr';
+  readonly mode: VipMode;
   readonly affinity: 'fiveTuple' | 'sourceIp';
   readonly flowTable: boolean;
   readonly tableSize: number;
@@ -167,11 +167,15 @@ export function desiredState(vips: readonly VipSpec[], obs: Observations, memo?:
 
 /** A computed table as the plan takes it. */
 export function desiredTable(table: Table): NonNullable<DesiredVip['table']> {
-  return tableWithContent(table.size, table.backends.map((b) => b.key), digestOf(table), { slots: table.slots, ...(table.alternates === undefined ? {} : { alternates: table.alternates }) });
+  return tableWithContent(table.size, table.backends.map((b) => b.key), digestOf(table), {
+    slots: table.slots,
+    ...(table.alternates === undefined ? {} : { alternates: table.alternates }),
+    ...(table.secondHops === undefined ? {} : { secondHops: table.secondHops }),
+  });
 }
 
 /** A desired table given by its slots (owner positions; every owner at weight 1), its digest computed: for tools and tests that write tables directly. */
-export function tableOfSlots(size: number, owners: readonly string[], content: { slots: Uint32Array; alternates?: Uint32Array }): NonNullable<DesiredVip['table']> {
+export function tableOfSlots(size: number, owners: readonly string[], content: { slots: Uint32Array; alternates?: Uint32Array; secondHops?: Uint32Array }): NonNullable<DesiredVip['table']> {
   const digest = tableDigest({ size: size as Table['size'], backends: owners.map((key) => ({ key, weight: 1 })), ...content });
   return tableWithContent(size, owners, digest, content);
 }

@@ -11,6 +11,7 @@ import { withAlternates } from './alternates.js';
 import { canonicalBackends } from './backends.js';
 import { tableDigest } from './digest.js';
 import { buildTable, successorTable, type Table, type TableRequest } from './maglev.js';
+import { withoutSecondHops, withSecondHops } from './second-hops.js';
 
 const digests = new WeakMap<Table, string>();
 
@@ -67,6 +68,29 @@ export class TableMemo {
     }
     this.#misses++;
     const table = this.intern(withAlternates(from === null ? buildTable(request) : successorTable(from, request)));
+    this.#computed.set(key, table);
+    if (this.#computed.size > this.#capacity) this.#computed.delete(this.#computed.keys().next().value!);
+    return table;
+  }
+
+  /**
+   * `next` with its second hops after `previous` (second-hops.ts), computed
+   * once per distinct ask (a thousand VIPs over one pool ask the same) and
+   * interned. `eligible`: the backends that may be second hops.
+   */
+  secondHops(previous: Table | null, next: Table, carry: boolean, eligible: ReadonlySet<string>): Table {
+    const bare = withoutSecondHops(next);
+    if (previous === null || previous.size !== bare.size || bare.size === 0) return bare;
+    const key = `hops|${digestOf(previous)}|${digestOf(bare)}|${String(carry)}|${[...eligible].sort().join(',')}`;
+    const hit = this.#computed.get(key);
+    if (hit !== undefined) {
+      this.#hits++;
+      this.#computed.delete(key);
+      this.#computed.set(key, hit);
+      return hit;
+    }
+    this.#misses++;
+    const table = this.intern(withSecondHops(previous, bare, carry, (k) => eligible.has(k)));
     this.#computed.set(key, table);
     if (this.#computed.size > this.#capacity) this.#computed.delete(this.#computed.keys().next().value!);
     return table;

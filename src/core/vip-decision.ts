@@ -12,9 +12,11 @@
 import { canonicalBackends, MAX_WEIGHT, type BackendWeight } from './backends.js';
 import { findConflict as findClaimConflict, portClaimsOf, type Conflict, type VipClaim } from './claims.js';
 import { setCondition, type Condition, type ConditionInput } from './conditions.js';
+import { encapsulates, type VipMode } from './datapath-plan.js';
 import { endpointState, type EndpointSliceObject } from './endpoints.js';
 import { reportsDigest } from './digest.js';
 import type { Table } from './maglev.js';
+import { withoutSecondHops } from './second-hops.js';
 import { digestOf, TableMemo } from './table-memo.js';
 
 /** The table of a VIP with no backend that takes new flows: size 0, every packet dropped (no-backend). */
@@ -42,7 +44,9 @@ export interface VipObject {
   readonly spec: {
     readonly address: string;
     readonly ports: readonly VipPort[];
-    readonly mode: 'ipip' | 'l2dsr';
+    readonly mode: VipMode;
+    /** Mode gue: each slot's previous owner is kept as its second hop this long after a change. */
+    readonly secondChance?: { readonly drainSeconds: number };
     readonly hashing: { readonly tableSize: number; readonly affinity: 'FiveTuple' | 'SourceIP' };
     readonly backends: {
       readonly selector?: LabelSelector;
@@ -85,6 +89,8 @@ export interface NodeView {
 export interface PublishedTable {
   readonly generation: number;
   readonly table: Table;
+  /** Since when it is published (its second hops' drain runs from here); absent: unknown, the hops are kept. */
+  readonly since?: Date;
 }
 
 export interface VipWorld {
@@ -248,7 +254,7 @@ export function decideBackends(w: VipWorld): BackendDecision[] {
     }
   }
   const family = familyOf(vip.spec.address);
-  let out = [...byAddress.values()].map((b) => (vip.spec.mode === 'ipip' && familyOf(b.address) !== family ? { ...b, state: 'WrongFamily' as const } : b));
+  let out = [...byAddress.values()].map((b) => (encapsulates(vip.spec.mode) && familyOf(b.address) !== family ? { ...b, state: 'WrongFamily' as const } : b));
 
   // Unhealthy by quorum: more than half of the VIP's nodes report it.
   const quorum = quorumOf(w.nodes.length);
@@ -258,6 +264,28 @@ export function decideBackends(w: VipWorld): BackendDecision[] {
   if (marked.some((b) => b.state === 'Unhealthy') && !marked.some((b) => b.state === 'Serving')) return out.sort((a, b) => (a.address < b.address ? -1 : 1));
   out = marked;
   return out.sort((a, b) => (a.address < b.address ? -1 : 1));
+}
+
+/**
+ * The decided table with its second hops (mode gue: docs/second-chance.md):
+ * each slot that changed owner keeps its previous owner, and those the
+ * published table carries stay while its drain runs. A backend taken out for
+ * its health (it answers nothing) or of the wrong family is never a second
+ * hop. Other modes carry none.
+ */
+function secondChance(w: VipWorld, table: Table, backends: readonly BackendDecision[]): Table {
+  const { vip, published } = w;
+  if (vip.spec.mode !== 'gue') return withoutSecondHops(table);
+  const drainMs = (vip.spec.secondChance?.drainSeconds ?? 0) * 1000;
+  const carry = published?.since === undefined || w.now.getTime() - published.since.getTime() < drainMs;
+  const eligible = new Set(backends.filter((b) => b.state === 'Serving' || b.state === 'Draining').map((b) => b.address));
+  return (w.tables ?? new TableMemo()).secondHops(published?.table ?? null, table, carry, eligible);
+}
+
+/** When the published table's second hops end (ms since the epoch), or null: it has none, or its age is unknown. */
+export function secondHopsEnd(vip: VipObject, published: PublishedTable | null): number | null {
+  if (vip.spec.mode !== 'gue' || published?.table.secondHops === undefined || published.since === undefined) return null;
+  return published.since.getTime() + (vip.spec.secondChance?.drainSeconds ?? 0) * 1000;
 }
 
 export function decideVip(w: VipWorld): VipDecision {
@@ -289,6 +317,7 @@ export function decideVip(w: VipWorld): VipDecision {
         // The same slots under other weights keep the published table (and its generation).
         table = kept !== null && digestOf(kept) === digestOf(next) ? kept : next;
       }
+      table = secondChance(w, table, backends);
     } else {
       table = EMPTY_TABLE;
     }

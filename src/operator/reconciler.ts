@@ -33,7 +33,7 @@ import { assembleShards } from '../core/table-shards.js';
 import type { Table } from '../core/maglev.js';
 import { knownDigest, TableMemo } from '../core/table-memo.js';
 import { findConflicts, type Conflict } from '../core/claims.js';
-import { claimOf, decideVip, selectorMatches, type BackendObject, type NodeView, type PublishedTable, type VipDecision, type WorkerNode } from '../core/vip-decision.js';
+import { claimOf, decideVip, secondHopsEnd, selectorMatches, type BackendObject, type NodeView, type PublishedTable, type VipDecision, type WorkerNode } from '../core/vip-decision.js';
 import { parseEndpointSlice } from '../kube/endpoint-slices.js';
 import type { Cached, Kube, Obj } from '../kube/k8s.js';
 import { TablePublisher } from './table-publisher.js';
@@ -149,6 +149,12 @@ export class Reconciler {
   #claims: ReadonlyMap<string, Conflict> | undefined;
   /** Per Backend ("namespace/name"): whether it was last found unhealthy by quorum (its Events follow the flips). */
   readonly #backendUnhealthy = new Map<string, boolean>();
+  /**
+   * Per VIP key: the published generation and when (ms since the epoch) this
+   * operator first saw it published: its second hops' drain runs from there
+   * (after a restart, from the restart: kept longer, never shorter).
+   */
+  readonly #publishedSince = new Map<string, { readonly generation: number; readonly at: number }>();
   /** Per VIP key: when (performance.now()) this operator last published a generation of it. */
   readonly #publishedAt = new Map<string, number>();
   /** Per VIP key: the generation its last publication asked for, until the informer shows it whole (or the expectation times out). */
@@ -227,6 +233,14 @@ export class Reconciler {
    * Equal tables of different VIPs are held once (the memo interns them):
    * a shared table is decoded once, for the first of its VIPs.
    */
+  /** The published table with the time its generation was first seen published. */
+  #since(key: string, published: PublishedTable | null): PublishedTable | null {
+    if (published === null) return null;
+    let seen = this.#publishedSince.get(key);
+    if (seen?.generation !== published.generation) this.#publishedSince.set(key, (seen = { generation: published.generation, at: this.#d.now().getTime() }));
+    return { ...published, since: new Date(seen.at) };
+  }
+
   #publishedOf(key: string, candidates: readonly TableCandidate[], log: Logger): PublishedTable | null {
     const newest = candidates.find((c) => c.whole);
     const from = newest?.signature ?? '';
@@ -319,6 +333,7 @@ export class Reconciler {
       this.#backendsOf.delete(key);
       this.#published.delete(key);
       this.#publishedAt.delete(key);
+      this.#publishedSince.delete(key);
       this.#expected.delete(key);
       // Gone (its finalizer already ran, or it never had one): its tables go too
       // (shared ones once no other VIP programs them).
@@ -391,7 +406,7 @@ export class Reconciler {
       if (vip.spec.nodeSelector !== undefined && !Object.entries(vip.spec.nodeSelector).every(([k, v]) => labels[k] === v)) continue;
       nodes.push(nodeViewOf(r.value, { namespace, name, check }));
     }
-    const published = this.#publishedOf(key, candidates, log);
+    const published = this.#since(key, this.#publishedOf(key, candidates, log));
 
     const backendObjects = parsed(caches.backends.list().map(parseBackend), log, 'Backend').map(backendObjectOf);
     const decision = decideVip({
@@ -408,6 +423,9 @@ export class Reconciler {
     });
 
     this.#backendsOf.set(key, new Set(decision.backends.map((b) => b.address)));
+    // Second hops end with their drain: the VIP is decided again then (a new generation without them).
+    const hopsEnd = secondHopsEnd(vip, published);
+    if (hopsEnd !== null && hopsEnd > this.#d.now().getTime()) this.#d.requeueAfter?.(key, hopsEnd - this.#d.now().getTime() + 100);
 
     // Publish: a new generation is written beside the published one (never
     // over it), and older generations are removed only once the current one
@@ -465,7 +483,13 @@ export class Reconciler {
 
 /** A table decoded into scratch arrays, copied out (its digest already checked). */
 function copyTable(t: Table, digest: string): Table {
-  const copy: Table = { size: t.size, backends: t.backends, slots: t.slots.slice(), ...(t.alternates === undefined ? {} : { alternates: t.alternates.slice() }) };
+  const copy: Table = {
+    size: t.size,
+    backends: t.backends,
+    slots: t.slots.slice(),
+    ...(t.alternates === undefined ? {} : { alternates: t.alternates.slice() }),
+    ...(t.secondHops === undefined ? {} : { secondHops: t.secondHops.slice() }),
+  };
   knownDigest(copy, digest);
   return copy;
 }

@@ -97,15 +97,19 @@ describe('ABI: TypeScript codecs against BTF', () => {
     expect(abi.decodeLbCtl(abi.encodeLbCtl(ctl))).toEqual(ctl);
   });
 
-  it('table slots: packing round-trips, and refuses indices the 16-bit halves cannot hold', () => {
+  it('table slots: packing round-trips (u64: primary, alternate, second hop, reserved), and refuses indices the 16-bit fields cannot hold', () => {
     const primaries = Uint32Array.of(0, 1, 0xfffe, abi.BACKEND_NONE, 7);
     const alternates = Uint32Array.of(abi.BACKEND_NONE, 0, 1, abi.BACKEND_NONE, 0xfffe);
-    const packed = abi.encodeTableSlots(primaries, alternates);
-    expect([...packed]).toEqual([0xffff0000, 0x00000001, 0x0001fffe, 0xffffffff, 0xfffe0007]);
-    expect(abi.decodeTableSlots(packed)).toEqual({ primaries, alternates });
-    expect([...abi.encodeTableSlots(Uint32Array.of(3), undefined)]).toEqual([0xffff0003]);
+    const secondHops = Uint32Array.of(2, abi.BACKEND_NONE, 0, abi.BACKEND_NONE, 0xfffe);
+    const packed = abi.encodeTableSlots(primaries, alternates, secondHops);
+    expect([...packed]).toEqual([0xffff0000, 0xffff0002, 0x00000001, 0xffffffff, 0x0001fffe, 0xffff0000, 0xffffffff, 0xffffffff, 0xfffe0007, 0xfffffffe]);
+    expect(abi.decodeTableSlots(packed)).toEqual({ primaries, alternates, secondHops });
+    expect([...abi.encodeTableSlots(Uint32Array.of(3), undefined)]).toEqual([0xffff0003, 0xffffffff]);
+    // The u32 slots of a build before second hops, read on an upgrade.
+    expect(abi.decodeTableSlots(Uint32Array.of(0xffff0003), 1)).toEqual({ primaries: Uint32Array.of(3), alternates: Uint32Array.of(abi.BACKEND_NONE), secondHops: Uint32Array.of(abi.BACKEND_NONE) });
     expect(() => abi.encodeTableSlots(Uint32Array.of(0xffff), undefined)).toThrow(RangeError);
     expect(() => abi.encodeTableSlots(Uint32Array.of(1), Uint32Array.of(0x10000))).toThrow(RangeError);
+    expect(() => abi.encodeTableSlots(Uint32Array.of(1), undefined, Uint32Array.of(0x10000))).toThrow(RangeError);
   });
 
   it('enum xdplb_reason: same names and numbers', () => {
@@ -126,12 +130,13 @@ describe('ABI: TypeScript codecs against BTF', () => {
     expect(define('VIP_F_SOURCE_IP_AFFINITY')).toBe(abi.VIP_F_SOURCE_IP_AFFINITY);
     expect(define('VIP_F_MODE_L2DSR')).toBe(abi.VIP_F_MODE_L2DSR);
     expect(define('VIP_F_FLOW_TABLE')).toBe(abi.VIP_F_FLOW_TABLE);
+    expect(define('VIP_F_MODE_GUE')).toBe(abi.VIP_F_MODE_GUE);
     // The map writer is the one place the core's words become these bits, and back.
-    for (const mode of ['ipip', 'l2dsr'] as const) {
+    for (const mode of ['ipip', 'gue', 'l2dsr'] as const) {
       for (const affinity of ['fiveTuple', 'sourceIp'] as const) {
         for (const flowTable of [false, true]) {
           const bits = featureBits({ mode, affinity, flowTable });
-          expect(bits).toBe((mode === 'l2dsr' ? define('VIP_F_MODE_L2DSR') : 0) | (affinity === 'sourceIp' ? define('VIP_F_SOURCE_IP_AFFINITY') : 0) | (flowTable ? define('VIP_F_FLOW_TABLE') : 0));
+          expect(bits).toBe((mode === 'l2dsr' ? define('VIP_F_MODE_L2DSR') : mode === 'gue' ? define('VIP_F_MODE_GUE') : 0) | (affinity === 'sourceIp' ? define('VIP_F_SOURCE_IP_AFFINITY') : 0) | (flowTable ? define('VIP_F_FLOW_TABLE') : 0));
           expect(featuresOfBits(bits)).toEqual({ mode, affinity, flowTable });
         }
       }
@@ -141,9 +146,11 @@ describe('ABI: TypeScript codecs against BTF', () => {
     expect(define('XDPLB_FAMILY_V4')).toBe(abi.FAMILY_V4);
     expect(define('XDPLB_FAMILY_V6')).toBe(abi.FAMILY_V6);
     expect(define('XDPLB_BACKEND_NONE')).toBe(abi.BACKEND_NONE);
-    // The table slot packing: primary in the low half, alternate in the high half, SLOT_NONE for none.
+    // The table slot packing: primary, alternate, second hop in 16 bits each, SLOT_NONE for none.
     expect(define('XDPLB_SLOT_INDEX_MASK')).toBe(abi.SLOT_INDEX_MASK);
     expect(define('XDPLB_SLOT_ALT_SHIFT')).toBe(abi.SLOT_ALT_SHIFT);
+    expect(define('XDPLB_SLOT_HOP_SHIFT')).toBe(abi.SLOT_HOP_SHIFT);
+    expect(define('XDPLB_GUE_PORT')).toBe(abi.GUE_PORT);
     expect(define('XDPLB_SLOT_NONE')).toBe(abi.SLOT_NONE);
     expect(abi.BACKEND_NONE).toBe((abi.SLOT_NONE | (abi.SLOT_NONE << abi.SLOT_ALT_SHIFT)) >>> 0);
     // The planner's "no backend index" is the codec's, so an image round-trips through the maps.
