@@ -262,9 +262,17 @@ export class LbTopology {
     b.server = null;
   }
 
-  /** Loads the decap program on a backend for the VIPs given (default all; ipip mode). */
+  /**
+   * Loads the decap program on a backend for the VIPs given (default all;
+   * ipip and gue modes), and turns forwarding on, as on a Kubernetes node: a
+   * GUE packet of a flow the backend does not know goes on to its second hop
+   * through the backend's own stack.
+   */
   decap(b: BackendNode, vips: readonly string[] = this.vips): void {
     b.ns.run(process.execPath, [XDPLB, 'decap', '--interface', 'eth0', ...vips.flatMap((v) => ['--vip', v]), '--pin-dir', join(this.pinDir, 'decap', b.name)]);
+    b.ns.sysctl('net.ipv4.ip_forward', 1);
+    b.ns.sysctl('net.ipv4.conf.all.send_redirects', 0);
+    b.ns.sysctl('net.ipv4.conf.eth0.send_redirects', 0);
   }
 
   writeConfig(name: string, text: string): string {

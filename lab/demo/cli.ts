@@ -20,7 +20,8 @@ client. Applies a VIP with kubectl, kills a backend, adds one, and shows it live
   --duration SECONDS   how long the traffic runs (default 60, at least 20)
   --rate N             new connections per second (default 100)
   --flows N            established connections held to measure the scale-out (default 400)
-  --mode MODE          ipip (default; backends decapsulate) or l2dsr
+  --mode MODE          gue (default: backends decapsulate and pass on what they do not know, so the
+                       scale-out breaks no connection), ipip (backends decapsulate) or l2dsr
   --report FILE        the HTML report (default xdplb-demo-report.html; "off" for none)
   --json               print the measurements as one JSON object instead of the live view`;
 
@@ -28,7 +29,7 @@ const schema = z.object({
   duration: z.coerce.number().int().min(20, { message: '--duration must be at least 20 seconds' }).max(3600).default(60),
   rate: z.coerce.number().int().min(1).max(1000).default(100),
   flows: z.coerce.number().int().min(10).max(2000).default(400),
-  mode: z.enum(['ipip', 'l2dsr']).default('ipip'),
+  mode: z.enum(['gue', 'ipip', 'l2dsr']).default('gue'),
   report: z.string().min(1).default('xdplb-demo-report.html'),
   json: z.boolean().default(false),
 });
@@ -82,7 +83,7 @@ export async function runDemoCommand(argv: readonly string[], io: CliIo): Promis
       io.out('');
       io.out(`xdplb demo: ${summary.complete ? 'done' : 'stopped early'} after ${summary.durationSeconds.toFixed(0)} s`);
       io.out(`  failover (backend killed -> node routes around it in its datapath): ${Object.entries(summary.failoverMs).map(([n, ms]) => `${n} ${ms === null ? 'n/a' : `${ms} ms`}`).join(', ')}; new connections failed meanwhile: ${summary.failedDuringFailover ?? 'n/a'}`);
-      io.out(`  scale-out: ${pct(summary.moved)} of ${summary.flowsMeasured} established flows moved; theoretical minimum ${pct(summary.minimum)}`);
+      io.out(`  scale-out: ${summary.broken ?? 'n/a'} of ${summary.flowsMeasured} established flows broke (${pct(summary.movedSlots)} of slots moved; theoretical minimum ${pct(summary.minimum)})`);
       io.out(`  new connections: ${summary.requests.ok} ok, ${summary.requests.failed} failed`);
       if (summary.report !== null) io.out(`  report: ${summary.report} (open it in a browser)`);
     }

@@ -40,8 +40,10 @@ export interface DemoSummary {
   failoverMs: Record<string, number | null>;
   /** Failed new connections between the kill and both nodes' maps updated. */
   failedDuringFailover: number | null;
-  /** Fraction of established flows that changed backend at the scale-out. */
+  /** Fraction of established flows whose table slot changed owner at the scale-out (from the two published tables). */
   moved: number | null;
+  /** Established connections that broke at the scale-out, as the client counted them. */
+  broken: number | null;
   /** The fewest flows any balanced table had to move (fraction). */
   minimum: number | null;
   /** Fraction of table slots that changed owner. */

@@ -59,7 +59,7 @@ export function renderReport(summary: DemoSummary, samples: readonly TrafficSamp
     ['VIP', `${s.vip.name} ${s.vip.address}:${s.vip.port}, ${s.vip.mode}, table of ${s.vip.tableSize} slots, ${s.nodes.length} load-balancer nodes behind ECMP`],
     ['Failover (backend killed to the node routing around it in its datapath)', failover],
     ['New connections failed during the failover', s.failedDuringFailover === null ? 'n/a' : String(s.failedDuringFailover)],
-    ['Established flows moved at the scale-out', `${pct(s.moved)} of ${s.flowsMeasured} (theoretical minimum ${pct(s.minimum)}; table slots moved ${pct(s.movedSlots)})`],
+    ['Established flows broken at the scale-out', `${s.broken ?? 'n/a'} of ${s.flowsMeasured} (${pct(s.moved)} of them on slots that moved; table slots moved ${pct(s.movedSlots)}, theoretical minimum ${pct(s.minimum)})`],
     ['New connections', `${s.requests.ok} ok, ${s.requests.failed} failed`],
   ];
   return `<!doctype html>

@@ -28,7 +28,7 @@ describe('xdplb demo', () => {
       const r = spawnSync(process.execPath, [XDPLB, 'demo', '--duration', '25', '--json', '--report', report], { encoding: 'utf8', timeout: 600_000 });
       expect(r.status, r.stderr).toBe(0);
       const s = JSON.parse(r.stdout) as DemoSummary;
-      console.log(`[demo] failoverMs ${JSON.stringify(s.failoverMs)}, failed during failover ${s.failedDuringFailover}, moved ${s.moved} vs minimum ${s.minimum} (${s.flowsMeasured} flows), requests ${JSON.stringify(s.requests)}`);
+      console.log(`[demo] mode ${s.vip.mode}: failoverMs ${JSON.stringify(s.failoverMs)}, failed during failover ${s.failedDuringFailover}, moved ${s.moved} vs minimum ${s.minimum}, broken ${s.broken} (${s.flowsMeasured} flows), requests ${JSON.stringify(s.requests)}`);
       expect(s.complete).toBe(true);
       expect(Object.keys(s.failoverMs).sort()).toEqual(['lb1', 'lb2']);
       for (const ms of Object.values(s.failoverMs)) expect(ms).toBeGreaterThan(0);
@@ -37,6 +37,9 @@ describe('xdplb demo', () => {
       expect(s.movedSlots).toBeCloseTo(s.minimum!, 6);
       // Established flows moved: the minimum, within 5 standard deviations of 400 draws.
       expect(Math.abs(s.moved! - s.minimum!)).toBeLessThanOrEqual(5 * Math.sqrt((0.2 * 0.8) / 400));
+      // The default mode is gue: second chance keeps every one of them.
+      expect(s.vip.mode).toBe('gue');
+      expect(s.broken).toBe(0);
       expect(s.requests.ok).toBeGreaterThan(1500);
       // The only failures: connections sent to the killed backend before the maps changed.
       expect(s.requests.failed).toBe(s.failedDuringFailover);

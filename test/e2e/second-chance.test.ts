@@ -39,12 +39,9 @@ spec:
   healthCheck: { type: TCP }
 `;
 
-/** A backend ready for GUE: the decap program for the VIP, and forwarding on for second hops. */
+/** A backend ready for GUE: the decap program for the VIP (the lab turns forwarding on for second hops). */
 function ready(b: BackendNode): void {
   c.topo.decap(b, [VIP]);
-  b.ns.sysctl('net.ipv4.ip_forward', 1);
-  b.ns.sysctl('net.ipv4.conf.all.send_redirects', 0);
-  b.ns.sysctl('net.ipv4.conf.eth0.send_redirects', 0);
 }
 
 /** Waits until both nodes programmed the VIP after `marks` with `serving` backends. */

@@ -64,6 +64,7 @@ describe('demo report', () => {
       failoverMs: { lb1: 290, lb2: null },
       failedDuringFailover: 3,
       moved: 0.21,
+      broken: 0,
       minimum: 0.2,
       movedSlots: 0.2,
       flowsMeasured: 400,
@@ -77,7 +78,7 @@ describe('demo report', () => {
     expect(html.startsWith('<!doctype html>')).toBe(true);
     expect(html.match(/<svg/g)).toHaveLength(2);
     expect(html).toContain('lb1: 290 ms, lb2: n/a');
-    expect(html).toContain('21.0% of 400 (theoretical minimum 20.0%');
+    expect(html).toContain('0 of 400 (21.0% of them on slots that moved; table slots moved 20.0%, theoretical minimum 20.0%)');
     expect(html).toContain('killed &lt;be3&gt;');
     expect(html).not.toMatch(/<script|https?:\/\//);
   });
