@@ -196,6 +196,23 @@ export function udp(src: Addr, dst: Addr, o: { sport: number; dport: number; len
   return dg;
 }
 
+/**
+ * The UDP payload of a GUE packet as xdplb sends it (docs/second-chance.md):
+ * the GUE header (variant 0, Hlen the words of private data, proto the inner
+ * IP protocol) and, with a second hop, xdplb's private data naming it; then
+ * the inner IP packet. Wrap it in udp(...) to port 6080 with checksum 0.
+ */
+export function guePayload(innerProto: number, inner: Bytes, hop?: { address: string; hopsLeft: number }): Bytes {
+  if (hop === undefined) return concat(Uint8Array.of(0, innerProto, 0, 0), inner);
+  const a = ipBytes(hop.address);
+  return concat(Uint8Array.of(a.length === 4 ? 2 : 5, innerProto, 0, 0), Uint8Array.of(0x78, 1, hop.hopsLeft, a.length === 4 ? 2 : 10), a, inner);
+}
+
+/** A UDP datagram with checksum 0 (a tunnel's: the inner packet carries its own). */
+export function udpNoChecksum(o: { sport: number; dport: number }, payload: Bytes): Bytes {
+  return concat(u16(o.sport), u16(o.dport), u16(8 + payload.length), u16(0), payload);
+}
+
 /** ICMPv4 message: type, code, 4 bytes of type data, body. */
 export function icmp4(type: number, code: number, rest: Bytes, body: Bytes): Bytes {
   const msg = concat(Uint8Array.of(type, code, 0, 0), rest, body);

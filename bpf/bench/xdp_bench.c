@@ -9,11 +9,13 @@
  * writes the frame's first bytes back, so every case pays the same. The
  * floor wraps a bare XDP_PASS in the same restore, so ratios compare the
  * load balancer's own cost. The load balancer is the code of xdp_lb.c
- * (include/balancer.h) with its own copy of the maps.
+ * (include/balancer.h) with its own copy of the maps; bench_decap is the
+ * backend's decap program (include/decap.h), second chance included.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "balancer.h"
+#include "decap.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -32,8 +34,9 @@ static __always_inline void bench_restore(struct xdp_md *ctx)
 	t = bpf_map_lookup_elem(&bench_pkt, &zero);
 	if (!t)
 		return;
+	/* grown > 0: an encapsulation added headers; < 0: a decapsulation took them off */
 	grown = (long)(ctx->data_end - ctx->data) - (long)t->len;
-	if (grown > 0 && grown <= 64)
+	if (grown != 0 && grown >= -128 && grown <= 64)
 		bpf_xdp_adjust_head(ctx, (int)grown);
 	n = t->copy_len;
 	/* keep the two bounds as two branches on n itself for the verifier */
@@ -68,6 +71,15 @@ SEC("xdp")
 int bench_lb(struct xdp_md *ctx)
 {
 	int action = xdplb_balance(ctx);
+
+	bench_restore(ctx);
+	return action;
+}
+
+SEC("xdp")
+int bench_decap(struct xdp_md *ctx)
+{
+	int action = xdplb_decap(ctx);
 
 	bench_restore(ctx);
 	return action;
