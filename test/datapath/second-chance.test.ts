@@ -8,14 +8,16 @@
 // 127.0.0.1 (BPF_PROG_TEST_RUN runs in the caller's network namespace), so
 // a SYN, a segment of an established connection, an unknown segment with
 // and without a second hop, and one with no hop left each take their path.
-// Not yet here: a valid syncookie ACK (it needs a listener's own cookie).
+// The same over IPv6 (outer and inner), with sockets on ::1. Not yet here:
+// a valid syncookie ACK (it needs a listener's own cookie).
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GUE_PORT } from '../../src/bpf/abi.js';
 import { applyDecapVips } from '../../src/bpf/decap-writer.js';
 import type { DesiredDatapath } from '../../src/core/datapath-plan.js';
 import { featuresOf, tableOfSlots } from '../../src/core/desired-state.js';
-import { concat, ETH_P_IP, ethernet, ipv4, ipv4HeaderChecksumOk, l3Offset, PROTO_TCP, PROTO_UDP, tcp, udp, type Bytes } from '../../lab/packet.js';
+import { concat, ETH_P_IP, ETH_P_IPV6, ethernet, ipv4, ipv4HeaderChecksumOk, ipv6, l3Offset, PROTO_TCP, PROTO_UDP, tcp, udp, type Bytes } from '../../lab/packet.js';
+import { ipText } from '../../src/core/net.js';
 import { DecapHarness, LbHarness } from './lib/harness.js';
 import { CONTROL, MAC_LB, toLb } from './lib/fixture.js';
 
@@ -153,5 +155,67 @@ describe('second chance: GUE from the load balancer, the decision at the backend
     // A plain UDP datagram to some other service.
     const other = ethernet({ dst: MAC_LB, src: '02:00:00:00:00:09', type: ETH_P_IP }, ipv4({ src: '10.0.0.9', dst: '10.0.0.1', proto: PROTO_UDP }, udp('10.0.0.9', '10.0.0.1', { sport: 5000, dport: 53 }, concat(new Uint8Array(8)))));
     expect(decap.run(other).reasons).toEqual({ DECAP_PASS_NOT_TUNNEL: 1 });
+  });
+});
+
+describe('second chance over IPv6', () => {
+  const VIP6 = '::1';
+  const OWNER6 = { address: '2001:db8:1::1', mac: '02:00:00:00:01:04' };
+  const HOP6 = { address: '2001:db8:1::2', mac: '02:00:00:00:01:05' };
+  let server: Server;
+  let client: Socket;
+  let port: number;
+  let clientPort: number;
+  let lb: LbHarness;
+  let decap: DecapHarness;
+
+  const segment6 = (sport: number, flags: number): Bytes => toLb(ETH_P_IPV6, ipv6({ src: VIP6, dst: VIP6, proto: PROTO_TCP }, tcp(VIP6, VIP6, { sport, dport: port, flags })));
+  /** Outer IPv6 destination, the GUE header's Hlen and the hop's fields. */
+  const outer6 = (frame: Bytes) => {
+    const { offset } = l3Offset(frame);
+    expect(frame[offset + 6]).toBe(PROTO_UDP);
+    const g = offset + 40 + 8;
+    const h = g + 4;
+    return { dst: ipText(frame.subarray(offset + 24, offset + 40)), hlen: frame[g]! & 0x1f, hopsLeft: frame[h + 2]!, family: frame[h + 3]!, hop: ipText(frame.subarray(h + 4, h + 20)) };
+  };
+
+  beforeAll(async () => {
+    server = createServer(() => undefined);
+    await new Promise<void>((r) => server.listen(0, VIP6, r));
+    port = (server.address() as { port: number }).port;
+    client = connect(port, VIP6);
+    await new Promise<void>((r) => client.on('connect', r));
+    clientPort = client.localPort!;
+    lb = new LbHarness();
+    const owners = [OWNER6.address, HOP6.address];
+    lb.program(
+      {
+        vips: [{ name: 'gue6', keys: [{ address: VIP6, port, protocol: 'TCP' }], features: featuresOf({ mode: 'gue', affinity: 'fiveTuple', flowTable: false }), table: tableOfSlots(SIZE, owners, { slots: new Uint32Array(SIZE).fill(0), secondHops: new Uint32Array(SIZE).fill(1) }) }],
+        backends: new Map([OWNER6, HOP6].map((b) => [b.address, { address: b.address, family: 6 as const, mac: b.mac }])),
+      },
+      CONTROL,
+    );
+    decap = new DecapHarness();
+    applyDecapVips(decap.maps, [VIP6]);
+  });
+
+  afterAll(() => {
+    client?.destroy();
+    server?.close();
+    lb?.close();
+    decap?.close();
+  });
+
+  it('GUE over IPv6 names the second hop in 16 bytes (Hlen 5); a known flow is delivered, an unknown one goes on to the hop', () => {
+    const out = lb.run(segment6(clientPort, 0x10));
+    expect(out.reasons).toMatchObject({ FWD_GUE: 1 });
+    expect(outer6(out.out)).toEqual({ dst: OWNER6.address, hlen: 5, hopsLeft: 1, family: 10, hop: HOP6.address });
+    const known = decap.run(out.out);
+    expect(known.reasons).toEqual({ DECAP_OK: 1, EV_SC_LOCAL: 1 });
+    const unknown = decap.run(lb.run(segment6(40003, 0x10)).out);
+    expect(unknown.reasons).toEqual({ DECAP_FWD_SECOND_HOP: 1 });
+    expect(outer6(unknown.out)).toMatchObject({ dst: HOP6.address, hopsLeft: 0 });
+    const syn = decap.run(lb.run(segment6(40004, 0x02)).out);
+    expect(syn.reasons).toEqual({ DECAP_OK: 1, EV_SC_SYN: 1 });
   });
 });
