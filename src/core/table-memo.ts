@@ -59,6 +59,11 @@ export class TableMemo {
     const from = previous !== null && previous.size === request.size && previous.size !== 0 ? previous : null;
     const backends = canonicalBackends(request.backends);
     const key = `${from === null ? 'fresh' : digestOf(from)}|${request.size}|${backends.map((b) => `${b.key}=${b.weight}`).join(',')}`;
+    return this.#remember(key, () => withAlternates(from === null ? buildTable(request) : successorTable(from, request)));
+  }
+
+  /** The table computed for `key` (moved to the newest end), or else `compute`'s, interned and kept. */
+  #remember(key: string, compute: () => Table): Table {
     const hit = this.#computed.get(key);
     if (hit !== undefined) {
       this.#hits++;
@@ -67,7 +72,7 @@ export class TableMemo {
       return hit;
     }
     this.#misses++;
-    const table = this.intern(withAlternates(from === null ? buildTable(request) : successorTable(from, request)));
+    const table = this.intern(compute());
     this.#computed.set(key, table);
     if (this.#computed.size > this.#capacity) this.#computed.delete(this.#computed.keys().next().value!);
     return table;
@@ -82,18 +87,7 @@ export class TableMemo {
     const bare = withoutSecondHops(next);
     if (previous === null || previous.size !== bare.size || bare.size === 0) return bare;
     const key = `hops|${digestOf(previous)}|${digestOf(bare)}|${String(carry)}|${[...eligible].sort().join(',')}`;
-    const hit = this.#computed.get(key);
-    if (hit !== undefined) {
-      this.#hits++;
-      this.#computed.delete(key);
-      this.#computed.set(key, hit);
-      return hit;
-    }
-    this.#misses++;
-    const table = this.intern(withSecondHops(previous, bare, carry, (k) => eligible.has(k)));
-    this.#computed.set(key, table);
-    if (this.#computed.size > this.#capacity) this.#computed.delete(this.#computed.keys().next().value!);
-    return table;
+    return this.#remember(key, () => withSecondHops(previous, bare, carry, (k) => eligible.has(k)));
   }
 
   /** The table held for this digest, if one is. */

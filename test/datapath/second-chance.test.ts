@@ -57,6 +57,16 @@ function gueOf(frame: Bytes): { udpDport: number; hlen: number; proto: number; h
   return { udpDport: dv.getUint16(u + 2), hlen, proto: frame[g + 1]!, hop, inner: h + hlen * 4, outerDst: [...frame.subarray(offset + 16, offset + 20)].join('.') };
 }
 
+/** A listening socket on `host` and one connection to it, established (the flows the decap program must find). */
+async function heldConnection(host: string): Promise<{ server: Server; client: Socket; port: number; clientPort: number }> {
+  const server = createServer(() => undefined);
+  await new Promise<void>((r) => server.listen(0, host, r));
+  const port = (server.address() as { port: number }).port;
+  const client = connect(port, host);
+  await new Promise<void>((r) => client.on('connect', r));
+  return { server, client, port, clientPort: client.localPort! };
+}
+
 describe('second chance: GUE from the load balancer, the decision at the backend', () => {
   let server: Server;
   let client: Socket;
@@ -67,12 +77,7 @@ describe('second chance: GUE from the load balancer, the decision at the backend
   let decap: DecapHarness;
 
   beforeAll(async () => {
-    server = createServer(() => undefined);
-    await new Promise<void>((r) => server.listen(0, VIP, r));
-    port = (server.address() as { port: number }).port;
-    client = connect(port, VIP);
-    await new Promise<void>((r) => client.on('connect', r));
-    clientPort = client.localPort!;
+    ({ server, client, port, clientPort } = await heldConnection(VIP));
     lb = new LbHarness();
     lb.program(state(port, true), CONTROL);
     lbNoHop = new LbHarness();
@@ -180,12 +185,7 @@ describe('second chance over IPv6', () => {
   };
 
   beforeAll(async () => {
-    server = createServer(() => undefined);
-    await new Promise<void>((r) => server.listen(0, VIP6, r));
-    port = (server.address() as { port: number }).port;
-    client = connect(port, VIP6);
-    await new Promise<void>((r) => client.on('connect', r));
-    clientPort = client.localPort!;
+    ({ server, client, port, clientPort } = await heldConnection(VIP6));
     lb = new LbHarness();
     const owners = [OWNER6.address, HOP6.address];
     lb.program(
