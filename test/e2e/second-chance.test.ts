@@ -20,6 +20,7 @@ import { ipBytes } from '../../src/core/net.js';
 import { backendYaml, LocalCluster } from '../../lab/cluster.js';
 import { brokenBetween, ConnectionPool, type ConnResult } from '../../lab/connections.js';
 import type { BackendNode, LbNode } from '../../lab/topology.js';
+import { until } from '../../lab/wait.js';
 
 const NS = 'shop';
 const VIP = '10.60.0.10';
@@ -94,6 +95,8 @@ describe('second chance: planned changes under long-lived connections (mode gue,
       await programmed(m, 5);
       const next = await c.publishedTable(NS, 'web');
       expect(next.table.secondHops).toBeDefined();
+      // Each node's kernel holds the second hops: the digest it reads back is the published one.
+      await until('both nodes report the published digest', () => Object.values(c.digests(KEY)).every((d) => d === next.digest), 30_000);
       const change = tableChange(old.table, next.table);
       // The flows the change moved: without second chance, each of them would break.
       const moved = opened.filter((x) => predicted(old.table, x.port) !== predicted(next.table, x.port));
