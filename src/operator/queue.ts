@@ -59,7 +59,8 @@ export class WorkQueue {
   readonly #running = new Set<string>();
   readonly #again = new Set<string>();
   readonly #failures = new Map<string, number>();
-  readonly #delayed = new Map<string, unknown>();
+  /** Keys queued later: their timer, and when it fires (the clock's time). */
+  readonly #delayed = new Map<string, { readonly timer: unknown; readonly due: number }>();
   #active = 0;
   #stopped = false;
   #idle: (() => void)[] = [];
@@ -80,7 +81,7 @@ export class WorkQueue {
     const delayed = this.#delayed.get(key);
     if (delayed !== undefined) {
       // A fresh event supersedes a pending backoff retry: the world changed.
-      this.#clock.clearTimeout(delayed);
+      this.#clock.clearTimeout(delayed.timer);
       this.#delayed.delete(key);
     }
     if (this.#running.has(key)) {
@@ -96,14 +97,19 @@ export class WorkQueue {
 
   /** Queue a key after a delay (unless it is queued sooner). */
   addAfter(key: string, ms: number): void {
-    if (this.#stopped || this.#delayed.has(key)) return;
-    this.#delayed.set(
-      key,
-      this.#clock.setTimeout(() => {
-        this.#delayed.delete(key);
-        this.add(key);
-      }, ms),
-    );
+    if (this.#stopped) return;
+    const due = this.#clock.now() + ms;
+    const pending = this.#delayed.get(key);
+    // The earlier of two delays wins: a long one (a drain's end) must not hold back a short one (a retry).
+    if (pending !== undefined) {
+      if (pending.due <= due) return;
+      this.#clock.clearTimeout(pending.timer);
+    }
+    const timer = this.#clock.setTimeout(() => {
+      this.#delayed.delete(key);
+      this.add(key);
+    }, ms);
+    this.#delayed.set(key, { timer, due });
   }
 
   /** Keys waiting, running or delayed. */
@@ -124,7 +130,7 @@ export class WorkQueue {
    */
   stop(): void {
     this.#stopped = true;
-    for (const h of this.#delayed.values()) this.#clock.clearTimeout(h);
+    for (const h of this.#delayed.values()) this.#clock.clearTimeout(h.timer);
     this.#delayed.clear();
     this.#waiting.length = 0;
     this.#queued.clear();

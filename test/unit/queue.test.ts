@@ -127,6 +127,20 @@ describe('work queue', () => {
     expect(clock.timers).toHaveLength(0);
   });
 
+  it('of two delays for one key the earlier wins, and a later one never pushes it back', async () => {
+    const clock = new ManualClock();
+    const runs: number[] = [];
+    const q = new WorkQueue(async () => void runs.push(clock.now()), { clock });
+    q.addAfter('k', 300_000);
+    q.addAfter('k', 1000);
+    q.addAfter('k', 5000);
+    expect(clock.timers.map((t) => t.at)).toEqual([1000]);
+    clock.advance(1000);
+    await q.idle();
+    expect(runs).toEqual([1000]);
+    expect(clock.timers).toHaveLength(0);
+  });
+
   it('stop drops waiting work and pending retries', async () => {
     const clock = new ManualClock();
     const q = new WorkQueue(async () => {
