@@ -243,16 +243,19 @@ static __always_inline int xdplb_decap(struct xdp_md *ctx)
 	if (!bpf_map_lookup_elem(&decap_vips, &k))
 		return decap_verdict(frame_len, XDPLB_DECAP_PASS_NOT_LOCAL, XDP_PASS);
 
-	if (gue) {
+	if (gue && !hop) {
+		/* No second hop (left): delivered here, nothing to judge (no socket lookup). */
+		count_in(&decap_stats, XDPLB_EV_SC_NO_HOP, frame_len);
+	} else if (gue) {
 		/* Second chance: what this host does not know goes to the hop. */
 		why = sc_local_tcp(ctx, inner, data_end, proto == XDPLB_IPPROTO_IPV6);
-		if (why == 0 && hop) {
+		if (why == 0) {
 			if (sc_forward(l3, data_end, outer_family == XDPLB_FAMILY_V6, hop))
 				return decap_verdict(frame_len, XDPLB_PASS_MALFORMED, XDP_PASS);
 			return decap_verdict(frame_len, XDPLB_DECAP_FWD_SECOND_HOP, XDP_PASS);
 		}
 		if (why != SC_NOT_JUDGED)
-			count_in(&decap_stats, why ? why : XDPLB_EV_SC_NO_HOP, frame_len);
+			count_in(&decap_stats, why, frame_len);
 	}
 
 	/* Outer headers' length (IPv4 options, IPv6 extension headers, UDP and GUE). */

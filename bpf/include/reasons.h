@@ -48,7 +48,7 @@ enum xdplb_reason {
 	XDPLB_EV_SC_SYN = 26,            /* decap, GUE: a new flow (SYN) delivered here */
 	XDPLB_EV_SC_LOCAL = 27,          /* decap, GUE: a packet of a local socket delivered here */
 	XDPLB_EV_SC_COOKIE = 28,         /* decap, GUE: an ACK with a valid syncookie delivered here */
-	XDPLB_EV_SC_NO_HOP = 29,         /* decap, GUE: an unknown flow with no second hop (left): delivered here */
+	XDPLB_EV_SC_NO_HOP = 29,         /* decap, GUE: no second hop (left): delivered here, not judged */
 	XDPLB_REASON_MAX = 30,
 };
 

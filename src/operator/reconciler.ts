@@ -226,13 +226,6 @@ export class Reconciler {
     return out;
   }
 
-  /**
-   * The newest whole generation of a VIP's tables, decoded and its digest
-   * checked once per set of shard objects; null when none is whole, or when
-   * it is inconsistent (logged once: a fresh table is published over it).
-   * Equal tables of different VIPs are held once (the memo interns them):
-   * a shared table is decoded once, for the first of its VIPs.
-   */
   /** The published table with the time its generation was first seen published. */
   #since(key: string, published: PublishedTable | null): PublishedTable | null {
     if (published === null) return null;
@@ -241,6 +234,13 @@ export class Reconciler {
     return { ...published, since: new Date(seen.at) };
   }
 
+  /**
+   * The newest whole generation of a VIP's tables, decoded and its digest
+   * checked once per set of shard objects; null when none is whole, or when
+   * it is inconsistent (logged once: a fresh table is published over it).
+   * Equal tables of different VIPs are held once (the memo interns them):
+   * a shared table is decoded once, for the first of its VIPs.
+   */
   #publishedOf(key: string, candidates: readonly TableCandidate[], log: Logger): PublishedTable | null {
     const newest = candidates.find((c) => c.whole);
     const from = newest?.signature ?? '';
